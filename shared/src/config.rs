@@ -1,0 +1,293 @@
+//! `agentflow.toml`: agents, models, prices, tools and worker settings, with `AGENTFLOW_…`
+//! environment overrides (nested keys split by `__`, e.g. `AGENTFLOW_WORKER__TASK_QUEUE`).
+
+use crate::task::RunSettings;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The default configuration shipped with agentflow.
+pub const DEFAULT_CONFIG: &str = include_str!("../../agentflow.toml");
+
+/// Errors loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an override could not be read or parsed.
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    /// An explicitly named file does not exist.
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    /// The values are inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentflowConfig {
+    /// Worker and run settings.
+    #[serde(default)]
+    pub worker: WorkerSettings,
+    /// Models by name.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Agents by id.
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentConfig>,
+}
+
+/// Which provider serves a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Deterministic and offline.
+    Scripted,
+    /// Any OpenAI-compatible Chat Completions server.
+    Openai,
+}
+
+/// A model: its provider, endpoint and prices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The provider.
+    pub provider: ProviderKind,
+    /// The vendor's model name; defaults to the config key.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Base URL of an OpenAI-compatible server (e.g. `https://api.openai.com/v1`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// USD per million input tokens.
+    #[serde(default)]
+    pub input_price_per_mtok: f64,
+    /// USD per million output tokens.
+    #[serde(default)]
+    pub output_price_per_mtok: f64,
+    /// Scripted model only: delay between streamed tokens.
+    #[serde(default)]
+    pub token_delay_ms: u64,
+    /// HTTP timeout of one request.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_request_timeout() -> u64 {
+    120
+}
+
+impl ModelConfig {
+    /// Cost in USD of the given usage at this model's prices.
+    pub fn cost_usd(&self, usage: crate::llm::Usage) -> f64 {
+        (usage.input_tokens as f64 * self.input_price_per_mtok
+            + usage.output_tokens as f64 * self.output_price_per_mtok)
+            / 1_000_000.0
+    }
+}
+
+/// An agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Display name.
+    pub name: String,
+    /// What the agent does.
+    #[serde(default)]
+    pub description: String,
+    /// Model name from `[models]`.
+    pub model: String,
+    /// System instructions.
+    #[serde(default)]
+    pub instructions: String,
+    /// Tool names the agent may call.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Step limit.
+    #[serde(default = "default_max_steps")]
+    pub max_steps: u32,
+    /// Budget in USD per task.
+    #[serde(default = "default_budget")]
+    pub budget_usd: f64,
+    /// Stream by default.
+    #[serde(default = "default_true")]
+    pub enable_streaming: bool,
+}
+
+fn default_max_steps() -> u32 {
+    8
+}
+fn default_budget() -> f64 {
+    1.0
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Worker settings and the run settings copied into each task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Task queue of workflows and activities.
+    pub task_queue: String,
+    /// Longest heartbeat throttle interval (streaming latency depends on it).
+    pub max_heartbeat_throttle_ms: u64,
+    /// Streaming: emit a delta after this many ms…
+    pub coalesce_ms: u64,
+    /// …or this many characters, whichever comes first.
+    pub coalesce_chars: usize,
+    /// Workflows kept in the worker's cache.
+    pub max_cached_workflows: usize,
+    /// Move a workflow task off a dead worker's sticky queue after this many seconds.
+    pub sticky_timeout_secs: u64,
+    /// See [`RunSettings::idle_timeout_secs`].
+    pub idle_timeout_secs: u64,
+    /// See [`RunSettings::budget_warning_pct`].
+    pub budget_warning_pct: f64,
+    /// See [`RunSettings::llm_timeout_secs`].
+    pub llm_timeout_secs: u64,
+    /// See [`RunSettings::llm_heartbeat_timeout_secs`].
+    pub llm_heartbeat_timeout_secs: u64,
+    /// See [`RunSettings::llm_max_attempts`].
+    pub llm_max_attempts: u32,
+    /// See [`RunSettings::llm_retry_initial_ms`].
+    pub llm_retry_initial_ms: u64,
+    /// See [`RunSettings::tool_timeout_secs`].
+    pub tool_timeout_secs: u64,
+    /// See [`RunSettings::tool_max_attempts`].
+    pub tool_max_attempts: u32,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            task_queue: "agentflow".into(),
+            max_heartbeat_throttle_ms: 30,
+            coalesce_ms: 50,
+            coalesce_chars: 64,
+            max_cached_workflows: 1000,
+            sticky_timeout_secs: 5,
+            idle_timeout_secs: 3600,
+            budget_warning_pct: 80.0,
+            llm_timeout_secs: 300,
+            llm_heartbeat_timeout_secs: 10,
+            llm_max_attempts: 3,
+            llm_retry_initial_ms: 500,
+            tool_timeout_secs: 30,
+            tool_max_attempts: 3,
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// The settings each new task copies.
+    pub fn run_settings(&self) -> RunSettings {
+        RunSettings {
+            idle_timeout_secs: self.idle_timeout_secs,
+            budget_warning_pct: self.budget_warning_pct,
+            llm_timeout_secs: self.llm_timeout_secs,
+            llm_heartbeat_timeout_secs: self.llm_heartbeat_timeout_secs,
+            llm_max_attempts: self.llm_max_attempts,
+            llm_retry_initial_ms: self.llm_retry_initial_ms,
+            tool_timeout_secs: self.tool_timeout_secs,
+            tool_max_attempts: self.tool_max_attempts,
+        }
+    }
+}
+
+impl AgentflowConfig {
+    /// Loads the configuration: `path` if given (it must exist), else `AGENTFLOW_CONFIG`, else
+    /// `./agentflow.toml` if present, else the shipped default; then `AGENTFLOW_…` overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let explicit = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("AGENTFLOW_CONFIG").map(PathBuf::from));
+        let figment = match explicit {
+            Some(path) if !path.exists() => return Err(ConfigError::Missing(path)),
+            Some(path) => Figment::from(Toml::file_exact(path)),
+            None if Path::new("agentflow.toml").exists() => {
+                Figment::from(Toml::file_exact("agentflow.toml"))
+            }
+            None => Figment::from(Toml::string(DEFAULT_CONFIG)),
+        };
+        let config: Self = figment
+            .merge(Env::prefixed("AGENTFLOW_").split("__").ignore(&["config"]))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The shipped default configuration, without file or environment overrides.
+    pub fn default_config() -> Self {
+        let config: Self = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .extract()
+            .expect("the shipped default configuration parses");
+        config
+    }
+
+    /// Checks that every agent's model exists.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (id, agent) in &self.agents {
+            if !self.models.contains_key(&agent.model) {
+                return Err(ConfigError::Invalid(format!(
+                    "agent `{id}` uses model `{}`, which is not under [models]",
+                    agent.model
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_default_has_the_assistant_on_scripted() {
+        let config = AgentflowConfig::default_config();
+        config.validate().unwrap();
+        let assistant = &config.agents["assistant"];
+        assert_eq!(assistant.model, "scripted");
+        assert_eq!(config.models["scripted"].provider, ProviderKind::Scripted);
+        assert!(assistant.tools.contains(&"calculator".to_string()));
+    }
+
+    #[test]
+    fn cost_uses_prices_per_million_tokens() {
+        let mut model = AgentflowConfig::default_config().models["scripted"].clone();
+        model.input_price_per_mtok = 2.0;
+        model.output_price_per_mtok = 10.0;
+        let cost = model.cost_usd(crate::llm::Usage::new(500_000, 100_000));
+        assert!((cost - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_and_unknown_models_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "[models.m]\nprovider = \"scripted\"\n[agents.a]\nname = \"A\"\nmodel = \"m\"\n",
+            )?;
+            jail.set_env("AGENTFLOW_WORKER__TASK_QUEUE", "q2");
+            let config = AgentflowConfig::load(Some(Path::new("custom.toml"))).unwrap();
+            assert_eq!(config.worker.task_queue, "q2");
+            assert_eq!(config.agents["a"].max_steps, 8);
+            jail.create_file("bad.toml", "[agents.a]\nname = \"A\"\nmodel = \"nope\"\n")?;
+            let err = AgentflowConfig::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(err.to_string().contains("nope"), "{err}");
+            assert!(matches!(
+                AgentflowConfig::load(Some(Path::new("missing.toml"))),
+                Err(ConfigError::Missing(_))
+            ));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,450 @@
+//! The event log entry and every event type of the contract (DESIGN.md, "Events").
+//!
+//! On the wire an event is
+//! `{"seq":7,"type":"WorkflowToolCallCompleted","task_id":"…","agent_id":"…","timestamp":"…","step":2,"data":{…}}`.
+
+use crate::ids::{AgentId, Seq, TaskId};
+use crate::llm::{ToolCall, Usage};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One entry of a task's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Dense position in the log, from 1.
+    pub seq: Seq,
+    /// Type and data of the event.
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// The task this event belongs to.
+    pub task_id: TaskId,
+    /// The agent running the task.
+    pub agent_id: AgentId,
+    /// When the event was created (activity wall clock or workflow time).
+    pub timestamp: DateTime<Utc>,
+    /// The agent-loop step, 0 before the first step.
+    pub step: u32,
+}
+
+impl Event {
+    /// The event's type name, e.g. `WorkflowStarted`.
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+
+    /// Whether this event ends the log.
+    pub fn is_terminal(&self) -> bool {
+        self.kind.is_terminal()
+    }
+}
+
+/// Whether the task runs the LLM in batch or streaming mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Non-streaming LLM calls; events appear when the call returns.
+    Batch,
+    /// Streaming LLM calls with `WorkflowLLMCallDelta` events.
+    Streaming,
+}
+
+impl Mode {
+    /// `Streaming` when `enable_streaming` is true.
+    pub fn from_streaming(enable_streaming: bool) -> Self {
+        if enable_streaming {
+            Self::Streaming
+        } else {
+            Self::Batch
+        }
+    }
+}
+
+/// An error as reported in `WorkflowFailed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Machine-readable kind, e.g. `llm_error`, `budget_exceeded`, `max_steps`.
+    pub kind: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+macro_rules! event_kinds {
+    ($( $(#[$doc:meta])* $variant:ident($data:ident) = $name:literal ),+ $(,)?) => {
+        /// The type of an event with its data; serialized as `"type"` and `"data"`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        pub enum EventKind {
+            $( $(#[$doc])* #[serde(rename = $name)] $variant($data), )+
+        }
+
+        impl EventKind {
+            /// Every event type name of the contract, in declaration order.
+            pub const TYPE_NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The type name used in JSON and as the SSE `event:` field.
+            pub fn type_name(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $name, )+ }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    /// The run began.
+    Started(Started) = "WorkflowStarted",
+    /// A step of the agent loop began.
+    StepStarted(StepStarted) = "WorkflowStepStarted",
+    /// A step of the agent loop ended.
+    StepCompleted(StepCompleted) = "WorkflowStepCompleted",
+    /// An LLM call began.
+    LlmCallStarted(LlmCallStarted) = "WorkflowLLMCallStarted",
+    /// A coalesced chunk of streamed text.
+    LlmCallDelta(LlmCallDelta) = "WorkflowLLMCallDelta",
+    /// An LLM call attempt failed and is being retried.
+    LlmCallRetrying(LlmCallRetrying) = "WorkflowLLMCallRetrying",
+    /// An LLM call returned.
+    LlmCallCompleted(LlmCallCompleted) = "WorkflowLLMCallCompleted",
+    /// A tool call began.
+    ToolCallStarted(ToolCallStarted) = "WorkflowToolCallStarted",
+    /// A tool call ended, successfully or not.
+    ToolCallCompleted(ToolCallCompleted) = "WorkflowToolCallCompleted",
+    /// The cost crossed the warning threshold.
+    BudgetWarning(BudgetWarning) = "WorkflowBudgetWarning",
+    /// The cost passed the budget limit.
+    BudgetExceeded(BudgetExceeded) = "WorkflowBudgetExceeded",
+    /// The run was paused.
+    Paused(Reason) = "WorkflowPaused",
+    /// The run was resumed.
+    Resumed(Reason) = "WorkflowResumed",
+    /// The run finished with a final answer (terminal).
+    Completed(Completed) = "WorkflowCompleted",
+    /// The run failed (terminal).
+    Failed(Failed) = "WorkflowFailed",
+    /// The run was cancelled (terminal).
+    Cancelled(Reason) = "WorkflowCancelled",
+}
+
+impl EventKind {
+    /// Whether this kind ends the log.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed(_) | Self::Failed(_) | Self::Cancelled(_)
+        )
+    }
+}
+
+/// Data of `WorkflowStarted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    /// The query being answered.
+    pub query: String,
+    /// Batch or streaming.
+    pub mode: Mode,
+    /// Step limit.
+    pub max_steps: u32,
+    /// Budget in USD.
+    pub budget_limit_usd: f64,
+    /// Model name.
+    pub model: String,
+}
+
+/// Data of `WorkflowStepStarted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStarted {
+    /// The step number, from 1.
+    pub step: u32,
+}
+
+/// Data of `WorkflowStepCompleted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepCompleted {
+    /// The step number.
+    pub step: u32,
+    /// Total cost so far.
+    pub cost_so_far_usd: f64,
+    /// Total tokens so far.
+    pub tokens_so_far: u64,
+}
+
+/// Data of `WorkflowLLMCallStarted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmCallStarted {
+    /// The step number.
+    pub step: u32,
+    /// Model name.
+    pub model: String,
+    /// Messages sent to the model.
+    pub message_count: usize,
+}
+
+/// Data of `WorkflowLLMCallDelta`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmCallDelta {
+    /// The step number.
+    pub step: u32,
+    /// The coalesced text chunk.
+    pub text: String,
+    /// Index of this chunk within the attempt, from 0.
+    pub chunk_index: u32,
+}
+
+/// Data of `WorkflowLLMCallRetrying`: the text streamed so far is discarded by the next attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmCallRetrying {
+    /// The step number.
+    pub step: u32,
+    /// The attempt that now starts, from 2.
+    pub attempt: u32,
+}
+
+/// Data of `WorkflowLLMCallCompleted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmCallCompleted {
+    /// The step number.
+    pub step: u32,
+    /// Model name.
+    pub model: String,
+    /// The text answer (may be empty when only tools are called).
+    pub content: String,
+    /// Tool calls requested by the model.
+    pub tool_calls: Vec<ToolCall>,
+    /// Token usage of this call.
+    pub usage: Usage,
+    /// Cost of this call.
+    pub cost_usd: f64,
+    /// Cost of the run so far, this call included.
+    pub total_cost_usd: f64,
+    /// Wall time of the call.
+    pub duration_ms: u64,
+}
+
+/// Data of `WorkflowToolCallStarted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallStarted {
+    /// The step number.
+    pub step: u32,
+    /// Tool name.
+    pub tool_name: String,
+    /// Id of the call.
+    pub tool_call_id: String,
+    /// Arguments passed to the tool.
+    pub arguments: Value,
+}
+
+/// Data of `WorkflowToolCallCompleted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallCompleted {
+    /// The step number.
+    pub step: u32,
+    /// Tool name.
+    pub tool_name: String,
+    /// Id of the call.
+    pub tool_call_id: String,
+    /// Whether the tool succeeded.
+    pub success: bool,
+    /// The result when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The error when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall time of the call.
+    pub duration_ms: u64,
+}
+
+/// Data of `WorkflowBudgetWarning`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetWarning {
+    /// Cost so far.
+    pub cost_usd: f64,
+    /// Budget limit.
+    pub limit_usd: f64,
+    /// Cost as a percentage of the limit.
+    pub usage_pct: f64,
+}
+
+/// Data of `WorkflowBudgetExceeded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetExceeded {
+    /// Cost so far.
+    pub cost_usd: f64,
+    /// Budget limit.
+    pub limit_usd: f64,
+}
+
+/// Data of events that only carry a reason (`WorkflowPaused`, `WorkflowResumed`,
+/// `WorkflowCancelled`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Why it happened.
+    pub reason: String,
+}
+
+/// Data of `WorkflowCompleted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completed {
+    /// The agent's answer.
+    pub final_response: String,
+    /// Steps taken.
+    pub steps: u32,
+    /// Total cost.
+    pub total_cost_usd: f64,
+    /// Total token usage.
+    pub usage: Usage,
+}
+
+/// Data of `WorkflowFailed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failed {
+    /// What went wrong.
+    pub error: ErrorInfo,
+    /// Whether running the task again may succeed.
+    pub retryable: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample(kind: EventKind) -> Event {
+        Event {
+            seq: Seq(7),
+            kind,
+            task_id: "6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11".parse().unwrap(),
+            agent_id: AgentId::from("assistant"),
+            timestamp: "2026-11-22T10:00:00Z".parse().unwrap(),
+            step: 2,
+        }
+    }
+
+    #[test]
+    fn serializes_to_the_contract_shape() {
+        let event = sample(EventKind::ToolCallCompleted(ToolCallCompleted {
+            step: 2,
+            tool_name: "calculator".into(),
+            tool_call_id: "call_1".into(),
+            success: true,
+            result: Some(json!(42)),
+            error: None,
+            duration_ms: 3,
+        }));
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "seq": 7,
+                "type": "WorkflowToolCallCompleted",
+                "task_id": "6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11",
+                "agent_id": "assistant",
+                "timestamp": "2026-11-22T10:00:00Z",
+                "step": 2,
+                "data": {
+                    "step": 2, "tool_name": "calculator", "tool_call_id": "call_1",
+                    "success": true, "result": 42, "duration_ms": 3
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn round_trips_every_kind() {
+        let kinds = vec![
+            EventKind::Started(Started {
+                query: "q".into(),
+                mode: Mode::Streaming,
+                max_steps: 5,
+                budget_limit_usd: 1.0,
+                model: "scripted".into(),
+            }),
+            EventKind::StepStarted(StepStarted { step: 1 }),
+            EventKind::StepCompleted(StepCompleted {
+                step: 1,
+                cost_so_far_usd: 0.5,
+                tokens_so_far: 10,
+            }),
+            EventKind::LlmCallStarted(LlmCallStarted {
+                step: 1,
+                model: "m".into(),
+                message_count: 2,
+            }),
+            EventKind::LlmCallDelta(LlmCallDelta {
+                step: 1,
+                text: "he".into(),
+                chunk_index: 0,
+            }),
+            EventKind::LlmCallRetrying(LlmCallRetrying {
+                step: 1,
+                attempt: 2,
+            }),
+            EventKind::LlmCallCompleted(LlmCallCompleted {
+                step: 1,
+                model: "m".into(),
+                content: "hello".into(),
+                tool_calls: vec![ToolCall {
+                    id: "c".into(),
+                    name: "calculator".into(),
+                    arguments: json!({"expression": "1+1"}),
+                }],
+                usage: Usage::new(3, 4),
+                cost_usd: 0.25,
+                total_cost_usd: 0.75,
+                duration_ms: 12,
+            }),
+            EventKind::ToolCallStarted(ToolCallStarted {
+                step: 1,
+                tool_name: "calculator".into(),
+                tool_call_id: "c".into(),
+                arguments: json!({}),
+            }),
+            EventKind::BudgetWarning(BudgetWarning {
+                cost_usd: 0.8,
+                limit_usd: 1.0,
+                usage_pct: 80.0,
+            }),
+            EventKind::BudgetExceeded(BudgetExceeded {
+                cost_usd: 1.5,
+                limit_usd: 1.0,
+            }),
+            EventKind::Paused(Reason { reason: "r".into() }),
+            EventKind::Resumed(Reason { reason: "r".into() }),
+            EventKind::Completed(Completed {
+                final_response: "done".into(),
+                steps: 2,
+                total_cost_usd: 1.0,
+                usage: Usage::new(1, 2),
+            }),
+            EventKind::Failed(Failed {
+                error: ErrorInfo {
+                    kind: "llm_error".into(),
+                    message: "boom".into(),
+                },
+                retryable: false,
+            }),
+            EventKind::Cancelled(Reason { reason: "r".into() }),
+        ];
+        for kind in kinds {
+            let event = sample(kind);
+            let json = serde_json::to_string(&event).unwrap();
+            assert!(json.contains(&format!("\"type\":\"{}\"", event.type_name())));
+            let back: Event = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn only_the_three_end_events_are_terminal() {
+        assert!(EventKind::Cancelled(Reason { reason: "x".into() }).is_terminal());
+        assert!(!EventKind::StepStarted(StepStarted { step: 1 }).is_terminal());
+        assert_eq!(EventKind::TYPE_NAMES.len(), 16);
+        assert!(EventKind::TYPE_NAMES.iter().all(|n| n.starts_with("Workflow")));
+    }
+
+    #[test]
+    fn rejects_an_unknown_type() {
+        let json = r#"{"seq":1,"type":"Nope","task_id":"6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11","agent_id":"a","timestamp":"2026-11-22T10:00:00Z","step":0,"data":{}}"#;
+        assert!(serde_json::from_str::<Event>(json).is_err());
+    }
+}

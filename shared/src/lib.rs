@@ -1,0 +1,20 @@
+//! Types shared by every agentflow crate: the wire contract, nothing that talks to a network.
+//!
+//! - [`ids`]: the `TaskId`, `AgentId` and `Seq` newtypes.
+//! - [`event`]: the event log entry and every event type of the contract.
+//! - [`llm`]: chat messages, tool calls and token usage as the workflow and providers see them.
+//! - [`task`]: task parameters, status, the workflow's input and the state its queries return.
+//! - [`config`]: `agentflow.toml` (agents, models, prices, tools, worker settings) with
+//!   `AGENTFLOW_…` environment overrides.
+//! - [`sse`]: Server-Sent Events framing of events.
+
+pub mod config;
+pub mod event;
+pub mod ids;
+pub mod llm;
+pub mod sse;
+pub mod task;
+
+pub use config::{AgentConfig, AgentflowConfig, ConfigError, ModelConfig, ProviderKind};
+pub use event::{Event, EventKind};
+pub use ids::{AgentId, Seq, TaskId};
