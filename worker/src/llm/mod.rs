@@ -1,0 +1,93 @@
+//! LLM providers behind one trait: `scripted` (offline, deterministic) and `openai`
+//! (any OpenAI-compatible Chat Completions server).
+
+mod openai;
+mod scripted;
+
+pub use openai::{OpenAiProvider, StreamAccumulator};
+pub use scripted::ScriptedProvider;
+
+use agentflow_shared::config::{ModelConfig, ProviderKind};
+use agentflow_shared::llm::{ChatMessage, ToolCall, ToolSpec, Usage};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+/// One call to a model.
+#[derive(Debug, Clone)]
+pub struct LlmRequest {
+    /// The vendor's model name.
+    pub model: String,
+    /// The conversation so far.
+    pub messages: Vec<ChatMessage>,
+    /// Tools the model may call.
+    pub tools: Vec<ToolSpec>,
+    /// Stream the answer.
+    pub stream: bool,
+}
+
+/// A model's complete answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LlmResponse {
+    /// The text answer (empty when only tools are called).
+    pub content: String,
+    /// Tool calls requested.
+    pub tool_calls: Vec<ToolCall>,
+    /// Token usage.
+    pub usage: Usage,
+}
+
+/// What a provider's stream yields: text as it arrives, then the whole answer once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LlmChunk {
+    /// A piece of the answer's text.
+    Text(String),
+    /// The complete answer; the last item of the stream.
+    Done(LlmResponse),
+}
+
+/// Why an LLM call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct LlmError {
+    /// Whether another attempt may succeed (HTTP 429/5xx, network errors).
+    pub retryable: bool,
+    /// The vendor's message, or what went wrong.
+    pub message: String,
+}
+
+impl LlmError {
+    /// A failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    /// A failure no retry will fix.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// A model provider. `call` returns text chunks (streaming only) and then [`LlmChunk::Done`].
+pub trait LlmProvider: Send + Sync {
+    /// Starts a call; the stream ends after `Done` or an error.
+    fn call(&self, request: LlmRequest) -> BoxStream<'static, Result<LlmChunk, LlmError>>;
+}
+
+/// Builds the provider for a model's config.
+pub fn provider_for(
+    model: &ModelConfig,
+    http: &reqwest::Client,
+) -> Result<Box<dyn LlmProvider>, LlmError> {
+    Ok(match model.provider {
+        ProviderKind::Scripted => Box::new(ScriptedProvider::new(std::time::Duration::from_millis(
+            model.token_delay_ms,
+        ))),
+        ProviderKind::Openai => Box::new(OpenAiProvider::from_config(model, http.clone())?),
+    })
+}

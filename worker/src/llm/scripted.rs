@@ -1,0 +1,240 @@
+//! The `scripted` model: deterministic and offline, for the demo, tests and benchmarks.
+//!
+//! - A query asking for arithmetic (`What is (2+3)*4?`) gets a `calculator` call; one asking for
+//!   the time or date gets a `current_time` call; one asking for both gets both, in parallel.
+//! - Once the tool results are in, it answers with them.
+//! - `Count to N` answers `1 2 … N` (a long stream on demand); anything else gets a fixed answer.
+//!
+//! Text is streamed one token (word) at a time with the configured delay. Usage counts ~4
+//! characters per input token and one output token per streamed token.
+
+use super::{LlmChunk, LlmError, LlmProvider, LlmRequest, LlmResponse};
+use agentflow_shared::llm::{ChatMessage, Role, ToolCall, Usage};
+use futures::stream::BoxStream;
+use serde_json::json;
+use std::time::Duration;
+
+/// The scripted provider.
+pub struct ScriptedProvider {
+    token_delay: Duration,
+}
+
+impl ScriptedProvider {
+    /// A provider that waits `token_delay` between streamed tokens.
+    pub fn new(token_delay: Duration) -> Self {
+        Self { token_delay }
+    }
+}
+
+impl LlmProvider for ScriptedProvider {
+    fn call(&self, request: LlmRequest) -> BoxStream<'static, Result<LlmChunk, LlmError>> {
+        let delay = self.token_delay;
+        let response = respond(&request);
+        let stream = request.stream;
+        Box::pin(async_stream::stream! {
+            let tokens = tokenize(&response.content);
+            for token in tokens {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                if stream {
+                    yield Ok(LlmChunk::Text(token));
+                }
+            }
+            yield Ok(LlmChunk::Done(response));
+        })
+    }
+}
+
+/// The deterministic answer to a request.
+pub fn respond(request: &LlmRequest) -> LlmResponse {
+    let input_chars: usize = request
+        .messages
+        .iter()
+        .map(|m| m.content.as_deref().map_or(0, str::len) + 16)
+        .sum();
+    let input_tokens = (input_chars as u64).div_ceil(4);
+    let last_user = request
+        .messages
+        .iter()
+        .rposition(|m| m.role == Role::User)
+        .unwrap_or(0);
+    let query = request
+        .messages
+        .get(last_user)
+        .and_then(|m| m.content.clone())
+        .unwrap_or_default();
+    let tool_results: Vec<&ChatMessage> = request.messages[last_user..]
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .collect();
+    let offered = |name: &str| request.tools.iter().any(|t| t.name == name);
+
+    let (content, tool_calls) = if !tool_results.is_empty() {
+        let results: Vec<String> = tool_results
+            .iter()
+            .filter_map(|m| m.content.clone())
+            .collect();
+        (
+            format!("Based on the tools: {}.", results.join("; ")),
+            Vec::new(),
+        )
+    } else {
+        let mut calls = Vec::new();
+        if let Some(expression) = arithmetic_in(&query).filter(|_| offered("calculator")) {
+            calls.push(ToolCall {
+                id: format!("call_{}", calls.len() + 1),
+                name: "calculator".into(),
+                arguments: json!({ "expression": expression }),
+            });
+        }
+        if asks_for_time(&query) && offered("current_time") {
+            calls.push(ToolCall {
+                id: format!("call_{}", calls.len() + 1),
+                name: "current_time".into(),
+                arguments: json!({}),
+            });
+        }
+        if calls.is_empty() {
+            (answer(&query), calls)
+        } else {
+            (String::new(), calls)
+        }
+    };
+    let output_tokens = tokenize(&content).len() as u64 + 8 * tool_calls.len() as u64;
+    LlmResponse {
+        content,
+        tool_calls,
+        usage: Usage::new(input_tokens, output_tokens),
+    }
+}
+
+fn answer(query: &str) -> String {
+    let lower = query.to_lowercase();
+    if let Some(rest) = lower.split("count to ").nth(1) {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(n) = digits.parse::<u32>() {
+            let numbers: Vec<String> = (1..=n.min(100_000)).map(|i| i.to_string()).collect();
+            return numbers.join(" ");
+        }
+    }
+    format!(
+        "This is the scripted model answering \"{}\". It runs offline and always gives this \
+         answer, so runs can be compared event for event.",
+        query.trim()
+    )
+}
+
+fn asks_for_time(query: &str) -> bool {
+    let lower = query.to_lowercase();
+    ["time", "date", "clock", "today"]
+        .iter()
+        .any(|word| lower.split(|c: char| !c.is_alphanumeric()).any(|w| w == *word))
+}
+
+/// The longest run of arithmetic characters with a digit and an operator between operands.
+fn arithmetic_in(query: &str) -> Option<String> {
+    let is_math = |c: char| c.is_ascii_digit() || " .+-*/%^()".contains(c);
+    query
+        .split(|c: char| !is_math(c))
+        .map(str::trim)
+        .filter(|s| s.chars().any(|c| c.is_ascii_digit()))
+        .filter(|s| {
+            s.trim_start_matches(['-', '+', '('])
+                .chars()
+                .any(|c| "+-*/%^".contains(c))
+        })
+        .max_by_key(|s| s.len())
+        .map(str::to_owned)
+}
+
+/// Splits text into tokens that concatenate back to it: each word with its leading space.
+fn tokenize(text: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if c == ' ' && !current.trim().is_empty() {
+            tokens.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        tokens.push(current);
+    }
+    tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentflow_shared::llm::ToolSpec;
+    use futures::StreamExt;
+
+    fn request(messages: Vec<ChatMessage>, stream: bool) -> LlmRequest {
+        let spec = |name: &str| ToolSpec {
+            name: name.into(),
+            description: String::new(),
+            parameters: json!({}),
+        };
+        LlmRequest {
+            model: "scripted".into(),
+            messages,
+            tools: vec![spec("calculator"), spec("current_time")],
+            stream,
+        }
+    }
+
+    #[test]
+    fn plans_tools_then_answers_with_their_results() {
+        let user = ChatMessage::text(Role::User, "What is (2+3)*4 and what time is it?");
+        let first = respond(&request(vec![user.clone()], false));
+        assert_eq!(first.tool_calls.len(), 2);
+        assert_eq!(first.tool_calls[0].arguments, json!({"expression": "(2+3)*4"}));
+        assert_eq!(first.tool_calls[1].name, "current_time");
+        let second = respond(&request(
+            vec![
+                user,
+                ChatMessage::assistant(None, first.tool_calls),
+                ChatMessage::tool_result("call_1", "20"),
+            ],
+            false,
+        ));
+        assert!(second.tool_calls.is_empty());
+        assert!(second.content.contains("20"));
+    }
+
+    #[test]
+    fn answers_plain_questions_without_tools() {
+        let r = respond(&request(vec![ChatMessage::text(Role::User, "Hi there")], false));
+        assert!(r.tool_calls.is_empty());
+        assert!(r.content.contains("Hi there"));
+        assert!(r.usage.output_tokens > 5);
+        let count = respond(&request(vec![ChatMessage::text(Role::User, "Count to 5")], false));
+        assert_eq!(count.content, "1 2 3 4 5");
+    }
+
+    #[test]
+    fn tokens_concatenate_back_to_the_text() {
+        let text = "one two  three";
+        assert_eq!(tokenize(text).concat(), text);
+        assert_eq!(tokenize(text).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn streams_tokens_then_done() {
+        let provider = ScriptedProvider::new(Duration::ZERO);
+        let chunks: Vec<_> = provider
+            .call(request(vec![ChatMessage::text(Role::User, "Count to 3")], true))
+            .collect()
+            .await;
+        let texts: Vec<String> = chunks
+            .iter()
+            .filter_map(|c| match c {
+                Ok(LlmChunk::Text(t)) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts.concat(), "1 2 3");
+        assert!(matches!(chunks.last(), Some(Ok(LlmChunk::Done(r))) if r.content == "1 2 3"));
+    }
+}

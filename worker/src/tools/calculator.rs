@@ -1,0 +1,272 @@
+//! The built-in `calculator` tool: a real arithmetic expression evaluator.
+//!
+//! Grammar (usual precedence, `^` right-associative):
+//! `expr = term (('+'|'-') term)*`, `term = power (('*'|'/'|'%') power)*`,
+//! `power = unary ('^' power)?`, `unary = ('-'|'+') unary | atom`,
+//! `atom = number | constant | function '(' expr ')' | '(' expr ')'`.
+
+use super::{Tool, ToolError};
+use agentflow_shared::llm::ToolSpec;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+/// Evaluates arithmetic expressions such as `(2 + 3) * 4 ^ 2 / sqrt(16)`.
+pub struct Calculator;
+
+impl Tool for Calculator {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "calculator".into(),
+            description: "Evaluate an arithmetic expression. Supports + - * / % ^, parentheses, \
+                          pi, e and sqrt, abs, ln, log10, exp, sin, cos, tan, round, floor, ceil."
+                .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {"expression": {"type": "string", "description": "e.g. (2+3)*4"}},
+                "required": ["expression"]
+            }),
+        }
+    }
+
+    fn call(&self, arguments: Value) -> BoxFuture<'static, Result<Value, ToolError>> {
+        let result = arguments
+            .get("expression")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ToolError::InvalidArguments("expected {\"expression\": \"<string>\"}".into())
+            })
+            .and_then(|expr| evaluate(expr).map_err(ToolError::Failed))
+            .map(|value| json!(value));
+        Box::pin(async move { result })
+    }
+}
+
+/// Evaluates an expression, or says where it is wrong.
+pub fn evaluate(input: &str) -> Result<f64, String> {
+    let mut parser = Parser {
+        chars: input.chars().collect(),
+        pos: 0,
+    };
+    let value = parser.expr()?;
+    parser.skip_ws();
+    if parser.pos < parser.chars.len() {
+        return Err(format!(
+            "unexpected `{}` at position {}",
+            parser.chars[parser.pos],
+            parser.pos + 1
+        ));
+    }
+    if !value.is_finite() {
+        return Err("the result is not a finite number".into());
+    }
+    Ok(value)
+}
+
+struct Parser {
+    chars: Vec<char>,
+    pos: usize,
+}
+
+impl Parser {
+    fn skip_ws(&mut self) {
+        while self.chars.get(self.pos).is_some_and(|c| c.is_whitespace()) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<char> {
+        self.skip_ws();
+        self.chars.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expr(&mut self) -> Result<f64, String> {
+        let mut value = self.term()?;
+        loop {
+            if self.eat('+') {
+                value += self.term()?;
+            } else if self.eat('-') {
+                value -= self.term()?;
+            } else {
+                return Ok(value);
+            }
+        }
+    }
+
+    fn term(&mut self) -> Result<f64, String> {
+        let mut value = self.power()?;
+        loop {
+            let op = match self.peek() {
+                Some(c @ ('*' | '/' | '%' | '×' | '÷')) => c,
+                _ => return Ok(value),
+            };
+            self.pos += 1;
+            let rhs = self.power()?;
+            value = match op {
+                '*' | '×' => value * rhs,
+                _ if rhs == 0.0 => return Err("division by zero".into()),
+                '%' => value % rhs,
+                _ => value / rhs,
+            };
+        }
+    }
+
+    fn power(&mut self) -> Result<f64, String> {
+        let base = self.unary()?;
+        if self.eat('^') {
+            let exponent = self.power()?;
+            Ok(base.powf(exponent))
+        } else {
+            Ok(base)
+        }
+    }
+
+    fn unary(&mut self) -> Result<f64, String> {
+        if self.eat('-') {
+            Ok(-self.unary()?)
+        } else if self.eat('+') {
+            self.unary()
+        } else {
+            self.atom()
+        }
+    }
+
+    fn atom(&mut self) -> Result<f64, String> {
+        match self.peek() {
+            Some('(') => {
+                self.pos += 1;
+                let value = self.expr()?;
+                if !self.eat(')') {
+                    return Err(format!("expected `)` at position {}", self.pos + 1));
+                }
+                Ok(value)
+            }
+            Some(c) if c.is_ascii_digit() || c == '.' => self.number(),
+            Some(c) if c.is_ascii_alphabetic() => self.name(),
+            Some(c) => Err(format!("unexpected `{c}` at position {}", self.pos + 1)),
+            None => Err("unexpected end of expression".into()),
+        }
+    }
+
+    fn number(&mut self) -> Result<f64, String> {
+        let start = self.pos;
+        while self
+            .chars
+            .get(self.pos)
+            .is_some_and(|c| c.is_ascii_digit() || *c == '.' || *c == '_')
+        {
+            self.pos += 1;
+        }
+        if matches!(self.chars.get(self.pos), Some('e' | 'E'))
+            && self
+                .chars
+                .get(self.pos + 1)
+                .is_some_and(|c| c.is_ascii_digit() || *c == '-' || *c == '+')
+        {
+            self.pos += 2;
+            while self.chars.get(self.pos).is_some_and(char::is_ascii_digit) {
+                self.pos += 1;
+            }
+        }
+        let text: String = self.chars[start..self.pos]
+            .iter()
+            .filter(|c| **c != '_')
+            .collect();
+        text.parse()
+            .map_err(|_| format!("invalid number `{text}` at position {}", start + 1))
+    }
+
+    fn name(&mut self) -> Result<f64, String> {
+        let start = self.pos;
+        while self
+            .chars
+            .get(self.pos)
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        {
+            self.pos += 1;
+        }
+        let name: String = self.chars[start..self.pos].iter().collect();
+        match name.as_str() {
+            "pi" => return Ok(std::f64::consts::PI),
+            "e" => return Ok(std::f64::consts::E),
+            _ => {}
+        }
+        let function: fn(f64) -> f64 = match name.as_str() {
+            "sqrt" => f64::sqrt,
+            "abs" => f64::abs,
+            "ln" => f64::ln,
+            "log10" => f64::log10,
+            "exp" => f64::exp,
+            "sin" => f64::sin,
+            "cos" => f64::cos,
+            "tan" => f64::tan,
+            "round" => f64::round,
+            "floor" => f64::floor,
+            "ceil" => f64::ceil,
+            _ => return Err(format!("unknown name `{name}` at position {}", start + 1)),
+        };
+        if !self.eat('(') {
+            return Err(format!("expected `(` after `{name}`"));
+        }
+        let arg = self.expr()?;
+        if !self.eat(')') {
+            return Err(format!("expected `)` after the argument of `{name}`"));
+        }
+        Ok(function(arg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn respects_precedence_and_associativity() {
+        assert_eq!(evaluate("2 + 3 * 4").unwrap(), 14.0);
+        assert_eq!(evaluate("(2 + 3) * 4").unwrap(), 20.0);
+        assert_eq!(evaluate("2 ^ 3 ^ 2").unwrap(), 512.0);
+        assert_eq!(evaluate("10 - 4 - 3").unwrap(), 3.0);
+        assert_eq!(evaluate("-2 ^ 2").unwrap(), 4.0);
+        assert_eq!(evaluate("7 / 2").unwrap(), 3.5);
+        assert_eq!(evaluate("17 % 5").unwrap(), 2.0);
+        assert_eq!(evaluate("1_000 * 1.5e2").unwrap(), 150_000.0);
+    }
+
+    #[test]
+    fn knows_functions_and_constants() {
+        assert_eq!(evaluate("sqrt(16) + abs(-2)").unwrap(), 6.0);
+        assert!((evaluate("2 * pi").unwrap() - std::f64::consts::TAU).abs() < 1e-12);
+        assert_eq!(evaluate("round(2.6) + floor(2.6) + ceil(2.1)").unwrap(), 8.0);
+    }
+
+    #[test]
+    fn reports_errors_instead_of_guessing() {
+        assert_eq!(evaluate("1 / 0").unwrap_err(), "division by zero");
+        assert!(evaluate("2 +").unwrap_err().contains("end of expression"));
+        assert!(evaluate("(1 + 2").unwrap_err().contains("expected `)`"));
+        assert!(evaluate("2 $ 3").unwrap_err().contains("unexpected `$`"));
+        assert!(evaluate("foo(2)").unwrap_err().contains("unknown name"));
+        assert!(evaluate("sqrt(-1)").unwrap_err().contains("finite"));
+    }
+
+    #[tokio::test]
+    async fn the_tool_validates_its_arguments() {
+        let tool = Calculator;
+        assert_eq!(
+            tool.call(json!({"expression": "6*7"})).await.unwrap(),
+            json!(42.0)
+        );
+        assert!(matches!(
+            tool.call(json!({"expr": "6*7"})).await,
+            Err(ToolError::InvalidArguments(_))
+        ));
+    }
+}

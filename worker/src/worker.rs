@@ -1,0 +1,65 @@
+//! Worker wiring: register the workflow and activities and poll the task queue.
+
+use crate::activities::{AgentActivities, CoalesceSettings};
+use crate::tools::ToolRegistry;
+use crate::workflow::AgentTaskWorkflow;
+use agentflow_shared::config::WorkerSettings;
+use std::future::Future;
+use std::time::Duration;
+use temporalio_client::Client;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+/// Why the worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The SDK runtime could not start.
+    #[error(transparent)]
+    Runtime(#[from] temporalio_sdk::RuntimeError),
+    /// The workflow could not be registered.
+    #[error(transparent)]
+    Registration(#[from] temporalio_sdk::WorkflowRegistrationError),
+    /// The worker could not be created.
+    #[error(transparent)]
+    Create(#[from] temporalio_sdk::WorkerCreateError),
+    /// The worker failed while running.
+    #[error(transparent)]
+    Run(#[from] temporalio_sdk::WorkerRunError),
+}
+
+/// Runs a worker for `settings.task_queue` with the given tools until `shutdown` resolves,
+/// then drains in-flight tasks and returns.
+pub async fn run(
+    client: Client,
+    settings: &WorkerSettings,
+    tools: ToolRegistry,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let activities = AgentActivities::new(
+        tools,
+        CoalesceSettings {
+            interval: Duration::from_millis(settings.coalesce_ms),
+            max_chars: settings.coalesce_chars,
+        },
+    );
+    let options = WorkerOptions::new(settings.task_queue.clone())
+        .register_workflow::<AgentTaskWorkflow>()?
+        .register_activities(activities)
+        .max_cached_workflows(settings.max_cached_workflows)
+        .max_heartbeat_throttle_interval(Duration::from_millis(settings.max_heartbeat_throttle_ms))
+        .default_heartbeat_throttle_interval(Duration::from_millis(
+            settings.max_heartbeat_throttle_ms,
+        ))
+        .sticky_queue_schedule_to_start_timeout(Duration::from_secs(settings.sticky_timeout_secs))
+        .graceful_shutdown_period(Duration::from_secs(5))
+        .build();
+    let mut worker = Worker::new(&runtime, client, options)?;
+    let stop = worker.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop();
+    });
+    tracing::info!(task_queue = %settings.task_queue, "worker polling");
+    worker.run().await?;
+    Ok(())
+}
