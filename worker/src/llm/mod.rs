@@ -5,7 +5,7 @@ mod openai;
 mod scripted;
 
 pub use openai::{OpenAiProvider, StreamAccumulator};
-pub use scripted::ScriptedProvider;
+pub use scripted::{ScriptedProvider, respond as scripted_response};
 
 use agentflow_shared::config::{ModelConfig, ProviderKind};
 use agentflow_shared::llm::{ChatMessage, ToolCall, ToolSpec, Usage};
