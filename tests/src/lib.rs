@@ -1,1 +1,13 @@
-//! x
+//! End-to-end test harness: a real Temporal dev server, real workers, a fake
+//! OpenAI-compatible HTTP server.
+//!
+//! - [`server`]: starts one `temporal server start-dev` per test process (or uses
+//!   `AGENTFLOW_TEST_TEMPORAL_ADDRESS`), with the search attributes registered.
+//! - [`harness`]: `spawn_app()`: a worker on a fresh task queue plus request helpers.
+//! - [`fake_openai`]: a local Chat Completions server that replays scripted turns.
+
+pub mod fake_openai;
+pub mod harness;
+pub mod server;
+
+pub use harness::{TestApp, WorkerProcess, spawn_app, spawn_app_with};

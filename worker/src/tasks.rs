@@ -110,3 +110,18 @@ pub async fn start_task(
         .await?;
     Ok(client.get_workflow_handle::<AgentTaskWorkflow>(workflow_id))
 }
+
+/// The events carried by the heartbeat details of a task's pending LLM activity (what a client
+/// may see before the activity returns), from a `DescribeWorkflowExecution` response.
+pub fn heartbeat_events(
+    description: &temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse,
+) -> Vec<agentflow_shared::Event> {
+    description
+        .pending_activities
+        .iter()
+        .filter_map(|activity| activity.heartbeat_details.as_ref())
+        .filter_map(|details| details.payloads.first())
+        .filter_map(|payload| serde_json::from_slice::<Vec<agentflow_shared::Event>>(&payload.data).ok())
+        .max_by_key(Vec::len)
+        .unwrap_or_default()
+}

@@ -1,0 +1,19 @@
+//! A worker process for the end-to-end tests: the config comes as JSON in
+//! `AGENTFLOW_TEST_CONFIG_JSON`, Temporal from the standard env config. Tests kill it with SIGKILL.
+
+use agentflow_shared::config::AgentflowConfig;
+use agentflow_worker::tools::ToolRegistry;
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter("warn").init();
+    let json = std::env::var("AGENTFLOW_TEST_CONFIG_JSON").context("AGENTFLOW_TEST_CONFIG_JSON")?;
+    let config: AgentflowConfig = serde_json::from_str(&json)?;
+    let client = agentflow_worker::connect::connect_from_env().await?;
+    agentflow_worker::worker::run(client, &config.worker, ToolRegistry::with_builtins(), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

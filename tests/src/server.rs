@@ -1,0 +1,54 @@
+//! One Temporal dev server per test process.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Address (`host:port`) of the dev server the tests use.
+pub fn temporal_address() -> &'static str {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS.get_or_init(|| match std::env::var("AGENTFLOW_TEST_TEMPORAL_ADDRESS") {
+        Ok(address) if !address.is_empty() => address,
+        _ => start_dev_server(),
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port")
+}
+
+/// Starts `temporal server start-dev` in memory on a free port. A small shell watchdog stops it
+/// when this test process exits, however it exits.
+fn start_dev_server() -> String {
+    let port = free_port();
+    let http_port = free_port();
+    let metrics_port = free_port();
+    let script = format!(
+        "temporal server start-dev --headless --ip 127.0.0.1 --port {port} \
+         --http-port {http_port} --metrics-port {metrics_port} --log-level error \
+         --search-attribute AgentId=Keyword --search-attribute TaskStatus=Keyword \
+         --search-attribute UserId=Keyword >/dev/null 2>&1 & server=$!; \
+         while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $server",
+        parent = std::process::id()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting the temporal dev server (is the `temporal` CLI installed? run scripts/test)");
+    let address = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the temporal dev server did not listen on {address} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    address
+}
