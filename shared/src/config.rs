@@ -270,6 +270,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail dictates the closure type
     fn env_overrides_nested_keys_and_unknown_models_are_rejected() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

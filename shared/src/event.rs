@@ -209,6 +209,7 @@ pub struct LlmCallCompleted {
     /// The text answer (may be empty when only tools are called).
     pub content: String,
     /// Tool calls requested by the model.
+    #[serde(default, deserialize_with = "crate::nullable::or_default")]
     pub tool_calls: Vec<ToolCall>,
     /// Token usage of this call.
     pub usage: Usage,
@@ -439,7 +440,21 @@ mod tests {
         assert!(EventKind::Cancelled(Reason { reason: "x".into() }).is_terminal());
         assert!(!EventKind::StepStarted(StepStarted { step: 1 }).is_terminal());
         assert_eq!(EventKind::TYPE_NAMES.len(), 16);
-        assert!(EventKind::TYPE_NAMES.iter().all(|n| n.starts_with("Workflow")));
+        assert!(
+            EventKind::TYPE_NAMES
+                .iter()
+                .all(|n| n.starts_with("Workflow"))
+        );
+    }
+
+    #[test]
+    fn a_null_tool_call_list_reads_as_empty() {
+        let json = r#"{"seq":1,"type":"WorkflowLLMCallCompleted","task_id":"6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11","agent_id":"a","timestamp":"2026-11-22T10:00:00Z","step":1,"data":{"step":1,"model":"m","content":"hi","tool_calls":null,"usage":{"input_tokens":1,"output_tokens":1,"total_tokens":2},"cost_usd":0.0,"total_cost_usd":0.0,"duration_ms":1}}"#;
+        let event: Event = serde_json::from_str(json).unwrap();
+        let EventKind::LlmCallCompleted(call) = event.kind else {
+            panic!("wrong kind")
+        };
+        assert!(call.tool_calls.is_empty());
     }
 
     #[test]

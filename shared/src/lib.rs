@@ -6,12 +6,14 @@
 //! - [`task`]: task parameters, status, the workflow's input and the state its queries return.
 //! - [`config`]: `agentflow.toml` (agents, models, prices, tools, worker settings) with
 //!   `AGENTFLOW_…` environment overrides.
+//! - [`nullable`]: decoding `null` lists as empty.
 //! - [`sse`]: Server-Sent Events framing of events.
 
 pub mod config;
 pub mod event;
 pub mod ids;
 pub mod llm;
+pub mod nullable;
 pub mod sse;
 pub mod task;
 

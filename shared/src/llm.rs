@@ -26,7 +26,11 @@ pub struct ChatMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     /// Tool calls requested by the assistant.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::nullable::or_default"
+    )]
     pub tool_calls: Vec<ToolCall>,
     /// For a tool message: the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,9 +111,12 @@ impl Usage {
             total_tokens: input_tokens + output_tokens,
         }
     }
+}
 
-    /// The sum of two usages.
-    pub fn add(self, other: Usage) -> Self {
+impl std::ops::Add for Usage {
+    type Output = Self;
+
+    fn add(self, other: Usage) -> Self {
         Self::new(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,

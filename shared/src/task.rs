@@ -169,6 +169,7 @@ impl Default for EventsRange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventsPage {
     /// The events, in seq order.
+    #[serde(default, deserialize_with = "crate::nullable::or_default")]
     pub events: Vec<Event>,
     /// The seq of the last event in the whole log so far.
     pub last_seq: Seq,
@@ -226,5 +227,6 @@ pub struct TaskResult {
     /// Final state.
     pub state: TaskState,
     /// The whole event log.
+    #[serde(default, deserialize_with = "crate::nullable::or_default")]
     pub events: Vec<Event>,
 }

@@ -62,7 +62,10 @@ fn chunk(delta: Value) -> String {
     format!("data: {body}\n\n")
 }
 
-async fn completions(State(shared): State<Arc<Mutex<Shared>>>, body: axum::Json<Value>) -> Response {
+async fn completions(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    body: axum::Json<Value>,
+) -> Response {
     let (turn, stream) = {
         let mut shared = shared.lock().unwrap();
         shared.requests.push(body.0.clone());

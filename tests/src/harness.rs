@@ -4,9 +4,7 @@ use crate::server::temporal_address;
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::Event;
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
-use agentflow_shared::task::{
-    EventsRange, ExecuteAccepted, ExecuteRequest, TaskResult, TaskState,
-};
+use agentflow_shared::task::{EventsRange, ExecuteAccepted, ExecuteRequest, TaskResult, TaskState};
 use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::queries::EventsQuery;
 use agentflow_worker::tasks::{NewTask, start_task, task_input};
@@ -14,12 +12,14 @@ use agentflow_worker::tools::ToolRegistry;
 use anyhow::Context;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
+use temporalio_client::WorkflowHistory;
 use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, WorkflowDescribeOptions,
     WorkflowExecuteUpdateOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
     WorkflowHandle, WorkflowQueryOptions,
 };
+use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 use tokio::sync::oneshot;
 
 /// Settings that keep tests quick: a fresh task queue, fast retries, a short heartbeat timeout.
@@ -43,7 +43,8 @@ pub async fn connect() -> anyhow::Result<Client> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let attempt = async {
-            let connection = Connection::connect(ConnectionOptions::new(url.clone()).build()).await?;
+            let connection =
+                Connection::connect(ConnectionOptions::new(url.clone()).build()).await?;
             let client = Client::new(connection, ClientOptions::new("default").build())?;
             anyhow::Ok(client)
         };
@@ -126,7 +127,9 @@ impl TestApp {
             ..Default::default()
         };
         task.parameters.enable_streaming = Some(streaming);
-        self.create("assistant", task).await.expect("creating the task")
+        self.create("assistant", task)
+            .await
+            .expect("creating the task")
     }
 
     /// The workflow handle of a task.
@@ -157,7 +160,8 @@ impl TestApp {
     pub async fn result(&self, task: TaskId) -> TaskResult {
         tokio::time::timeout(
             Duration::from_secs(120),
-            self.handle(task).get_result(WorkflowGetResultOptions::default()),
+            self.handle(task)
+                .get_result(WorkflowGetResultOptions::default()),
         )
         .await
         .expect("the task did not finish within 120 s")
@@ -219,6 +223,30 @@ impl TestApp {
             .expect("fetching the history")
     }
 
+    /// Replays the task's history with the current workflow code. With
+    /// `AGENTFLOW_RECORD_HISTORIES=1` it is also saved as `fixtures/histories/{name}.json`,
+    /// which the replay test replays from then on.
+    pub async fn assert_replays(&self, task: TaskId, name: &str) {
+        let json = self.history_json(task).await;
+        if std::env::var_os("AGENTFLOW_RECORD_HISTORIES").is_some() {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/histories");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{name}.json")), &json).unwrap();
+        }
+        let history = WorkflowHistory::from_json(&json).unwrap();
+        let replayer = WorkflowReplayer::new(
+            WorkflowReplayerOptions::new()
+                .register_workflow::<AgentTaskWorkflow>()
+                .unwrap()
+                .build(),
+        )
+        .unwrap();
+        replayer
+            .replay_workflow(history)
+            .await
+            .expect("the history replays with the current code");
+    }
+
     /// Stops the in-process worker and waits for it to drain.
     pub async fn stop_worker(&mut self) {
         if let Some(worker) = self.worker.take() {
@@ -242,7 +270,10 @@ impl WorkerProcess {
     /// this config against the test dev server.
     pub fn spawn(program: &str, config: &AgentflowConfig) -> Self {
         let child = tokio::process::Command::new(program)
-            .env("AGENTFLOW_TEST_CONFIG_JSON", serde_json::to_string(config).unwrap())
+            .env(
+                "AGENTFLOW_TEST_CONFIG_JSON",
+                serde_json::to_string(config).unwrap(),
+            )
             .env("TEMPORAL_ADDRESS", temporal_address())
             .env("TEMPORAL_NAMESPACE", "default")
             .kill_on_drop(true)

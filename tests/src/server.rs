@@ -1,17 +1,22 @@
 //! One Temporal dev server per test process.
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Address (`host:port`) of the dev server the tests use.
 pub fn temporal_address() -> &'static str {
-    static ADDRESS: OnceLock<String> = OnceLock::new();
-    ADDRESS.get_or_init(|| match std::env::var("AGENTFLOW_TEST_TEMPORAL_ADDRESS") {
-        Ok(address) if !address.is_empty() => address,
-        _ => start_dev_server(),
-    })
+    static SERVER: OnceLock<(String, Option<Mutex<Child>>)> = OnceLock::new();
+    &SERVER
+        .get_or_init(|| match std::env::var("AGENTFLOW_TEST_TEMPORAL_ADDRESS") {
+            Ok(address) if !address.is_empty() => (address, None),
+            _ => {
+                let (address, watchdog) = start_dev_server();
+                (address, Some(Mutex::new(watchdog)))
+            }
+        })
+        .0
 }
 
 fn free_port() -> u16 {
@@ -22,8 +27,8 @@ fn free_port() -> u16 {
 }
 
 /// Starts `temporal server start-dev` in memory on a free port. A small shell watchdog stops it
-/// when this test process exits, however it exits.
-fn start_dev_server() -> String {
+/// when this test process exits, however it exits; its handle lives as long as the process.
+fn start_dev_server() -> (String, Child) {
     let port = free_port();
     let http_port = free_port();
     let metrics_port = free_port();
@@ -35,12 +40,14 @@ fn start_dev_server() -> String {
          while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $server",
         parent = std::process::id()
     );
-    Command::new("sh")
+    let watchdog = Command::new("sh")
         .arg("-c")
         .arg(script)
         .stdin(Stdio::null())
         .spawn()
-        .expect("starting the temporal dev server (is the `temporal` CLI installed? run scripts/test)");
+        .expect(
+            "starting the temporal dev server (is the `temporal` CLI installed? run scripts/test)",
+        );
     let address = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(&address).is_err() {
@@ -50,5 +57,5 @@ fn start_dev_server() -> String {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    address
+    (address, watchdog)
 }

@@ -21,7 +21,11 @@ fn types(events: &[Event]) -> Vec<&'static str> {
 
 fn assert_dense(events: &[Event]) {
     for (i, event) in events.iter().enumerate() {
-        assert_eq!(event.seq, Seq(i as u64 + 1), "seq of event {i}: {events:#?}");
+        assert_eq!(
+            event.seq,
+            Seq(i as u64 + 1),
+            "seq of event {i}: {events:#?}"
+        );
     }
 }
 
@@ -30,19 +34,6 @@ fn final_response(events: &[Event]) -> String {
         EventKind::Completed(done) => done.final_response.clone(),
         other => panic!("expected WorkflowCompleted last, got {other:?}"),
     }
-}
-
-/// Replays the task's history with the current workflow code. With
-/// `AGENTFLOW_RECORD_HISTORIES=1` it is also saved as `fixtures/histories/{name}.json`.
-async fn assert_replays(app: &TestApp, task: agentflow_shared::TaskId, name: &str) {
-    let json = app.history_json(task).await;
-    if std::env::var_os("AGENTFLOW_RECORD_HISTORIES").is_some() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/histories");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.json")), &json).unwrap();
-    }
-    let history = WorkflowHistory::from_json(&json).unwrap();
-    replayer().replay_workflow(history).await.expect("the history replays");
 }
 
 fn replayer() -> WorkflowReplayer {
@@ -77,11 +68,15 @@ async fn batch_mode_runs_to_completion_with_the_expected_events() {
     let response = final_response(&result.events);
     assert!(response.contains("durable agents"));
     assert_eq!(result.state.final_response.as_deref(), Some(&*response));
-    assert_eq!(app.events(task, 2).await, result.events, "paged query = result log");
+    assert_eq!(
+        app.events(task, 2).await,
+        result.events,
+        "paged query = result log"
+    );
     let state = app.state(task).await;
     assert_eq!(state.status, TaskStatus::Completed);
     assert_eq!(state.last_seq, Seq(6));
-    assert_replays(&app, task, "batch").await;
+    app.assert_replays(task, "batch").await;
     app.stop_worker().await;
 }
 
@@ -93,10 +88,21 @@ async fn streaming_mode_adds_deltas_that_add_up_to_the_answer() {
     assert_dense(&result.events);
 
     let kinds = types(&result.events);
-    assert_eq!(&kinds[..3], ["WorkflowStarted", "WorkflowStepStarted", "WorkflowLLMCallStarted"]);
+    assert_eq!(
+        &kinds[..3],
+        [
+            "WorkflowStarted",
+            "WorkflowStepStarted",
+            "WorkflowLLMCallStarted"
+        ]
+    );
     assert_eq!(
         &kinds[kinds.len() - 3..],
-        ["WorkflowLLMCallCompleted", "WorkflowStepCompleted", "WorkflowCompleted"]
+        [
+            "WorkflowLLMCallCompleted",
+            "WorkflowStepCompleted",
+            "WorkflowCompleted"
+        ]
     );
     let deltas: Vec<_> = result
         .events
@@ -106,18 +112,32 @@ async fn streaming_mode_adds_deltas_that_add_up_to_the_answer() {
             _ => None,
         })
         .collect();
-    assert!(deltas.len() >= 3, "coalesced into several deltas, got {}", deltas.len());
-    assert_eq!(kinds[3..kinds.len() - 3].len(), deltas.len(), "only deltas in between");
+    assert!(
+        deltas.len() >= 3,
+        "coalesced into several deltas, got {}",
+        deltas.len()
+    );
+    assert_eq!(
+        kinds[3..kinds.len() - 3].len(),
+        deltas.len(),
+        "only deltas in between"
+    );
     let indices: Vec<u32> = deltas.iter().map(|d| d.chunk_index).collect();
     assert_eq!(indices, (0..deltas.len() as u32).collect::<Vec<_>>());
-    let expected = (1..=60).map(|i| i.to_string()).collect::<Vec<_>>().join(" ");
-    assert_eq!(deltas.iter().map(|d| d.text.as_str()).collect::<String>(), expected);
+    let expected = (1..=60)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        deltas.iter().map(|d| d.text.as_str()).collect::<String>(),
+        expected
+    );
     assert_eq!(final_response(&result.events), expected);
     let EventKind::Started(started) = &result.events[0].kind else {
         unreachable!()
     };
     assert_eq!(started.mode, agentflow_shared::event::Mode::Streaming);
-    assert_replays(&app, task, "streaming").await;
+    app.assert_replays(task, "streaming").await;
     app.stop_worker().await;
 }
 
@@ -151,8 +171,11 @@ async fn tool_calls_run_in_parallel_and_feed_the_answer() {
     let EventKind::ToolCallCompleted(calc) = &result.events[6].kind else {
         unreachable!()
     };
-    assert_eq!((calc.tool_name.as_str(), calc.success), ("calculator", true));
-    assert_eq!(calc.result, Some(json!(20.0)));
+    assert_eq!(
+        (calc.tool_name.as_str(), calc.success),
+        ("calculator", true)
+    );
+    assert_eq!(calc.result, Some(json!(20)));
     let EventKind::ToolCallCompleted(clock) = &result.events[7].kind else {
         unreachable!()
     };
@@ -161,7 +184,7 @@ async fn tool_calls_run_in_parallel_and_feed_the_answer() {
     assert!(final_response(&result.events).contains("20"));
     assert_eq!(result.events[9].step, 2);
     assert_eq!(result.state.step, 2);
-    assert_replays(&app, task, "tools").await;
+    app.assert_replays(task, "tools").await;
     app.stop_worker().await;
 }
 
@@ -254,18 +277,31 @@ async fn execute_is_validated_and_runs_a_created_task() {
     assert_eq!(app.state(task).await.status, TaskStatus::Created);
 
     let empty = app.execute(task, "   ").await.unwrap_err();
-    assert!(format!("{empty:?}").contains("must not be empty"), "{empty:?}");
+    assert!(
+        format!("{empty:?}").contains("must not be empty"),
+        "{empty:?}"
+    );
 
     let accepted = app.execute(task, "Count to 200").await.unwrap();
     assert_eq!(accepted.task_id, task);
     let again = app.execute(task, "Count to 3").await.unwrap_err();
-    assert!(format!("{again:?}").contains("already running"), "{again:?}");
+    assert!(
+        format!("{again:?}").contains("already running"),
+        "{again:?}"
+    );
 
     let result = app.result(task).await;
     assert_eq!(result.state.status, TaskStatus::Completed);
     let after = app.execute(task, "Count to 3").await.unwrap_err();
-    assert!(format!("{after:?}").contains("already completed"), "{after:?}");
-    assert_eq!(app.result(task).await.events, result.events, "rejected updates add nothing");
+    assert!(
+        format!("{after:?}").contains("already completed"),
+        "{after:?}"
+    );
+    assert_eq!(
+        app.result(task).await.events,
+        result.events,
+        "rejected updates add nothing"
+    );
     app.stop_worker().await;
 }
 
@@ -295,7 +331,11 @@ async fn recorded_histories_replay_with_the_current_code() {
             histories.push(WorkflowHistory::from_json(&std::fs::read(&path).unwrap()).unwrap());
         }
     }
-    assert!(histories.len() >= 3, "recorded histories in {}", dir.display());
+    assert!(
+        histories.len() >= 3,
+        "recorded histories in {}",
+        dir.display()
+    );
     let count = histories.len();
     let results = replayer().replay_workflows(histories).await.unwrap();
     assert_eq!(results.len(), count);

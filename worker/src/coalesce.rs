@@ -69,7 +69,11 @@ mod tests {
             c.push("c", start + Duration::from_millis(60)).as_deref(),
             Some("bc")
         );
-        assert_eq!(c.push("0123456789", start + Duration::from_millis(61)).as_deref(), Some("0123456789"));
+        assert_eq!(
+            c.push("0123456789", start + Duration::from_millis(61))
+                .as_deref(),
+            Some("0123456789")
+        );
         assert_eq!(c.push("x", start + Duration::from_millis(62)), None);
         assert_eq!(c.flush().as_deref(), Some("x"));
         assert_eq!(c.flush(), None);

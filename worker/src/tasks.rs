@@ -64,12 +64,12 @@ pub fn task_input(
             "task_parameters.max_steps must be at least 1".into(),
         ));
     }
-    if let Some(budget) = task.parameters.budget_usd {
-        if !(budget.is_finite() && budget > 0.0) {
-            return Err(CreateTaskError::InvalidParameter(
-                "task_parameters.budget_usd must be a positive number".into(),
-            ));
-        }
+    if let Some(budget) = task.parameters.budget_usd
+        && !(budget.is_finite() && budget > 0.0)
+    {
+        return Err(CreateTaskError::InvalidParameter(
+            "task_parameters.budget_usd must be a positive number".into(),
+        ));
     }
     Ok(TaskInput {
         task_id: task.id.unwrap_or_default(),
@@ -121,7 +121,9 @@ pub fn heartbeat_events(
         .iter()
         .filter_map(|activity| activity.heartbeat_details.as_ref())
         .filter_map(|details| details.payloads.first())
-        .filter_map(|payload| serde_json::from_slice::<Vec<agentflow_shared::Event>>(&payload.data).ok())
+        .filter_map(|payload| {
+            serde_json::from_slice::<Vec<agentflow_shared::Event>>(&payload.data).ok()
+        })
         .max_by_key(Vec::len)
         .unwrap_or_default()
 }

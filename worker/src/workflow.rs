@@ -283,13 +283,19 @@ fn finish(ctx: &WorkflowContext<AgentTaskWorkflow>, outcome: Outcome) {
             TaskStatus::Failed,
             EventKind::Failed(Failed { error, retryable }),
         ),
-        Outcome::Cancelled(reason) => (TaskStatus::Cancelled, EventKind::Cancelled(Reason { reason })),
+        Outcome::Cancelled(reason) => (
+            TaskStatus::Cancelled,
+            EventKind::Cancelled(Reason { reason }),
+        ),
     };
     emit(ctx, kind);
     set_status(ctx, status);
 }
 
-async fn run_agent(ctx: &mut WorkflowContext<AgentTaskWorkflow>, request: ExecuteRequest) -> Outcome {
+async fn run_agent(
+    ctx: &mut WorkflowContext<AgentTaskWorkflow>,
+    request: ExecuteRequest,
+) -> Outcome {
     set_status(ctx, TaskStatus::Running);
     let (input, max_steps, budget) =
         ctx.state(|s| (s.input.clone(), s.max_steps(), s.budget_limit()));
@@ -348,7 +354,9 @@ async fn run_agent(ctx: &mut WorkflowContext<AgentTaskWorkflow>, request: Execut
         )
         .build();
         let LlmCallOutput {
-            events, response, cost_usd,
+            events,
+            response,
+            cost_usd,
         } = match ctx
             .execute_activity(AgentActivities::llm_call, call, options)
             .await
@@ -385,7 +393,7 @@ async fn run_agent(ctx: &mut WorkflowContext<AgentTaskWorkflow>, request: Execut
         }
         let (cost, tokens) = ctx.state_mut(|s| {
             s.cost_usd += cost_usd;
-            s.usage = s.usage.add(response.usage);
+            s.usage = s.usage + response.usage;
             (s.cost_usd, s.usage.total_tokens)
         });
         if cost > budget {
@@ -412,7 +420,11 @@ async fn run_agent(ctx: &mut WorkflowContext<AgentTaskWorkflow>, request: Execut
                 EventKind::BudgetWarning(BudgetWarning {
                     cost_usd: cost,
                     limit_usd: budget,
-                    usage_pct: if budget > 0.0 { cost / budget * 100.0 } else { 100.0 },
+                    usage_pct: if budget > 0.0 {
+                        cost / budget * 100.0
+                    } else {
+                        100.0
+                    },
                 }),
             );
         }
@@ -503,7 +515,9 @@ async fn run_tools(
             )
         })
         .collect();
-    let mut outputs = temporalio_sdk::workflows::join_all(futures).await.into_iter();
+    let mut outputs = temporalio_sdk::workflows::join_all(futures)
+        .await
+        .into_iter();
     let mut messages = Vec::new();
     for call in calls {
         let completed = if !allowed(&call.name) {

@@ -15,7 +15,9 @@ use temporalio_common::data_converters::{
 use temporalio_common::error::{OutgoingActivityError, OutgoingError};
 use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_sdk::activities::ActivityError;
-use temporalio_sdk::testing::{ActivityEnvironment, ActivityEnvironmentError, TestActivityInfoOptions};
+use temporalio_sdk::testing::{
+    ActivityEnvironment, ActivityEnvironmentError, TestActivityInfoOptions,
+};
 
 fn activities() -> AgentActivities {
     AgentActivities::new(
@@ -78,18 +80,29 @@ async fn streaming_heartbeats_are_cumulative_prefixes_of_the_result() {
     let env = ActivityEnvironment::builder_with_default()
         .register_activities(activities())
         .on_heartbeat(move |details| {
-            let events = details.downcast::<Vec<Event>>().expect("heartbeats carry events");
+            let events = details
+                .downcast::<Vec<Event>>()
+                .expect("heartbeats carry events");
             sink.lock().unwrap().push(*events);
         })
         .build();
     let output = env
-        .run(AgentActivities::llm_call, input("Count to 20", Mode::Streaming, scripted(1)))
+        .run(
+            AgentActivities::llm_call,
+            input("Count to 20", Mode::Streaming, scripted(1)),
+        )
         .await
         .unwrap();
 
     assert_dense_from(&output.events, 5);
-    assert!(matches!(output.events[0].kind, EventKind::LlmCallStarted(_)));
-    assert!(matches!(output.events.last().unwrap().kind, EventKind::LlmCallCompleted(_)));
+    assert!(matches!(
+        output.events[0].kind,
+        EventKind::LlmCallStarted(_)
+    ));
+    assert!(matches!(
+        output.events.last().unwrap().kind,
+        EventKind::LlmCallCompleted(_)
+    ));
     let deltas: String = output
         .events
         .iter()
@@ -100,9 +113,16 @@ async fn streaming_heartbeats_are_cumulative_prefixes_of_the_result() {
         .collect();
     assert_eq!(deltas, output.response.content);
     let beats = beats.lock().unwrap();
-    assert!(beats.len() >= 3, "expected several heartbeats, got {}", beats.len());
+    assert!(
+        beats.len() >= 3,
+        "expected several heartbeats, got {}",
+        beats.len()
+    );
     for pair in beats.windows(2) {
-        assert!(pair[1].starts_with(&pair[0]), "each heartbeat extends the previous one");
+        assert!(
+            pair[1].starts_with(&pair[0]),
+            "each heartbeat extends the previous one"
+        );
     }
     assert!(output.events.starts_with(beats.last().unwrap()));
     let EventKind::LlmCallCompleted(done) = &output.events.last().unwrap().kind else {
@@ -117,11 +137,17 @@ async fn batch_mode_emits_no_deltas() {
         .register_activities(activities())
         .build();
     let output = env
-        .run(AgentActivities::llm_call, input("Count to 20", Mode::Batch, scripted(0)))
+        .run(
+            AgentActivities::llm_call,
+            input("Count to 20", Mode::Batch, scripted(0)),
+        )
         .await
         .unwrap();
     let types: Vec<&str> = output.events.iter().map(Event::type_name).collect();
-    assert_eq!(types, ["WorkflowLLMCallStarted", "WorkflowLLMCallCompleted"]);
+    assert_eq!(
+        types,
+        ["WorkflowLLMCallStarted", "WorkflowLLMCallCompleted"]
+    );
 }
 
 #[tokio::test]
@@ -153,7 +179,10 @@ async fn a_retry_keeps_the_previous_attempts_events_and_numbers_on() {
         EventKind::LlmCallRetrying(r) => assert_eq!(r.attempt, 2),
         other => panic!("expected the retry event, got {other:?}"),
     }
-    assert!(matches!(output.events.last().unwrap().kind, EventKind::LlmCallCompleted(_)));
+    assert!(matches!(
+        output.events.last().unwrap().kind,
+        EventKind::LlmCallCompleted(_)
+    ));
 }
 
 #[tokio::test]
@@ -172,13 +201,19 @@ async fn a_provider_failure_attaches_every_event_so_far() {
         request_timeout_secs: 5,
     };
     let err = env
-        .run(AgentActivities::llm_call, input("hi", Mode::Streaming, unreachable))
+        .run(
+            AgentActivities::llm_call,
+            input("hi", Mode::Streaming, unreachable),
+        )
         .await
         .unwrap_err();
     let ActivityEnvironmentError::Activity(ActivityError::Application(failure)) = err else {
         panic!("expected an application failure, got {err:?}");
     };
-    assert!(!failure.is_non_retryable(), "a refused connection is worth retrying");
+    assert!(
+        !failure.is_non_retryable(),
+        "a refused connection is worth retrying"
+    );
     let events = encoded_details(OutgoingActivityError::Application(failure));
     assert_eq!(events.len(), 1);
     assert!(matches!(events[0].kind, EventKind::LlmCallStarted(_)));
@@ -191,7 +226,9 @@ async fn cancellation_returns_the_streamed_events() {
     let env = ActivityEnvironment::builder_with_default()
         .register_activities(activities())
         .on_heartbeat(move |details| {
-            let events = details.downcast::<Vec<Event>>().expect("heartbeats carry events");
+            let events = details
+                .downcast::<Vec<Event>>()
+                .expect("heartbeats carry events");
             if events.len() >= 3 {
                 beats.notify_one();
             }
@@ -211,6 +248,9 @@ async fn cancellation_returns_the_streamed_events() {
         panic!("expected a cancellation, got {result:?}");
     };
     let events = encoded_details(OutgoingActivityError::Cancelled { details });
-    assert!(events.len() >= 2, "the started event and some deltas: {events:?}");
+    assert!(
+        events.len() >= 2,
+        "the started event and some deltas: {events:?}"
+    );
     assert_dense_from(&events, 5);
 }

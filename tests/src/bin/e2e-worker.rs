@@ -11,9 +11,14 @@ async fn main() -> anyhow::Result<()> {
     let json = std::env::var("AGENTFLOW_TEST_CONFIG_JSON").context("AGENTFLOW_TEST_CONFIG_JSON")?;
     let config: AgentflowConfig = serde_json::from_str(&json)?;
     let client = agentflow_worker::connect::connect_from_env().await?;
-    agentflow_worker::worker::run(client, &config.worker, ToolRegistry::with_builtins(), async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    agentflow_worker::worker::run(
+        client,
+        &config.worker,
+        ToolRegistry::with_builtins(),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
     .await?;
     Ok(())
 }

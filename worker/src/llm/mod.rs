@@ -85,9 +85,9 @@ pub fn provider_for(
     http: &reqwest::Client,
 ) -> Result<Box<dyn LlmProvider>, LlmError> {
     Ok(match model.provider {
-        ProviderKind::Scripted => Box::new(ScriptedProvider::new(std::time::Duration::from_millis(
-            model.token_delay_ms,
-        ))),
+        ProviderKind::Scripted => Box::new(ScriptedProvider::new(
+            std::time::Duration::from_millis(model.token_delay_ms),
+        )),
         ProviderKind::Openai => Box::new(OpenAiProvider::from_config(model, http.clone())?),
     })
 }

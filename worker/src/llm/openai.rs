@@ -24,12 +24,13 @@ impl OpenAiProvider {
             .base_url
             .clone()
             .ok_or_else(|| LlmError::fatal("model has no base_url"))?;
-        let api_key = match &model.api_key_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                LlmError::fatal(format!("the API key variable {var} is not set"))
-            })?),
-            None => None,
-        };
+        let api_key =
+            match &model.api_key_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    LlmError::fatal(format!("the API key variable {var} is not set"))
+                })?),
+                None => None,
+            };
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -134,7 +135,10 @@ pub fn parse_completion(body: &Value) -> Result<LlmResponse, LlmError> {
                 .iter()
                 .map(|c| ToolCall {
                     id: c["id"].as_str().unwrap_or_default().to_owned(),
-                    name: c["function"]["name"].as_str().unwrap_or_default().to_owned(),
+                    name: c["function"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                     arguments: parse_arguments(c["function"]["arguments"].as_str().unwrap_or("")),
                 })
                 .collect()
@@ -275,10 +279,10 @@ mod tests {
         let mut acc = StreamAccumulator::default();
         let mut texts = Vec::new();
         for line in recording.lines() {
-            if let Some(data) = line.strip_prefix("data: ") {
-                if let Some(t) = acc.push(data).unwrap() {
-                    texts.push(t);
-                }
+            if let Some(data) = line.strip_prefix("data: ")
+                && let Some(t) = acc.push(data).unwrap()
+            {
+                texts.push(t);
             }
         }
         (texts, acc)
@@ -303,7 +307,10 @@ mod tests {
         assert_eq!(response.tool_calls.len(), 2);
         assert_eq!(response.tool_calls[0].id, "call_a");
         assert_eq!(response.tool_calls[0].name, "calculator");
-        assert_eq!(response.tool_calls[0].arguments, json!({"expression": "6*7"}));
+        assert_eq!(
+            response.tool_calls[0].arguments,
+            json!({"expression": "6*7"})
+        );
         assert_eq!(response.tool_calls[1].name, "current_time");
         assert_eq!(response.tool_calls[1].arguments, json!({}));
         assert_eq!(response.usage, Usage::new(30, 20));
@@ -339,7 +346,10 @@ mod tests {
         });
         let response = parse_completion(&body).unwrap();
         assert_eq!(response.content, "");
-        assert_eq!(response.tool_calls[0].arguments, json!({"expression": "1+1"}));
+        assert_eq!(
+            response.tool_calls[0].arguments,
+            json!({"expression": "1+1"})
+        );
         assert_eq!(response.usage.total_tokens, 12);
     }
 }

@@ -127,9 +127,11 @@ fn answer(query: &str) -> String {
 
 fn asks_for_time(query: &str) -> bool {
     let lower = query.to_lowercase();
-    ["time", "date", "clock", "today"]
-        .iter()
-        .any(|word| lower.split(|c: char| !c.is_alphanumeric()).any(|w| w == *word))
+    ["time", "date", "clock", "today"].iter().any(|word| {
+        lower
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| w == *word)
+    })
 }
 
 /// The longest run of arithmetic characters with a digit and an operator between operands.
@@ -189,7 +191,10 @@ mod tests {
         let user = ChatMessage::text(Role::User, "What is (2+3)*4 and what time is it?");
         let first = respond(&request(vec![user.clone()], false));
         assert_eq!(first.tool_calls.len(), 2);
-        assert_eq!(first.tool_calls[0].arguments, json!({"expression": "(2+3)*4"}));
+        assert_eq!(
+            first.tool_calls[0].arguments,
+            json!({"expression": "(2+3)*4"})
+        );
         assert_eq!(first.tool_calls[1].name, "current_time");
         let second = respond(&request(
             vec![
@@ -205,11 +210,17 @@ mod tests {
 
     #[test]
     fn answers_plain_questions_without_tools() {
-        let r = respond(&request(vec![ChatMessage::text(Role::User, "Hi there")], false));
+        let r = respond(&request(
+            vec![ChatMessage::text(Role::User, "Hi there")],
+            false,
+        ));
         assert!(r.tool_calls.is_empty());
         assert!(r.content.contains("Hi there"));
         assert!(r.usage.output_tokens > 5);
-        let count = respond(&request(vec![ChatMessage::text(Role::User, "Count to 5")], false));
+        let count = respond(&request(
+            vec![ChatMessage::text(Role::User, "Count to 5")],
+            false,
+        ));
         assert_eq!(count.content, "1 2 3 4 5");
     }
 
@@ -224,7 +235,10 @@ mod tests {
     async fn streams_tokens_then_done() {
         let provider = ScriptedProvider::new(Duration::ZERO);
         let chunks: Vec<_> = provider
-            .call(request(vec![ChatMessage::text(Role::User, "Count to 3")], true))
+            .call(request(
+                vec![ChatMessage::text(Role::User, "Count to 3")],
+                true,
+            ))
             .collect()
             .await;
         let texts: Vec<String> = chunks

@@ -36,8 +36,17 @@ impl Tool for Calculator {
                 ToolError::InvalidArguments("expected {\"expression\": \"<string>\"}".into())
             })
             .and_then(|expr| evaluate(expr).map_err(ToolError::Failed))
-            .map(|value| json!(value));
+            .map(number_json);
         Box::pin(async move { result })
+    }
+}
+
+/// A whole result as a JSON integer (`20`, not `20.0`), anything else as a float.
+fn number_json(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        json!(value as i64)
+    } else {
+        json!(value)
     }
 }
 
@@ -244,7 +253,10 @@ mod tests {
     fn knows_functions_and_constants() {
         assert_eq!(evaluate("sqrt(16) + abs(-2)").unwrap(), 6.0);
         assert!((evaluate("2 * pi").unwrap() - std::f64::consts::TAU).abs() < 1e-12);
-        assert_eq!(evaluate("round(2.6) + floor(2.6) + ceil(2.1)").unwrap(), 8.0);
+        assert_eq!(
+            evaluate("round(2.6) + floor(2.6) + ceil(2.1)").unwrap(),
+            8.0
+        );
     }
 
     #[test]
@@ -262,7 +274,11 @@ mod tests {
         let tool = Calculator;
         assert_eq!(
             tool.call(json!({"expression": "6*7"})).await.unwrap(),
-            json!(42.0)
+            json!(42)
+        );
+        assert_eq!(
+            tool.call(json!({"expression": "7/2"})).await.unwrap(),
+            json!(3.5)
         );
         assert!(matches!(
             tool.call(json!({"expr": "6*7"})).await,

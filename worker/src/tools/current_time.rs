@@ -26,7 +26,9 @@ impl Tool for CurrentTime {
                 ));
             }
             let now = chrono::Utc::now();
-            Ok(json!({"utc": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "unix": now.timestamp()}))
+            Ok(
+                json!({"utc": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "unix": now.timestamp()}),
+            )
         })
     }
 }
