@@ -32,6 +32,9 @@ pub struct AgentflowConfig {
     /// Worker and run settings.
     #[serde(default)]
     pub worker: WorkerSettings,
+    /// REST/SSE api and relay settings.
+    #[serde(default)]
+    pub api: ApiSettings,
     /// Models by name.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
@@ -41,7 +44,7 @@ pub struct AgentflowConfig {
 }
 
 /// Which provider serves a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// Deterministic and offline.
@@ -51,7 +54,7 @@ pub enum ProviderKind {
 }
 
 /// A model: its provider, endpoint and prices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The provider.
@@ -93,7 +96,7 @@ impl ModelConfig {
 }
 
 /// An agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// Display name.
@@ -181,6 +184,43 @@ impl Default for WorkerSettings {
             llm_retry_initial_ms: 500,
             tool_timeout_secs: 30,
             tool_max_attempts: 3,
+        }
+    }
+}
+
+/// Settings of the api process and its per-task relays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Interval of SSE keep-alive comments.
+    pub keep_alive_secs: u64,
+    /// Reconnect delay sent to clients in the first frame (`retry:`).
+    pub sse_retry_ms: u64,
+    /// A relay with no subscriber stops after this long.
+    pub relay_linger_ms: u64,
+    /// Interval of `Describe` polls while an LLM call streams.
+    pub describe_interval_ms: u64,
+    /// Timeout of one workflow query (queries wait for a worker).
+    pub query_timeout_ms: u64,
+    /// Page size limit of task lists.
+    pub max_page_size: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            keep_alive_secs: 15,
+            sse_retry_ms: 1000,
+            relay_linger_ms: 5000,
+            describe_interval_ms: 25,
+            query_timeout_ms: 3000,
+            max_page_size: 200,
         }
     }
 }

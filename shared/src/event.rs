@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One entry of a task's event log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Dense position in the log, from 1.
     pub seq: Seq,
@@ -40,7 +40,7 @@ impl Event {
 }
 
 /// Whether the task runs the LLM in batch or streaming mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Non-streaming LLM calls; events appear when the call returns.
@@ -61,7 +61,7 @@ impl Mode {
 }
 
 /// An error as reported in `WorkflowFailed`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
     /// Machine-readable kind, e.g. `llm_error`, `budget_exceeded`, `max_steps`.
     pub kind: String,
@@ -72,7 +72,7 @@ pub struct ErrorInfo {
 macro_rules! event_kinds {
     ($( $(#[$doc:meta])* $variant:ident($data:ident) = $name:literal ),+ $(,)?) => {
         /// The type of an event with its data; serialized as `"type"` and `"data"`.
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(tag = "type", content = "data")]
         pub enum EventKind {
             $( $(#[$doc])* #[serde(rename = $name)] $variant($data), )+
@@ -136,7 +136,7 @@ impl EventKind {
 }
 
 /// Data of `WorkflowStarted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Started {
     /// The query being answered.
     pub query: String,
@@ -151,14 +151,14 @@ pub struct Started {
 }
 
 /// Data of `WorkflowStepStarted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepStarted {
     /// The step number, from 1.
     pub step: u32,
 }
 
 /// Data of `WorkflowStepCompleted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepCompleted {
     /// The step number.
     pub step: u32,
@@ -169,7 +169,7 @@ pub struct StepCompleted {
 }
 
 /// Data of `WorkflowLLMCallStarted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LlmCallStarted {
     /// The step number.
     pub step: u32,
@@ -180,7 +180,7 @@ pub struct LlmCallStarted {
 }
 
 /// Data of `WorkflowLLMCallDelta`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LlmCallDelta {
     /// The step number.
     pub step: u32,
@@ -191,7 +191,7 @@ pub struct LlmCallDelta {
 }
 
 /// Data of `WorkflowLLMCallRetrying`: the text streamed so far is discarded by the next attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LlmCallRetrying {
     /// The step number.
     pub step: u32,
@@ -200,7 +200,7 @@ pub struct LlmCallRetrying {
 }
 
 /// Data of `WorkflowLLMCallCompleted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LlmCallCompleted {
     /// The step number.
     pub step: u32,
@@ -222,7 +222,7 @@ pub struct LlmCallCompleted {
 }
 
 /// Data of `WorkflowToolCallStarted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolCallStarted {
     /// The step number.
     pub step: u32,
@@ -235,7 +235,7 @@ pub struct ToolCallStarted {
 }
 
 /// Data of `WorkflowToolCallCompleted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolCallCompleted {
     /// The step number.
     pub step: u32,
@@ -256,7 +256,7 @@ pub struct ToolCallCompleted {
 }
 
 /// Data of `WorkflowBudgetWarning`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BudgetWarning {
     /// Cost so far.
     pub cost_usd: f64,
@@ -267,7 +267,7 @@ pub struct BudgetWarning {
 }
 
 /// Data of `WorkflowBudgetExceeded`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BudgetExceeded {
     /// Cost so far.
     pub cost_usd: f64,
@@ -277,14 +277,14 @@ pub struct BudgetExceeded {
 
 /// Data of events that only carry a reason (`WorkflowPaused`, `WorkflowResumed`,
 /// `WorkflowCancelled`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reason {
     /// Why it happened.
     pub reason: String,
 }
 
 /// Data of `WorkflowCompleted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Completed {
     /// The agent's answer.
     pub final_response: String,
@@ -297,7 +297,7 @@ pub struct Completed {
 }
 
 /// Data of `WorkflowFailed`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failed {
     /// What went wrong.
     pub error: ErrorInfo,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Per-task overrides of the agent's configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskParameters {
     /// Stream the LLM output (overrides the agent's default).
@@ -29,7 +29,7 @@ pub struct TaskParameters {
 }
 
 /// Lifecycle status of a task; also the `TaskStatus` search attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Created, waiting for `execute`.
@@ -63,7 +63,7 @@ impl TaskStatus {
 }
 
 /// The agent's configuration copied at task creation, so later edits never change a running task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentSnapshot {
     /// The agent's id.
     pub agent_id: AgentId,
@@ -76,7 +76,7 @@ pub struct AgentSnapshot {
 }
 
 /// Run settings copied from the config at creation, so every worker replays the same decisions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunSettings {
     /// A task with no `execute` within this many seconds ends as cancelled.
     pub idle_timeout_secs: u64,
@@ -97,7 +97,7 @@ pub struct RunSettings {
 }
 
 /// Input of `AgentTaskWorkflow`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskInput {
     /// The task's id.
     pub task_id: TaskId,
@@ -122,7 +122,7 @@ pub struct TaskInput {
 }
 
 /// Argument of the `execute` update.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
     /// The query for the agent.
@@ -133,7 +133,7 @@ pub struct ExecuteRequest {
 }
 
 /// Answer of the `execute` update.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecuteAccepted {
     /// The task.
     pub task_id: TaskId,
@@ -142,7 +142,7 @@ pub struct ExecuteAccepted {
 }
 
 /// The range argument of the `get_events` query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventsRange {
     /// Return events with `seq > after`.
@@ -166,7 +166,7 @@ impl Default for EventsRange {
 }
 
 /// A page of a task's event log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventsPage {
     /// The events, in seq order.
     #[serde(default, deserialize_with = "crate::nullable::or_default")]
@@ -195,7 +195,7 @@ impl EventsPage {
 }
 
 /// Answer of the `get_current_state` query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskState {
     /// The task.
     pub task_id: TaskId,
@@ -222,7 +222,7 @@ pub struct TaskState {
 }
 
 /// Result of `AgentTaskWorkflow`: the final state and the whole event log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskResult {
     /// Final state.
     pub state: TaskState,

@@ -30,10 +30,13 @@ pub fn test_config() -> AgentflowConfig {
     config.worker.llm_retry_initial_ms = 100;
     config.worker.sticky_timeout_secs = 1;
     config.worker.coalesce_ms = 20;
-    config.worker.coalesce_chars = 16;
+    config.worker.coalesce_chars = 32;
     if let Some(model) = config.models.get_mut("scripted") {
         model.token_delay_ms = 2;
     }
+    let mut other = config.agents["assistant"].clone();
+    other.name = "Other".into();
+    config.agents.insert("other".into(), other);
     config
 }
 

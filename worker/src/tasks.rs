@@ -5,7 +5,7 @@ use crate::workflow::{AGENT_ID, AgentTaskWorkflow, TASK_STATUS, USER_ID};
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::ids::{AgentId, TaskId};
 use agentflow_shared::task::{AgentSnapshot, TaskInput, TaskParameters, TaskStatus};
-use temporalio_client::{Client, WorkflowHandle, WorkflowStartOptions};
+use temporalio_client::{Client, WorkflowHandle, WorkflowIdReusePolicy, WorkflowStartOptions};
 use temporalio_common::search_attributes::SearchAttributes;
 
 /// What a new task needs besides the config.
@@ -88,7 +88,8 @@ pub fn task_input(
     })
 }
 
-/// Starts the task's workflow `agent-task-{id}` on the configured task queue.
+/// Starts the task's workflow `agent-task-{id}` on the configured task queue. A task id is
+/// never reused, even after its task closed.
 pub async fn start_task(
     client: &Client,
     task_queue: &str,
@@ -103,6 +104,7 @@ pub async fn start_task(
     }
     let options = WorkflowStartOptions::new(task_queue, input.task_id.workflow_id())
         .search_attributes(SearchAttributes::new(attributes))
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .build();
     let workflow_id = input.task_id.workflow_id();
     client

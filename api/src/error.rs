@@ -1,0 +1,103 @@
+//! `ApiError`: every failure of a handler, answered as RFC 9457 `application/problem+json`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A problem detail (RFC 9457).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI reference naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What went wrong, for this request.
+    pub detail: String,
+}
+
+/// What a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request (syntax, bad cursor, bad token …) → 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Unknown agent, task, or a task of another agent → 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The method is not allowed on the route → 405.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The request conflicts with the task's state → 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is larger than allowed → 413.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body is not JSON → 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Well-formed but invalid fields → 422.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Temporal is unreachable or a query timed out → 503 (retry later).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else: logged with context, answered without details → 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+            }
+            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-request"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// An internal error from anything displayable; the cause is logged, not sent.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        Self::Internal(format!("{context}: {error}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.parts();
+        let detail = match &self {
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                "an internal error occurred; it has been logged".to_owned()
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(%cause, "dependency unavailable");
+                cause.clone()
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            kind: format!("https://agentflow.dev/problems/{kind}"),
+            title: status.canonical_reason().unwrap_or("error").to_owned(),
+            status: status.as_u16(),
+            detail,
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}

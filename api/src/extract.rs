@@ -1,0 +1,54 @@
+//! Extractors whose rejections are problem+json: `JsonBody` and `QueryParams`.
+
+use crate::error::ApiError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// A JSON body: syntax errors → 400, wrong or unknown fields → 422 naming the field,
+/// too large → 413, not JSON → 415.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
+                JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(e.body_text()),
+                JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                    "the body must be JSON with `Content-Type: application/json`".into(),
+                ),
+                JsonRejection::BytesRejection(e) if e.status() == 413 => {
+                    ApiError::PayloadTooLarge("the request body is too large".into())
+                }
+                other => ApiError::BadRequest(other.body_text()),
+            }),
+        }
+    }
+}
+
+/// Query-string parameters: unknown or malformed ones → 400 naming the parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e: QueryRejection| ApiError::BadRequest(e.body_text()))
+    }
+}

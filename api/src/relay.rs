@@ -1,0 +1,545 @@
+//! The per-task relay: one per task per api process, shared by all of the task's subscribers.
+//!
+//! It keeps the task's whole log in memory as pre-encoded SSE frames and advances it from
+//! Temporal: the `get_events` query for durable events, the heartbeat details of the pending
+//! LLM activity (polled with `Describe` only while one runs) for live ones, the history long
+//! poll as the wake-up, and the workflow result once the task is closed (no worker needed).
+//! Subscribers read frames after their own cursor at their own pace, so a slow subscriber is
+//! never skipped and never slows the others; Temporal RPCs do not depend on how many there are
+//! (DESIGN.md, Invariants 1 and 2).
+
+use crate::temporal::{self, DescribeError, RpcCounters, TaskDescription};
+use agentflow_shared::event::{ErrorInfo, Event, EventKind, Failed, Reason};
+use agentflow_shared::ids::{AgentId, Seq, TaskId};
+use agentflow_shared::task::{EventsPage, EventsRange, TaskResult};
+use agentflow_worker::AgentTaskWorkflow;
+use agentflow_worker::activities::AgentActivities;
+use agentflow_worker::queries::EventsQuery;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use temporalio_client::{
+    Client, WorkflowGetResultOptions, WorkflowQueryOptions, errors::WorkflowQueryError,
+};
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+use tokio::sync::{Notify, OnceCell, watch};
+
+/// How relays talk to Temporal.
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySettings {
+    /// `Describe` interval while an LLM call streams.
+    pub describe_interval: Duration,
+    /// Timeout of one workflow query.
+    pub query_timeout: Duration,
+    /// How long a relay with no subscriber lives on.
+    pub linger: Duration,
+}
+
+/// One event of the log, encoded once for every subscriber.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The event's seq.
+    pub seq: Seq,
+    /// The event's type name.
+    pub type_name: &'static str,
+    /// Whether it ends the log.
+    pub terminal: bool,
+    /// The SSE frame (`id`, `event`, `data`, blank line).
+    pub bytes: Bytes,
+    /// The event itself.
+    pub event: Arc<Event>,
+}
+
+impl Frame {
+    fn new(event: Event) -> Self {
+        Self {
+            seq: event.seq,
+            type_name: event.type_name(),
+            terminal: event.is_terminal(),
+            bytes: Bytes::from(agentflow_shared::sse::frame(&event, None)),
+            event: Arc::new(event),
+        }
+    }
+}
+
+/// Why a subscription could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The task does not exist.
+    #[error("task not found")]
+    NotFound,
+    /// Temporal is unreachable.
+    #[error("Temporal is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Default)]
+struct Life {
+    subscribers: usize,
+    stopped: bool,
+}
+
+/// The relay of one task.
+pub struct Relay {
+    task_id: TaskId,
+    agent_id: Option<AgentId>,
+    frames: RwLock<Vec<Frame>>,
+    published: watch::Sender<usize>,
+    life: Mutex<Life>,
+    idle: Notify,
+    joined: Notify,
+}
+
+/// A subscriber's handle on a relay; leaving is dropping it.
+pub struct Subscription {
+    relay: Arc<Relay>,
+    changes: watch::Receiver<usize>,
+}
+
+impl Subscription {
+    /// The task's agent, as recorded in its search attributes.
+    pub fn agent_id(&self) -> Option<&AgentId> {
+        self.relay.agent_id.as_ref()
+    }
+
+    /// Up to `max` frames with `seq > after`.
+    pub fn frames_after(&self, after: Seq, max: usize) -> Vec<Frame> {
+        let frames = self.relay.frames.read().expect("relay lock");
+        let start = (after.0 as usize).min(frames.len());
+        frames[start..(start + max).min(frames.len())].to_vec()
+    }
+
+    /// Whether the log has ended and holds nothing after `after`.
+    pub fn ended_at(&self, after: Seq) -> bool {
+        let frames = self.relay.frames.read().expect("relay lock");
+        frames.last().is_some_and(|f| f.terminal) && after.0 as usize >= frames.len()
+    }
+
+    /// Waits until the log grows.
+    pub async fn changed(&mut self) {
+        if self.changes.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut life = self.relay.life.lock().expect("relay lock");
+        life.subscribers -= 1;
+        if life.subscribers == 0 {
+            self.relay.idle.notify_one();
+        }
+    }
+}
+
+impl Relay {
+    fn join(self: &Arc<Self>) -> Option<Subscription> {
+        let mut life = self.life.lock().expect("relay lock");
+        if life.stopped {
+            return None;
+        }
+        life.subscribers += 1;
+        self.joined.notify_one();
+        Some(Subscription {
+            relay: self.clone(),
+            changes: self.published.subscribe(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.frames.read().expect("relay lock").len()
+    }
+
+    fn ended(&self) -> bool {
+        self.frames
+            .read()
+            .expect("relay lock")
+            .last()
+            .is_some_and(|f| f.terminal)
+    }
+
+    fn subscribers(&self) -> usize {
+        self.life.lock().expect("relay lock").subscribers
+    }
+
+    /// Appends the events that continue the log and checks the ones it already has; returns
+    /// `false` when the events start beyond the log's end (the durable log must be read first).
+    fn publish(&self, events: impl IntoIterator<Item = Event>) -> bool {
+        let mut contiguous = true;
+        let mut frames = self.frames.write().expect("relay lock");
+        let before = frames.len();
+        for event in events {
+            let index = event.seq.0 as usize;
+            if index == frames.len() + 1 {
+                frames.push(Frame::new(event));
+            } else if index >= 1 && index <= frames.len() {
+                if *frames[index - 1].event != event {
+                    tracing::error!(task = %self.task_id, seq = %event.seq,
+                        "invariant violated: an event changed after it was relayed");
+                }
+            } else {
+                contiguous = false;
+                break;
+            }
+        }
+        let after = frames.len();
+        drop(frames);
+        if after != before {
+            self.published.send_replace(after);
+        }
+        contiguous
+    }
+
+    /// Returns `false` as soon as the relay has a subscriber; `true` once it has had none for
+    /// `linger`, after marking it stopped (a later subscriber then starts a new relay).
+    async fn wait_for_subscriber(&self, linger: Duration) -> bool {
+        loop {
+            if self.subscribers() > 0 {
+                return false;
+            }
+            tokio::select! {
+                _ = self.joined.notified() => {}
+                _ = tokio::time::sleep(linger) => {
+                    let mut life = self.life.lock().expect("relay lock");
+                    if life.subscribers == 0 {
+                        life.stopped = true;
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serves subscribers until none has been left for `linger`; then marks the relay stopped.
+    async fn until_unused(&self, linger: Duration) {
+        loop {
+            while self.subscribers() > 0 {
+                self.idle.notified().await;
+            }
+            if self.wait_for_subscriber(linger).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Context the relay loop needs.
+struct RelayContext {
+    client: Client,
+    counters: Arc<RpcCounters>,
+    settings: RelaySettings,
+}
+
+impl RelayContext {
+    fn query_options(&self) -> WorkflowQueryOptions {
+        WorkflowQueryOptions::builder()
+            .rpc_options(
+                temporalio_client::RpcOptions::builder()
+                    .timeout(self.settings.query_timeout)
+                    .build(),
+            )
+            .build()
+    }
+
+    /// `get_events` from `after`, retrying a busy workflow a few times.
+    async fn query_events(
+        &self,
+        task: TaskId,
+        after: Seq,
+    ) -> Result<EventsPage, WorkflowQueryError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+        let mut attempt = 0;
+        loop {
+            RpcCounters::count(&self.counters.query);
+            let range = EventsRange {
+                after,
+                limit: EventsRange::DEFAULT_LIMIT,
+            };
+            match handle
+                .query(
+                    AgentTaskWorkflow::get_events,
+                    EventsQuery(range),
+                    self.query_options(),
+                )
+                .await
+            {
+                Err(error) if attempt < 3 && is_busy(&error) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn is_busy(error: &WorkflowQueryError) -> bool {
+    let text = error.to_string();
+    text.contains("BUSY") || text.contains("busy")
+}
+
+/// The events in the pending LLM activity's heartbeat, if one is pending.
+fn pending_llm_events(description: &TaskDescription) -> Option<Vec<Event>> {
+    let llm_call = AgentActivities::llm_call.name();
+    let pending = description
+        .raw
+        .pending_activities
+        .iter()
+        .any(|a| a.activity_type.as_ref().is_some_and(|t| t.name == llm_call));
+    pending.then(|| agentflow_worker::tasks::heartbeat_events(&description.raw))
+}
+
+async fn run(
+    relay: Arc<Relay>,
+    ctx: RelayContext,
+    first: TaskDescription,
+    registry: Arc<Registry>,
+) {
+    let task = relay.task_id;
+    let mut description = Some(first);
+    let mut history_token: Vec<u8> = Vec::new();
+    loop {
+        if relay.ended() {
+            relay.until_unused(ctx.settings.linger).await;
+            break;
+        }
+        if relay.wait_for_subscriber(ctx.settings.linger).await {
+            break;
+        }
+        let current = match description.take() {
+            Some(d) => d,
+            None => match temporal::describe(&ctx.client, &ctx.counters, task).await {
+                Ok(d) => d,
+                Err(error) => {
+                    tracing::warn!(%task, %error, "relay: describe failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        if !current.running {
+            read_closed(&relay, &ctx, &current).await;
+            continue;
+        }
+        match ctx.query_events(task, Seq(relay.len() as u64)).await {
+            Ok(page) => {
+                let more = page.has_more;
+                relay.publish(page.events);
+                if more {
+                    description = Some(current);
+                    continue;
+                }
+            }
+            Err(error) => tracing::warn!(%task, %error, "relay: get_events failed"),
+        }
+        if let Some(events) = pending_llm_events(&current)
+            && relay.publish(events)
+        {
+            follow_llm_call(&relay, &ctx).await;
+            continue;
+        }
+        let poll = temporal::poll_history(&ctx.client, &ctx.counters, task, history_token.clone());
+        let idle = async {
+            loop {
+                relay.idle.notified().await;
+                if relay.subscribers() == 0 {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            result = poll => match result {
+                Ok(Some(token)) => history_token = token,
+                Ok(None) => {}
+                Err(status) => {
+                    tracing::warn!(%task, %status, "relay: history poll failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            },
+            _ = idle => {}
+        }
+    }
+    registry.remove(task, &relay);
+}
+
+/// Polls `Describe` while the LLM activity is pending, publishing its heartbeated events.
+async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
+    loop {
+        tokio::time::sleep(ctx.settings.describe_interval).await;
+        if relay.subscribers() == 0 {
+            return;
+        }
+        match temporal::describe(&ctx.client, &ctx.counters, relay.task_id).await {
+            Ok(description) if description.running => match pending_llm_events(&description) {
+                Some(events) => {
+                    if !relay.publish(events) {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(task = %relay.task_id, %error, "relay: describe failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Reads a closed task's log from its result; a workflow that did not complete (terminated,
+/// timed out outside agentflow) gets a terminal event made from its close status.
+async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescription) {
+    let task = relay.task_id;
+    RpcCounters::count(&ctx.counters.result);
+    let handle = ctx
+        .client
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+    let result: Result<TaskResult, _> =
+        handle.get_result(WorkflowGetResultOptions::default()).await;
+    match result {
+        Ok(result) => {
+            relay.publish(result.events);
+        }
+        Err(error) => {
+            tracing::warn!(%task, %error, "relay: the workflow closed without a result");
+            if let Ok(page) = ctx.query_events(task, Seq(relay.len() as u64)).await {
+                relay.publish(page.events);
+            }
+            let seq = Seq(relay.len() as u64 + 1);
+            let status = description.workflow_status;
+            let kind = match status {
+                WorkflowExecutionStatus::Canceled => EventKind::Cancelled(Reason {
+                    reason: "the workflow was cancelled".into(),
+                }),
+                _ => EventKind::Failed(Failed {
+                    error: ErrorInfo {
+                        kind: "workflow_closed".into(),
+                        message: format!("the workflow closed as {}", status.as_str_name()),
+                    },
+                    retryable: false,
+                }),
+            };
+            let closed_at = description
+                .raw
+                .workflow_execution_info
+                .as_ref()
+                .and_then(|i| i.close_time)
+                .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+                .unwrap_or_default();
+            relay.publish([Event {
+                seq,
+                kind,
+                task_id: task,
+                agent_id: relay.agent_id.clone().unwrap_or_else(|| AgentId::from("")),
+                timestamp: closed_at,
+                step: 0,
+            }]);
+        }
+    }
+}
+
+/// All relays of this process.
+pub struct Registry {
+    client: Client,
+    counters: Arc<RpcCounters>,
+    settings: RelaySettings,
+    relays: Mutex<HashMap<TaskId, Arc<OnceCell<Arc<Relay>>>>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(client: Client, settings: RelaySettings) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            counters: Arc::default(),
+            settings,
+            relays: Mutex::default(),
+        })
+    }
+
+    /// Temporal RPCs made by relays so far.
+    pub fn counters(&self) -> &RpcCounters {
+        &self.counters
+    }
+
+    /// Relays running now, and their subscribers.
+    pub fn active(&self) -> (usize, usize) {
+        let relays = self.relays.lock().expect("registry lock");
+        let subscribers = relays
+            .values()
+            .filter_map(|cell| cell.get())
+            .map(|relay| relay.subscribers())
+            .sum();
+        (relays.len(), subscribers)
+    }
+
+    /// Subscribes to a task's relay, starting it if needed.
+    pub async fn subscribe(self: &Arc<Self>, task: TaskId) -> Result<Subscription, RelayError> {
+        loop {
+            let cell = self
+                .relays
+                .lock()
+                .expect("registry lock")
+                .entry(task)
+                .or_default()
+                .clone();
+            match cell.get_or_try_init(|| self.start(task)).await {
+                Ok(relay) => {
+                    if let Some(subscription) = relay.join() {
+                        return Ok(subscription);
+                    }
+                    self.remove(task, relay);
+                }
+                Err(error) => {
+                    let mut relays = self.relays.lock().expect("registry lock");
+                    if relays.get(&task).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                        relays.remove(&task);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    async fn start(self: &Arc<Self>, task: TaskId) -> Result<Arc<Relay>, RelayError> {
+        let description = temporal::describe(&self.client, &self.counters, task)
+            .await
+            .map_err(|error| match error {
+                DescribeError::NotFound => RelayError::NotFound,
+                DescribeError::Rpc(status) => RelayError::Unavailable(status.message().to_owned()),
+            })?;
+        let (published, _) = watch::channel(0);
+        let relay = Arc::new(Relay {
+            task_id: task,
+            agent_id: description.agent_id.clone(),
+            frames: RwLock::default(),
+            published,
+            life: Mutex::default(),
+            idle: Notify::new(),
+            joined: Notify::new(),
+        });
+        let ctx = RelayContext {
+            client: self.client.clone(),
+            counters: self.counters.clone(),
+            settings: self.settings,
+        };
+        tokio::spawn(run(relay.clone(), ctx, description, self.clone()));
+        Ok(relay)
+    }
+
+    fn remove(&self, task: TaskId, relay: &Arc<Relay>) {
+        let mut relays = self.relays.lock().expect("registry lock");
+        if relays
+            .get(&task)
+            .and_then(|cell| cell.get())
+            .is_some_and(|r| Arc::ptr_eq(r, relay))
+        {
+            relays.remove(&task);
+        }
+    }
+}

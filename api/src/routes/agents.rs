@@ -1,0 +1,56 @@
+//! `GET /api/v1/agents`, `GET /api/v1/agents/{agent_id}`.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use agentflow_shared::config::AgentConfig;
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+
+/// An agent as the api shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Agent {
+    /// The agent's id.
+    pub id: String,
+    /// Its configuration.
+    #[serde(flatten)]
+    pub config: AgentConfig,
+}
+
+/// The configured agents.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
+    responses((status = 200, body = Vec<Agent>)))]
+pub async fn list(State(state): State<AppState>) -> Json<Vec<Agent>> {
+    Json(
+        state
+            .config
+            .agents
+            .iter()
+            .map(|(id, config)| Agent {
+                id: id.clone(),
+                config: config.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// One agent.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}", tag = "agents",
+    params(("agent_id" = String, Path, description = "Agent id")),
+    responses((status = 200, body = Agent), (status = 404, body = crate::error::Problem)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    state
+        .config
+        .agents
+        .get(&agent_id)
+        .map(|config| {
+            Json(Agent {
+                id: agent_id.clone(),
+                config: config.clone(),
+            })
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("agent `{agent_id}` does not exist")))
+}

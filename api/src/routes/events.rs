@@ -1,0 +1,231 @@
+//! A task's event log: a page (`…/events`) and the live SSE stream (`…/events/stream`).
+
+use crate::error::ApiError;
+use crate::extract::QueryParams;
+use crate::relay::{Frame, RelayError};
+use crate::routes::tasks::{closed_result, describe_task, parse_task_id};
+use crate::state::AppState;
+use agentflow_shared::event::EventKind;
+use agentflow_shared::ids::Seq;
+use agentflow_shared::task::{EventsPage, EventsRange};
+use agentflow_worker::AgentTaskWorkflow;
+use agentflow_worker::queries::EventsQuery;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::time::Duration;
+use temporalio_client::{RpcOptions, WorkflowQueryOptions};
+
+/// Paging of `GET …/events`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Events with `seq > after` (default 0).
+    pub after: Option<u64>,
+    /// At most this many (1 to 1000, default 500).
+    pub limit: Option<usize>,
+}
+
+/// A page of the task's event log.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}/tasks/{task_id}/events", tag = "events",
+    params(("agent_id" = String, Path, description = "Agent id"),
+        ("task_id" = String, Path, description = "Task id (UUID)"), PageParams),
+    responses((status = 200, body = EventsPage), (status = 400, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
+#[tracing::instrument(skip(state))]
+pub async fn page(
+    State(state): State<AppState>,
+    Path((agent_id, task_id)): Path<(String, String)>,
+    QueryParams(params): QueryParams<PageParams>,
+) -> Result<Json<EventsPage>, ApiError> {
+    let task = parse_task_id(&task_id)?;
+    let limit = params.limit.unwrap_or(EventsRange::DEFAULT_LIMIT);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    let range = EventsRange {
+        after: Seq(params.after.unwrap_or(0)),
+        limit,
+    };
+    let description = describe_task(&state, &agent_id, task).await?;
+    if !description.running {
+        let result = closed_result(&state, task).await?;
+        return Ok(Json(EventsPage::from_log(&result.events, range)));
+    }
+    crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
+    let options = WorkflowQueryOptions::builder()
+        .rpc_options(
+            RpcOptions::builder()
+                .timeout(Duration::from_millis(state.config.api.query_timeout_ms))
+                .build(),
+        )
+        .build();
+    state
+        .client
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
+        .query(AgentTaskWorkflow::get_events, EventsQuery(range), options)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))
+}
+
+/// Options of the SSE stream.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// Start after this seq (`Last-Event-ID` wins when both are given).
+    pub after: Option<u64>,
+    /// Only these event types, comma-separated (the terminal event is always sent).
+    pub types: Option<String>,
+    /// `false` skips `WorkflowLLMCallDelta` (never a durable step).
+    pub deltas: Option<bool>,
+}
+
+struct Filter {
+    types: Option<HashSet<&'static str>>,
+    deltas: bool,
+}
+
+impl Filter {
+    fn parse(params: &StreamParams) -> Result<Self, ApiError> {
+        let types = match &params.types {
+            None => None,
+            Some(list) => {
+                let mut types = HashSet::new();
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let known = EventKind::TYPE_NAMES
+                        .iter()
+                        .find(|known| **known == name)
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!("types: `{name}` is not an event type"))
+                        })?;
+                    types.insert(*known);
+                }
+                Some(types)
+            }
+        };
+        Ok(Self {
+            types,
+            deltas: params.deltas.unwrap_or(true),
+        })
+    }
+
+    fn accepts(&self, frame: &Frame) -> bool {
+        if frame.terminal {
+            return true;
+        }
+        if !self.deltas && frame.type_name == "WorkflowLLMCallDelta" {
+            return false;
+        }
+        self.types
+            .as_ref()
+            .is_none_or(|types| types.contains(frame.type_name))
+    }
+}
+
+fn cursor(headers: &HeaderMap, params: &StreamParams) -> Result<Seq, ApiError> {
+    match headers.get("last-event-id") {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Seq)
+            .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be an event seq".into())),
+        None => Ok(Seq(params.after.unwrap_or(0))),
+    }
+}
+
+/// The task's events as Server-Sent Events, live, from the cursor on; `204` once ended.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}/tasks/{task_id}/events/stream", tag = "events",
+    params(("agent_id" = String, Path, description = "Agent id"),
+        ("task_id" = String, Path, description = "Task id (UUID)"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq"),
+        StreamParams),
+    responses(
+        (status = 200, description = "`text/event-stream`: `id: <seq>`, `event: <type>`, `data: <event JSON>`", content_type = "text/event-stream"),
+        (status = 204, description = "The log has ended at or before the cursor"),
+        (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+#[tracing::instrument(skip(state, headers))]
+pub async fn stream(
+    State(state): State<AppState>,
+    Path((agent_id, task_id)): Path<(String, String)>,
+    QueryParams(params): QueryParams<StreamParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let task = parse_task_id(&task_id)?;
+    if !state.config.agents.contains_key(&agent_id) {
+        return Err(ApiError::NotFound(format!(
+            "agent `{agent_id}` does not exist"
+        )));
+    }
+    let filter = Filter::parse(&params)?;
+    let mut position = cursor(&headers, &params)?;
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "task `{task}` does not exist for agent `{agent_id}`"
+        ))
+    };
+    let mut subscription = state.relays.subscribe(task).await.map_err(|e| match e {
+        RelayError::NotFound => not_found(),
+        RelayError::Unavailable(message) => ApiError::Unavailable(message),
+    })?;
+    if subscription
+        .agent_id()
+        .is_none_or(|a| a.as_str() != agent_id)
+    {
+        return Err(not_found());
+    }
+    if subscription.ended_at(position) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let retry = state.config.api.sse_retry_ms;
+    let keep_alive = Duration::from_secs(state.config.api.keep_alive_secs.max(1));
+    let mut shutting_down = state.shutting_down.clone();
+    let body = async_stream::stream! {
+        let mut retry_line = Some(format!("retry: {retry}\n"));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
+        loop {
+            let frames = subscription.frames_after(position, 256);
+            if frames.is_empty() {
+                if *shutting_down.borrow() {
+                    return;
+                }
+                tokio::select! {
+                    _ = subscription.changed() => {}
+                    _ = shutting_down.changed() => return,
+                    _ = ticks.tick() => yield Ok(Bytes::from_static(agentflow_shared::sse::KEEP_ALIVE.as_bytes())),
+                }
+                continue;
+            }
+            for frame in frames {
+                position = frame.seq;
+                if filter.accepts(&frame) {
+                    match retry_line.take() {
+                        Some(line) => yield Ok::<Bytes, Infallible>(Bytes::from([line.as_bytes(), &frame.bytes].concat())),
+                        None => yield Ok(frame.bytes.clone()),
+                    }
+                }
+                if frame.terminal {
+                    return;
+                }
+            }
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}

@@ -1,0 +1,51 @@
+//! HTTP routes: `app(state) -> Router`.
+
+pub mod agents;
+pub mod events;
+pub mod health;
+pub mod tasks;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+/// The whole api.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.api.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .route("/api/v1/agents", get(agents::list))
+        .route("/api/v1/agents/{agent_id}", get(agents::show))
+        .route(
+            "/api/v1/agents/{agent_id}/tasks",
+            post(tasks::create).get(tasks::list),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}",
+            get(tasks::show),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/execute",
+            post(tasks::execute),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/events",
+            get(events::page),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/events/stream",
+            get(events::stream),
+        )
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this method is not allowed on this route".into())
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

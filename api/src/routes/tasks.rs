@@ -1,0 +1,408 @@
+//! Tasks: create, list, show, execute.
+
+use crate::error::ApiError;
+use crate::extract::{JsonBody, QueryParams};
+use crate::state::AppState;
+use crate::temporal::{self, DescribeError, TaskDescription};
+use agentflow_shared::ids::{AgentId, TaskId};
+use agentflow_shared::task::{
+    ExecuteAccepted, ExecuteRequest, TaskParameters, TaskResult, TaskState, TaskStatus,
+};
+use agentflow_worker::AgentTaskWorkflow;
+use agentflow_worker::tasks::{CreateTaskError, NewTask, start_task, task_input};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
+use temporalio_client::{
+    RpcOptions, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
+};
+
+/// Body of `POST /api/v1/agents/{agent_id}/tasks`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTaskRequest {
+    /// A client-chosen UUID, so the stream can be opened before anything runs.
+    pub id: Option<uuid::Uuid>,
+    /// What the task is about.
+    pub description: String,
+    /// Who creates it (letters, digits and `_.@:-`, at most 128).
+    pub user_id: Option<String>,
+    /// A query to execute at once.
+    pub query: Option<String>,
+    /// Per-task overrides.
+    #[serde(default)]
+    pub task_parameters: TaskParameters,
+}
+
+/// Links of a task.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskLinks {
+    /// This task.
+    #[serde(rename = "self")]
+    pub self_: String,
+    /// Its event log, page by page.
+    pub events: String,
+    /// Its live event stream (SSE).
+    pub stream: String,
+    /// Where to POST a query.
+    pub execute: String,
+}
+
+/// A task.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Task {
+    /// Its id.
+    pub id: TaskId,
+    /// Its agent.
+    pub agent_id: String,
+    /// Its status.
+    pub status: TaskStatus,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// The Temporal workflow id.
+    pub workflow_id: String,
+    /// Related URLs.
+    pub links: TaskLinks,
+    /// Live (or final) state, on `GET` of one task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<TaskState>,
+}
+
+impl Task {
+    fn new(agent: &str, id: TaskId, status: TaskStatus, created_at: DateTime<Utc>) -> Self {
+        let base = format!("/api/v1/agents/{agent}/tasks/{id}");
+        Self {
+            id,
+            agent_id: agent.to_owned(),
+            status,
+            created_at,
+            workflow_id: id.workflow_id(),
+            links: TaskLinks {
+                events: format!("{base}/events"),
+                stream: format!("{base}/events/stream"),
+                execute: format!("{base}/execute"),
+                self_: base,
+            },
+            state: None,
+        }
+    }
+}
+
+/// A page of tasks.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskList {
+    /// The tasks, newest first.
+    pub tasks: Vec<Task>,
+    /// Pass as `page_token` for the next page; absent on the last one.
+    pub next_page_token: Option<String>,
+}
+
+/// Filters and paging of `GET …/tasks`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only tasks with this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks of this user.
+    pub user_id: Option<String>,
+    /// Tasks per page (default 50).
+    pub page_size: Option<usize>,
+    /// From a previous page's `next_page_token`.
+    pub page_token: Option<String>,
+}
+
+pub(crate) fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("task `{raw}` does not exist (ids are UUIDs)")))
+}
+
+fn check_agent(state: &AppState, agent: &str) -> Result<(), ApiError> {
+    if state.config.agents.contains_key(agent) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "agent `{agent}` does not exist"
+        )))
+    }
+}
+
+fn check_user_id(user: &str) -> Result<(), ApiError> {
+    let valid = !user.is_empty()
+        && user.len() <= 128
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.@:-".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(
+            "user_id: use 1 to 128 letters, digits or `_.@:-`".into(),
+        ))
+    }
+}
+
+/// Describes a task and checks it belongs to `agent` (else 404).
+pub(crate) async fn describe_task(
+    state: &AppState,
+    agent: &str,
+    task: TaskId,
+) -> Result<TaskDescription, ApiError> {
+    check_agent(state, agent)?;
+    let not_found =
+        || ApiError::NotFound(format!("task `{task}` does not exist for agent `{agent}`"));
+    let description = temporal::describe(&state.client, &state.handler_rpcs, task)
+        .await
+        .map_err(|error| match error {
+            DescribeError::NotFound => not_found(),
+            DescribeError::Rpc(status) => {
+                ApiError::Unavailable(format!("Temporal did not answer: {}", status.message()))
+            }
+        })?;
+    match &description.agent_id {
+        Some(id) if id.as_str() == agent => Ok(description),
+        _ => Err(not_found()),
+    }
+}
+
+fn query_options(state: &AppState) -> WorkflowQueryOptions {
+    WorkflowQueryOptions::builder()
+        .rpc_options(
+            RpcOptions::builder()
+                .timeout(std::time::Duration::from_millis(
+                    state.config.api.query_timeout_ms,
+                ))
+                .build(),
+        )
+        .build()
+}
+
+/// The result of a closed task.
+pub(crate) async fn closed_result(state: &AppState, task: TaskId) -> Result<TaskResult, ApiError> {
+    crate::temporal::RpcCounters::count(&state.handler_rpcs.result);
+    state
+        .client
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .map_err(|e| ApiError::Conflict(format!("task `{task}` closed without a result: {e}")))
+}
+
+/// The live state of a running task, from its worker.
+async fn live_state(state: &AppState, task: TaskId) -> Result<TaskState, ApiError> {
+    crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
+    state
+        .client
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
+        .query(
+            AgentTaskWorkflow::get_current_state,
+            (),
+            query_options(state),
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))
+}
+
+/// Creates a task; with `query` it runs at once.
+#[utoipa::path(post, path = "/api/v1/agents/{agent_id}/tasks", tag = "tasks",
+    params(("agent_id" = String, Path, description = "Agent id")),
+    request_body = CreateTaskRequest,
+    responses(
+        (status = 201, body = Task),
+        (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
+        (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[tracing::instrument(skip(state, body))]
+pub async fn create(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody<CreateTaskRequest>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    check_agent(&state, &agent_id)?;
+    if let Some(user) = &body.user_id {
+        check_user_id(user)?;
+    }
+    let runs_now = body.query.as_deref().is_some_and(|q| !q.trim().is_empty());
+    let input = task_input(
+        &state.config,
+        &AgentId(agent_id.clone()),
+        NewTask {
+            id: body.id.map(TaskId),
+            description: body.description,
+            user_id: body.user_id,
+            query: body.query,
+            parameters: body.task_parameters,
+        },
+    )
+    .map_err(create_error)?;
+    let (id, created_at) = (input.task_id, input.created_at);
+    start_task(&state.client, &state.config.worker.task_queue, input)
+        .await
+        .map_err(create_error)?;
+    let status = if runs_now {
+        TaskStatus::Running
+    } else {
+        TaskStatus::Created
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(Task::new(&agent_id, id, status, created_at)),
+    ))
+}
+
+fn create_error(error: CreateTaskError) -> ApiError {
+    match error {
+        CreateTaskError::UnknownAgent(_) => ApiError::NotFound(error.to_string()),
+        CreateTaskError::UnknownModel(model) => ApiError::Unprocessable(format!(
+            "task_parameters.model: `{model}` is not a configured model"
+        )),
+        CreateTaskError::InvalidParameter(message) => ApiError::Unprocessable(message),
+        CreateTaskError::Start(WorkflowStartError::AlreadyStarted { .. }) => {
+            ApiError::Conflict("a task with this id already exists".into())
+        }
+        CreateTaskError::Start(other) => {
+            ApiError::Unavailable(format!("starting the task failed: {other}"))
+        }
+    }
+}
+
+/// Lists the agent's tasks from Temporal visibility, newest first.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}/tasks", tag = "tasks",
+    params(("agent_id" = String, Path, description = "Agent id"), ListParams),
+    responses((status = 200, body = TaskList), (status = 400, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
+#[tracing::instrument(skip(state))]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<TaskList>, ApiError> {
+    check_agent(&state, &agent_id)?;
+    let page_size = params.page_size.unwrap_or(50);
+    if page_size == 0 || page_size > state.config.api.max_page_size {
+        return Err(ApiError::BadRequest(format!(
+            "page_size must be between 1 and {}",
+            state.config.api.max_page_size
+        )));
+    }
+    let mut query = format!("WorkflowType = 'AgentTaskWorkflow' AND AgentId = '{agent_id}'");
+    if let Some(status) = params.status {
+        query.push_str(&format!(" AND TaskStatus = '{}'", status.as_str()));
+    }
+    if let Some(user) = &params.user_id {
+        check_user_id(user)
+            .map_err(|_| ApiError::BadRequest("user_id is not a valid user id".into()))?;
+        query.push_str(&format!(" AND UserId = '{user}'"));
+    }
+    let token = match &params.page_token {
+        Some(token) => URL_SAFE_NO_PAD.decode(token).map_err(|_| {
+            ApiError::BadRequest("page_token is not a token this api issued".into())
+        })?,
+        None => Vec::new(),
+    };
+    let (executions, next) = temporal::list(&state.client, query, page_size as i32, token)
+        .await
+        .map_err(|status| match status.code() {
+            temporalio_client::tonic::Code::InvalidArgument => {
+                ApiError::BadRequest(format!("invalid listing request: {}", status.message()))
+            }
+            _ => ApiError::Unavailable(format!("Temporal visibility failed: {}", status.message())),
+        })?;
+    let tasks = executions
+        .iter()
+        .filter_map(|info| {
+            let id = TaskId::from_workflow_id(&info.execution.as_ref()?.workflow_id)?;
+            let (_, status, started) = temporal::task_fields(info);
+            Some(Task::new(
+                &agent_id,
+                id,
+                status.unwrap_or(TaskStatus::Created),
+                started.unwrap_or_default(),
+            ))
+        })
+        .collect();
+    Ok(Json(TaskList {
+        tasks,
+        next_page_token: (!next.is_empty()).then(|| URL_SAFE_NO_PAD.encode(next)),
+    }))
+}
+
+/// A task with its live state (or its final state once closed; no worker needed then).
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}/tasks/{task_id}", tag = "tasks",
+    params(("agent_id" = String, Path, description = "Agent id"),
+        ("task_id" = String, Path, description = "Task id (UUID)")),
+    responses((status = 200, body = Task), (status = 404, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem)))]
+#[tracing::instrument(skip(state))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path((agent_id, task_id)): Path<(String, String)>,
+) -> Result<Json<Task>, ApiError> {
+    let task = parse_task_id(&task_id)?;
+    let description = describe_task(&state, &agent_id, task).await?;
+    let task_state = if description.running {
+        live_state(&state, task).await?
+    } else {
+        closed_result(&state, task).await?.state
+    };
+    let mut view = Task::new(
+        &agent_id,
+        task,
+        task_state.status,
+        description.started_at.unwrap_or_default(),
+    );
+    view.state = Some(task_state);
+    Ok(Json(view))
+}
+
+/// Runs a query on a created task (a validated Temporal update).
+#[utoipa::path(post, path = "/api/v1/agents/{agent_id}/tasks/{task_id}/execute", tag = "tasks",
+    params(("agent_id" = String, Path, description = "Agent id"),
+        ("task_id" = String, Path, description = "Task id (UUID)")),
+    request_body = ExecuteRequest,
+    responses((status = 202, body = ExecuteAccepted), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[tracing::instrument(skip(state, body))]
+pub async fn execute(
+    State(state): State<AppState>,
+    Path((agent_id, task_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<ExecuteRequest>,
+) -> Result<(StatusCode, Json<ExecuteAccepted>), ApiError> {
+    let task = parse_task_id(&task_id)?;
+    if body.query.trim().is_empty() {
+        return Err(ApiError::Unprocessable("query: must not be empty".into()));
+    }
+    let description = describe_task(&state, &agent_id, task).await?;
+    if !description.running {
+        let status = description
+            .task_status
+            .map_or("finished", TaskStatus::as_str);
+        return Err(ApiError::Conflict(format!(
+            "task {task} is already {status}; create a new task to run another query"
+        )));
+    }
+    let options = WorkflowExecuteUpdateOptions::builder()
+        .rpc_options(
+            RpcOptions::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build(),
+        )
+        .build();
+    let accepted = state
+        .client
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
+        .execute_update(AgentTaskWorkflow::execute, body, options)
+        .await
+        .map_err(|error| match error {
+            WorkflowUpdateError::Failed(failure) => ApiError::Conflict(failure.message.clone()),
+            WorkflowUpdateError::NotFound(_) => {
+                ApiError::Conflict(format!("task {task} has already finished"))
+            }
+            other => ApiError::Unavailable(format!("the execute update failed: {other}")),
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}

@@ -1,0 +1,79 @@
+//! `Application`: build (bind, connect), port, run until stopped.
+
+use crate::relay::{Registry, RelaySettings};
+use crate::routes::app;
+use crate::state::AppState;
+use agentflow_shared::config::AgentflowConfig;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use temporalio_client::Client;
+use tokio::net::TcpListener;
+
+/// A bound, ready-to-run api.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutting_down: tokio::sync::watch::Sender<bool>,
+}
+
+impl Application {
+    /// Binds `config.api.listen` (port 0 picks a free port) and prepares the state.
+    pub async fn build(config: AgentflowConfig, client: Client) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(&config.api.listen).await?;
+        Ok(Self::with_listener(listener, config, client))
+    }
+
+    /// Uses an already bound listener.
+    pub fn with_listener(listener: TcpListener, config: AgentflowConfig, client: Client) -> Self {
+        let settings = RelaySettings {
+            describe_interval: Duration::from_millis(config.api.describe_interval_ms.max(1)),
+            query_timeout: Duration::from_millis(config.api.query_timeout_ms),
+            linger: Duration::from_millis(config.api.relay_linger_ms),
+        };
+        let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
+        let state = AppState {
+            relays: Registry::new(client.clone(), settings),
+            client,
+            config: Arc::new(config),
+            handler_rpcs: Arc::default(),
+            shutting_down: shutdown_seen,
+        };
+        Self {
+            listener,
+            state,
+            shutting_down,
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and ends open streams.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let signal = self.shutting_down;
+        run(self.listener, self.state, async move {
+            shutdown.await;
+            signal.send_replace(true);
+        })
+        .await
+    }
+}
+
+/// Serves the api on `listener` until `shutdown` resolves. The state's `shutting_down` must
+/// turn `true` by then, so that open streams end and the graceful shutdown completes.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(address = ?listener.local_addr().ok(), "api listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

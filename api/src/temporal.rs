@@ -1,0 +1,222 @@
+//! Thin wrappers over the Temporal RPCs the api makes, each counted in [`RpcCounters`].
+
+use agentflow_shared::ids::{AgentId, TaskId};
+use agentflow_shared::task::TaskStatus;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use temporalio_client::Client;
+use temporalio_client::grpc::WorkflowService;
+use temporalio_client::tonic::{Code, IntoRequest, Status};
+use temporalio_common::protos::temporal::api::common::v1::{Payload, WorkflowExecution};
+use temporalio_common::protos::temporal::api::enums::v1::{
+    HistoryEventFilterType, WorkflowExecutionStatus,
+};
+use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
+use temporalio_common::protos::temporal::api::workflowservice::v1::{
+    DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse, GetSystemInfoRequest,
+    GetWorkflowExecutionHistoryRequest, ListWorkflowExecutionsRequest,
+};
+
+/// Counts of Temporal RPCs made by this api process, by kind (they feed the benchmark).
+#[derive(Debug, Default)]
+pub struct RpcCounters {
+    /// `DescribeWorkflowExecution`.
+    pub describe: AtomicU64,
+    /// Workflow queries (`get_events`, `get_current_state`).
+    pub query: AtomicU64,
+    /// `GetWorkflowExecutionHistory` long polls.
+    pub history_poll: AtomicU64,
+    /// Reads of a closed task's result.
+    pub result: AtomicU64,
+}
+
+/// A snapshot of [`RpcCounters`].
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct RpcCounts {
+    /// `DescribeWorkflowExecution` calls.
+    pub describe: u64,
+    /// Workflow queries.
+    pub query: u64,
+    /// History long polls.
+    pub history_poll: u64,
+    /// Result reads.
+    pub result: u64,
+    /// All of them.
+    pub total: u64,
+}
+
+impl RpcCounters {
+    /// Current counts.
+    pub fn snapshot(&self) -> RpcCounts {
+        let describe = self.describe.load(Ordering::Relaxed);
+        let query = self.query.load(Ordering::Relaxed);
+        let history_poll = self.history_poll.load(Ordering::Relaxed);
+        let result = self.result.load(Ordering::Relaxed);
+        RpcCounts {
+            describe,
+            query,
+            history_poll,
+            result,
+            total: describe + query + history_poll + result,
+        }
+    }
+
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the api knows of a task from `DescribeWorkflowExecution`.
+#[derive(Debug, Clone)]
+pub struct TaskDescription {
+    /// The agent (search attribute `AgentId`).
+    pub agent_id: Option<AgentId>,
+    /// Whether the workflow is still running.
+    pub running: bool,
+    /// The Temporal status of the workflow.
+    pub workflow_status: WorkflowExecutionStatus,
+    /// The task status (search attribute `TaskStatus`).
+    pub task_status: Option<TaskStatus>,
+    /// When it started.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The raw response (pending activities and their heartbeats).
+    pub raw: DescribeWorkflowExecutionResponse,
+}
+
+/// Why a task could not be described.
+#[derive(Debug, thiserror::Error)]
+pub enum DescribeError {
+    /// No such workflow.
+    #[error("task not found")]
+    NotFound,
+    /// Temporal failed or is unreachable.
+    #[error("describe failed: {0}")]
+    Rpc(Status),
+}
+
+fn keyword(payload: Option<&Payload>) -> Option<String> {
+    payload.and_then(|p| serde_json::from_slice(&p.data).ok())
+}
+
+/// Decodes the task fields of a visibility or describe record.
+pub fn task_fields(
+    info: &WorkflowExecutionInfo,
+) -> (
+    Option<AgentId>,
+    Option<TaskStatus>,
+    Option<chrono::DateTime<chrono::Utc>>,
+) {
+    let attributes = info.search_attributes.as_ref().map(|s| &s.indexed_fields);
+    let agent = keyword(attributes.and_then(|a| a.get("AgentId"))).map(AgentId);
+    let status = keyword(attributes.and_then(|a| a.get("TaskStatus")))
+        .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
+    let started = info
+        .start_time
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+    (agent, status, started)
+}
+
+/// Describes a task's workflow.
+pub async fn describe(
+    client: &Client,
+    counters: &RpcCounters,
+    task: TaskId,
+) -> Result<TaskDescription, DescribeError> {
+    RpcCounters::count(&counters.describe);
+    let mut client = client.clone();
+    let namespace = temporalio_client::NamespacedClient::namespace(&client);
+    let mut request = DescribeWorkflowExecutionRequest {
+        namespace,
+        execution: Some(WorkflowExecution {
+            workflow_id: task.workflow_id(),
+            run_id: String::new(),
+        }),
+    }
+    .into_request();
+    request.set_timeout(Duration::from_secs(10));
+    let raw = WorkflowService::describe_workflow_execution(&mut client, request)
+        .await
+        .map_err(|status| match status.code() {
+            Code::NotFound => DescribeError::NotFound,
+            _ => DescribeError::Rpc(status),
+        })?
+        .into_inner();
+    let info = raw.workflow_execution_info.clone().unwrap_or_default();
+    let (agent_id, task_status, started_at) = task_fields(&info);
+    let workflow_status = WorkflowExecutionStatus::try_from(info.status)
+        .unwrap_or(WorkflowExecutionStatus::Unspecified);
+    Ok(TaskDescription {
+        agent_id,
+        running: workflow_status == WorkflowExecutionStatus::Running,
+        workflow_status,
+        task_status,
+        started_at,
+        raw,
+    })
+}
+
+/// One long poll of the task's history: returns the token to poll from next, or `None` when
+/// the history is complete (the workflow closed). Returns early with the same token when the
+/// server's long poll times out.
+pub async fn poll_history(
+    client: &Client,
+    counters: &RpcCounters,
+    task: TaskId,
+    token: Vec<u8>,
+) -> Result<Option<Vec<u8>>, Status> {
+    RpcCounters::count(&counters.history_poll);
+    let mut client = client.clone();
+    let namespace = temporalio_client::NamespacedClient::namespace(&client);
+    let mut request = GetWorkflowExecutionHistoryRequest {
+        namespace,
+        execution: Some(WorkflowExecution {
+            workflow_id: task.workflow_id(),
+            run_id: String::new(),
+        }),
+        maximum_page_size: 1000,
+        next_page_token: token,
+        wait_new_event: true,
+        history_event_filter_type: HistoryEventFilterType::AllEvent as i32,
+        skip_archival: true,
+    }
+    .into_request();
+    request.set_timeout(Duration::from_secs(70));
+    let response = WorkflowService::get_workflow_execution_history(&mut client, request)
+        .await?
+        .into_inner();
+    Ok((!response.next_page_token.is_empty()).then_some(response.next_page_token))
+}
+
+/// A page of tasks from visibility.
+pub async fn list(
+    client: &Client,
+    query: String,
+    page_size: i32,
+    token: Vec<u8>,
+) -> Result<(Vec<WorkflowExecutionInfo>, Vec<u8>), Status> {
+    let mut client = client.clone();
+    let namespace = temporalio_client::NamespacedClient::namespace(&client);
+    let mut request = ListWorkflowExecutionsRequest {
+        namespace,
+        page_size,
+        next_page_token: token,
+        query,
+    }
+    .into_request();
+    request.set_timeout(Duration::from_secs(10));
+    let response = WorkflowService::list_workflow_executions(&mut client, request)
+        .await?
+        .into_inner();
+    Ok((response.executions, response.next_page_token))
+}
+
+/// Whether Temporal answers.
+pub async fn reachable(client: &Client) -> bool {
+    let mut client = client.clone();
+    let mut request = GetSystemInfoRequest::default().into_request();
+    request.set_timeout(Duration::from_secs(2));
+    WorkflowService::get_system_info(&mut client, request)
+        .await
+        .is_ok()
+}

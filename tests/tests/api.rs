@@ -1,0 +1,662 @@
+//! The REST api and the live SSE relay end to end: real dev server, worker and api over HTTP.
+
+use agentflow_shared::event::{Event, EventKind};
+use agentflow_shared::ids::{Seq, TaskId};
+use agentflow_tests::api::TestApi;
+use agentflow_tests::harness::test_config;
+use agentflow_tests::sse::{read, read_with_reconnects};
+use agentflow_tests::{TestApp, WorkerProcess, spawn_app, spawn_app_with};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
+
+fn stream_path(task: &str) -> String {
+    format!("/api/v1/agents/assistant/tasks/{task}/events/stream")
+}
+
+fn assert_dense(events: &[Event]) {
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event.seq, Seq(i as u64 + 1), "gap or duplicate at {i}");
+    }
+}
+
+/// Creates a task with a client-chosen id and no query; returns its id.
+async fn create_idle(api: &TestApi, parameters: Value) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    let task = api
+        .create_task(
+            "assistant",
+            json!({"id": id, "description": "test", "task_parameters": parameters}),
+        )
+        .await;
+    assert_eq!(task["id"], id);
+    assert_eq!(task["status"], "created");
+    id
+}
+
+async fn execute(api: &TestApi, task: &str, query: &str) {
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/agents/assistant/tasks/{task}/execute"),
+            &json!({"query": query}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+async fn final_log(app: &TestApp, task: &str) -> Vec<Event> {
+    app.result(task.parse::<TaskId>().unwrap()).await.events
+}
+
+/// Open the stream before anything runs, execute, read to the end: exactly the final log.
+async fn stream_equals_log(streaming: bool) {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({"enable_streaming": streaming})).await;
+    let url = api.url(&stream_path(&task));
+    let reader = {
+        let http = api.http.clone();
+        let url = url.clone();
+        tokio::spawn(async move { read(&http, &url, None, usize::MAX).await })
+    };
+    execute(&api, &task, "Count to 40").await;
+    let received = reader.await.unwrap();
+    assert_eq!(received.status, 200);
+    assert!(received.ended, "the stream closes after the terminal event");
+    assert_eq!(received.retry, Some(1000), "the first frame carries retry");
+    assert_eq!(received.headers["content-type"], "text/event-stream");
+    assert_eq!(received.headers["cache-control"], "no-cache");
+    assert_eq!(received.headers["x-accel-buffering"], "no");
+    let log = final_log(&app, &task).await;
+    assert_eq!(received.events, log);
+    assert_dense(&log);
+    let deltas = log
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::LlmCallDelta(_)))
+        .count();
+    assert_eq!(deltas > 0, streaming);
+
+    let (status, page) = api
+        .get(&format!(
+            "/api/v1/agents/assistant/tasks/{task}/events?after=0&limit=1000"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let paged: Vec<Event> = serde_json::from_value(page["events"].clone()).unwrap();
+    assert_eq!(paged, log, "the REST page equals the stream");
+
+    let again = read(&api.http, &url, Some(log.len() as u64), usize::MAX).await;
+    assert_eq!(again.status, 204, "reconnecting after the terminal event");
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_delivers_exactly_the_final_log_in_batch_mode() {
+    stream_equals_log(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_delivers_exactly_the_final_log_in_streaming_mode() {
+    stream_equals_log(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deltas_arrive_live_before_they_are_durable() {
+    let mut config = test_config();
+    config.models.get_mut("scripted").unwrap().token_delay_ms = 5;
+    let mut app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({"enable_streaming": true})).await;
+    execute(&api, &task, "Count to 1000").await;
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|e: &Event| matches!(e.kind, EventKind::LlmCallDelta(_)))
+    {
+        let last = seen.last().map(|e: &Event| e.seq.0);
+        let part = read(&api.http, &api.url(&stream_path(&task)), last, 1).await;
+        seen.extend(part.events);
+    }
+    let delta = seen.last().unwrap().seq;
+    let durable = app.events(task.parse().unwrap(), 1000).await;
+    assert!(
+        durable.iter().all(|e| e.seq < delta),
+        "delta {delta} reached the client from the heartbeat, before the workflow had it"
+    );
+    assert_eq!(&final_log(&app, &task).await[..seen.len()], seen);
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconnects_at_random_points_lose_and_repeat_nothing() {
+    let mut config = test_config();
+    config.models.get_mut("scripted").unwrap().token_delay_ms = 5;
+    let mut app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({"enable_streaming": true})).await;
+    execute(&api, &task, "What is 12*12? Then count to 150").await;
+    // A fixed-seed LCG picks where each connection drops (mid-delta included).
+    let mut seed: u64 = 0x5eed;
+    let chunks: Vec<usize> = (0..12)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            1 + (seed >> 33) as usize % 6
+        })
+        .collect();
+    let received = read_with_reconnects(&api.http, &api.url(&stream_path(&task)), &chunks).await;
+    let log = final_log(&app, &task).await;
+    assert_eq!(received, log, "all connections together = the final log");
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+/// Runs one streaming task watched by `subscribers` clients on a fresh api; returns the relay
+/// RPC count, after checking every client got the whole log.
+async fn watched_by(app: &TestApp, subscribers: usize) -> u64 {
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({"enable_streaming": true})).await;
+    let url = api.url(&stream_path(&task));
+    let readers: Vec<_> = (0..subscribers)
+        .map(|_| {
+            let (http, url) = (api.http.clone(), url.clone());
+            tokio::spawn(async move { read(&http, &url, None, usize::MAX).await })
+        })
+        .collect();
+    // Execute once every subscriber is connected.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = api.get("/metrics").await;
+        if metrics["subscribers"].as_u64() == Some(subscribers as u64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "subscribers did not connect: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    execute(&api, &task, "Count to 80").await;
+    let log = final_log(app, &task).await;
+    for reader in readers {
+        let received = reader.await.unwrap();
+        assert!(received.ended);
+        assert_eq!(received.events, log);
+    }
+    let rpcs = api.relay_rpcs().await;
+    api.stop().await;
+    rpcs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_subscribers_cost_temporal_what_one_does() {
+    let mut app = spawn_app().await;
+    let one = watched_by(&app, 1).await;
+    let fifty = watched_by(&app, 50).await;
+    assert!(one > 0);
+    assert!(
+        fifty <= 2 * one + 10,
+        "relay RPCs: {fifty} with 50 subscribers vs {one} with 1"
+    );
+    app.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_resume_across_an_api_restart_and_a_worker_kill() {
+    let mut config = test_config();
+    config.models.get_mut("scripted").unwrap().token_delay_ms = 5;
+    let app = spawn_app_with(config.clone(), false).await;
+    let worker = WorkerProcess::spawn(WORKER, &config);
+    let first_api = app.spawn_api().await;
+    let task = create_idle(&first_api, json!({"enable_streaming": true})).await;
+    execute(&first_api, &task, "Count to 1000").await;
+
+    let part1 = read(
+        &first_api.http,
+        &first_api.url(&stream_path(&task)),
+        None,
+        15,
+    )
+    .await;
+    assert_eq!(part1.events.len(), 15);
+    first_api.stop().await;
+
+    let second_api = app.spawn_api().await;
+    let url = second_api.url(&stream_path(&task));
+    let part2 = read(&second_api.http, &url, Some(15), 10).await;
+    assert_eq!(part2.events.len(), 10);
+    let task_id: TaskId = task.parse().unwrap();
+    assert!(
+        !app.heartbeat_events(task_id).await.is_empty(),
+        "the LLM call is still streaming when the worker is killed"
+    );
+    worker.kill().await;
+    let replacement = WorkerProcess::spawn(WORKER, &config);
+    let part3 = read(&second_api.http, &url, Some(25), usize::MAX).await;
+    assert!(part3.ended);
+
+    let received: Vec<Event> = [part1.events, part2.events, part3.events].concat();
+    let log = final_log(&app, &task).await;
+    assert_eq!(received, log, "the resumed stream is exactly the final log");
+    assert!(
+        log.iter()
+            .any(|e| matches!(e.kind, EventKind::LlmCallRetrying(_))),
+        "the kill interrupted the LLM call"
+    );
+    second_api.stop().await;
+    replacement.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_filters_and_status_codes() {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({"enable_streaming": true})).await;
+    execute(&api, &task, "What is 3*3? Count to 30").await;
+    let log = final_log(&app, &task).await;
+    let url = api.url(&stream_path(&task));
+
+    let no_deltas = read(&api.http, &format!("{url}?deltas=false"), None, usize::MAX).await;
+    let expected: Vec<Event> = log
+        .iter()
+        .filter(|e| !matches!(e.kind, EventKind::LlmCallDelta(_)))
+        .cloned()
+        .collect();
+    assert_eq!(no_deltas.events, expected);
+
+    let tools = read(
+        &api.http,
+        &format!("{url}?types=WorkflowToolCallStarted,WorkflowToolCallCompleted"),
+        None,
+        usize::MAX,
+    )
+    .await;
+    let names: Vec<&str> = tools.events.iter().map(Event::type_name).collect();
+    assert_eq!(
+        names,
+        [
+            "WorkflowToolCallStarted",
+            "WorkflowToolCallCompleted",
+            "WorkflowCompleted"
+        ],
+        "only the asked types, and the terminal event"
+    );
+
+    let after = read(&api.http, &format!("{url}?after=5"), None, usize::MAX).await;
+    assert_eq!(after.events, log[5..]);
+    let header_wins = read(&api.http, &format!("{url}?after=2"), Some(7), usize::MAX).await;
+    assert_eq!(header_wins.events, log[7..]);
+    assert_eq!(
+        read(&api.http, &url, Some(log.len() as u64), 1)
+            .await
+            .status,
+        204
+    );
+
+    let (status, _) = api
+        .get(&stream_path(&uuid::Uuid::new_v4().to_string()))
+        .await;
+    assert_eq!(status, 404, "unknown task");
+    let (status, _) = api
+        .get(&format!("/api/v1/agents/other/tasks/{task}/events/stream"))
+        .await;
+    assert_eq!(status, 404, "a task of another agent");
+    let (status, body) = api.get(&format!("{}?types=Nope", stream_path(&task))).await;
+    assert_eq!(status, 400, "{body}");
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_task_is_served_without_a_worker() {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let task = api
+        .create_task(
+            "assistant",
+            json!({"description": "d", "query": "What is 1+1?", "user_id": "u-1"}),
+        )
+        .await;
+    assert_eq!(task["status"], "running");
+    let id = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(task["workflow_id"], format!("agent-task-{id}"));
+    assert_eq!(task["links"]["stream"], stream_path(&id));
+    let log = final_log(&app, &id).await;
+    app.stop_worker().await;
+
+    let received = read(&api.http, &api.url(&stream_path(&id)), None, usize::MAX).await;
+    assert_eq!(received.events, log);
+    let (status, shown) = api
+        .get(&format!("/api/v1/agents/assistant/tasks/{id}"))
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["state"]["last_seq"], log.len());
+    let (status, page) = api
+        .get(&format!(
+            "/api/v1/agents/assistant/tasks/{id}/events?after=2&limit=2"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["events"][0]["seq"], 3);
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    assert_eq!(page["has_more"], true);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_are_listed_filtered_and_paged() {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let user = format!("user-{}", uuid::Uuid::new_v4().simple());
+    let mut ids = Vec::new();
+    for query in ["What is 1+1?", "What is 2+2?"] {
+        let task = api
+            .create_task(
+                "assistant",
+                json!({"description": "d", "query": query, "user_id": user}),
+            )
+            .await;
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        final_log(&app, id).await;
+    }
+    let list = format!("/api/v1/agents/assistant/tasks?user_id={user}&status=completed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = api.get(&list).await;
+        assert_eq!(status, 200, "{body}");
+        if body["tasks"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tasks were never listed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, first) = api.get(&format!("{list}&page_size=1")).await;
+    assert_eq!(first["tasks"].as_array().unwrap().len(), 1);
+    let token = first["next_page_token"].as_str().expect("a next page");
+    let (_, second) = api
+        .get(&format!("{list}&page_size=1&page_token={token}"))
+        .await;
+    assert_eq!(second["tasks"].as_array().unwrap().len(), 1);
+    let mut seen = vec![
+        first["tasks"][0]["id"].clone(),
+        second["tasks"][0]["id"].clone(),
+    ];
+    seen.sort_by_key(|v| v.to_string());
+    let mut expected: Vec<Value> = ids.iter().map(|i| json!(i)).collect();
+    expected.sort_by_key(|v| v.to_string());
+    assert_eq!(seen, expected);
+    let (_, running) = api
+        .get(&format!(
+            "/api/v1/agents/assistant/tasks?user_id={user}&status=running"
+        ))
+        .await;
+    assert_eq!(running["tasks"].as_array().unwrap().len(), 0);
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_problem_json_and_never_a_5xx() {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let done = api
+        .create_task("assistant", json!({"description": "d", "query": "Hi"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    final_log(&app, &done).await;
+    let idle = create_idle(&api, json!({})).await;
+    let tasks = "/api/v1/agents/assistant/tasks";
+    let huge = "x".repeat(70 * 1024);
+
+    let posts: Vec<(String, Value, u16, &str)> = vec![
+        (
+            tasks.into(),
+            json!({"description": "d", "bogus": 1}),
+            422,
+            "bogus",
+        ),
+        (tasks.into(), json!({"description": 5}), 422, "description"),
+        (tasks.into(), json!({}), 422, "description"),
+        (
+            tasks.into(),
+            json!({"description": "d", "task_parameters": {"max_steps": "x"}}),
+            422,
+            "max_steps",
+        ),
+        (
+            tasks.into(),
+            json!({"description": "d", "task_parameters": {"max_steps": 0}}),
+            422,
+            "max_steps",
+        ),
+        (
+            tasks.into(),
+            json!({"description": "d", "task_parameters": {"budget_usd": -1}}),
+            422,
+            "budget_usd",
+        ),
+        (
+            tasks.into(),
+            json!({"description": "d", "task_parameters": {"model": "nope"}}),
+            422,
+            "model",
+        ),
+        (
+            tasks.into(),
+            json!({"description": "d", "task_parameters": {"colour": 1}}),
+            422,
+            "colour",
+        ),
+        (
+            tasks.into(),
+            json!({"description": "d", "id": "not-a-uuid"}),
+            422,
+            "id",
+        ),
+        (
+            tasks.into(),
+            json!({"description": "d", "user_id": "a b"}),
+            422,
+            "user_id",
+        ),
+        (tasks.into(), json!({"description": huge}), 413, "too large"),
+        (
+            tasks.into(),
+            json!({"description": "d", "id": idle}),
+            409,
+            "already exists",
+        ),
+        (
+            "/api/v1/agents/nobody/tasks".into(),
+            json!({"description": "d"}),
+            404,
+            "nobody",
+        ),
+        (
+            format!("{tasks}/{idle}/execute"),
+            json!({"query": ""}),
+            422,
+            "query",
+        ),
+        (
+            format!("{tasks}/{idle}/execute"),
+            json!({"query": "q", "extra": true}),
+            422,
+            "extra",
+        ),
+        (
+            format!("{tasks}/{done}/execute"),
+            json!({"query": "again"}),
+            409,
+            "already completed",
+        ),
+        (
+            format!("{tasks}/{}/execute", uuid::Uuid::new_v4()),
+            json!({"query": "q"}),
+            404,
+            "does not exist",
+        ),
+        (
+            format!("/api/v1/agents/other/tasks/{idle}/execute"),
+            json!({"query": "q"}),
+            404,
+            "does not exist",
+        ),
+    ];
+    for (path, body, expected, mention) in posts {
+        let response = api
+            .http
+            .post(api.url(&path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        check_problem(response, expected, mention, &path).await;
+    }
+    let raw = [
+        (
+            tasks,
+            "{not json",
+            "application/json",
+            400,
+            "parse the request body as JSON",
+        ),
+        (tasks, "{\"description\": \"d\"}", "text/plain", 415, "JSON"),
+    ];
+    for (path, body, content_type, expected, mention) in raw {
+        let response = api
+            .http
+            .post(api.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        check_problem(response, expected, mention, path).await;
+    }
+    let gets = [
+        (format!("{tasks}/not-a-uuid"), 404),
+        (format!("{tasks}/{}", uuid::Uuid::new_v4()), 404),
+        (format!("{tasks}/{idle}/events?limit=0"), 400),
+        (format!("{tasks}/{idle}/events?after=x"), 400),
+        (format!("{tasks}/{idle}/events?color=red"), 400),
+        (format!("{tasks}?status=sleeping"), 400),
+        (format!("{tasks}?page_token=%%%"), 400),
+        (format!("{tasks}?page_size=100000"), 400),
+        ("/api/v1/agents/nobody".into(), 404),
+        ("/api/v1/nothing".into(), 404),
+    ];
+    for (path, expected) in gets {
+        let response = api.http.get(api.url(&path)).send().await.unwrap();
+        check_problem(response, expected, "", &path).await;
+    }
+    let bad_cursor = api
+        .http
+        .get(api.url(&stream_path(&idle)))
+        .header("last-event-id", "abc")
+        .send()
+        .await
+        .unwrap();
+    check_problem(bad_cursor, 400, "Last-Event-ID", "stream").await;
+    let wrong_method = api.http.delete(api.url(tasks)).send().await.unwrap();
+    check_problem(wrong_method, 405, "", "DELETE tasks").await;
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+async fn check_problem(response: reqwest::Response, status: u16, mention: &str, what: &str) {
+    assert_eq!(response.status().as_u16(), status, "{what}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{what}"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], status, "{what}: {problem}");
+    assert!(problem["title"].is_string() && problem["type"].is_string());
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(mention),
+        "{what}: `{detail}` should mention `{mention}`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_health_and_openapi() {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let (status, agents) = api.get("/api/v1/agents").await;
+    assert_eq!(status, 200);
+    assert!(
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "assistant")
+    );
+    let (status, agent) = api.get("/api/v1/agents/assistant").await;
+    assert_eq!((status, agent["model"].as_str()), (200, Some("scripted")));
+    assert_eq!(
+        api.http
+            .get(api.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        api.http
+            .get(api.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let (status, spec) = api.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let paths = spec["paths"].as_object().unwrap();
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/agents",
+        "/api/v1/agents/{agent_id}",
+        "/api/v1/agents/{agent_id}/tasks",
+        "/api/v1/agents/{agent_id}/tasks/{task_id}",
+        "/api/v1/agents/{agent_id}/tasks/{task_id}/execute",
+        "/api/v1/agents/{agent_id}/tasks/{task_id}/events",
+        "/api/v1/agents/{agent_id}/tasks/{task_id}/events/stream",
+    ] {
+        assert!(paths.contains_key(path), "OpenAPI lacks {path}");
+    }
+    for schema in [
+        "Event",
+        "Task",
+        "CreateTaskRequest",
+        "Problem",
+        "EventsPage",
+        "TaskState",
+    ] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "OpenAPI lacks {schema}"
+        );
+    }
+    api.stop().await;
+    app.stop_worker().await;
+}
