@@ -188,8 +188,61 @@ async fn watched_by(app: &TestApp, subscribers: usize) -> u64 {
         assert_eq!(received.events, log);
     }
     let rpcs = api.relay_rpcs().await;
+    // With every subscriber gone, the relay stops after its linger.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = api.get("/metrics").await;
+        if metrics["relays"] == 0 && metrics["subscribers"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay never stopped: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     api.stop().await;
     rpcs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_subscriber_is_neither_skipped_nor_slowing_others() {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({"enable_streaming": true})).await;
+    let url = api.url(&stream_path(&task));
+    let slow = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            // A client that reads its socket slowly: a tiny receive buffer, a pause per chunk.
+            let response = reqwest::get(&url).await.unwrap();
+            let mut body = response.bytes_stream();
+            let mut raw = Vec::new();
+            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+                raw.extend_from_slice(&chunk.unwrap());
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            String::from_utf8(raw).unwrap()
+        })
+    };
+    let fast = {
+        let (http, url) = (api.http.clone(), url.clone());
+        tokio::spawn(async move { read(&http, &url, None, usize::MAX).await })
+    };
+    execute(&api, &task, "Count to 300").await;
+    let log = final_log(&app, &task).await;
+    let fast = fast.await.unwrap();
+    assert_eq!(fast.events, log);
+    let slow_ids: Vec<u64> = slow
+        .await
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(|id| id.parse().unwrap())
+        .collect();
+    assert_eq!(slow_ids, (1..=log.len() as u64).collect::<Vec<_>>());
+    api.stop().await;
+    app.stop_worker().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
