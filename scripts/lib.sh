@@ -54,6 +54,28 @@ ensure_tools() {
   ensure_temporal
 }
 
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Chromium (Debian's package) and playwright-core (npm, pinned in tests/browser) for the
+# browser test of the timeline page.
+ensure_browser() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    log "installing Chromium (Debian chromium) for the browser test"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  fi
+  if ! command -v node >/dev/null 2>&1; then
+    log "installing Node.js (Debian nodejs, npm) for the browser test"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if [ ! -d "$ROOT/tests/browser/node_modules/playwright-core" ]; then
+    log "installing playwright-core (npm) for the browser test"
+    (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 # Whether something listens at host:port.
 listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 

@@ -18,8 +18,13 @@ pub struct TestApi {
 
 /// Starts an api with this config on a free port.
 pub async fn spawn_api(config: &AgentflowConfig) -> TestApi {
+    spawn_api_at(config, "127.0.0.1:0").await
+}
+
+/// Starts an api with this config on `listen` (e.g. the port of a stopped one, to restart it).
+pub async fn spawn_api_at(config: &AgentflowConfig, listen: &str) -> TestApi {
     let mut config = config.clone();
-    config.api.listen = "127.0.0.1:0".into();
+    config.api.listen = listen.into();
     config.api.relay_linger_ms = 200;
     let client = connect().await.expect("connecting to Temporal");
     let app = Application::build(config, client)

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod events;
 pub mod health;
+pub mod page;
 pub mod tasks;
 
 use crate::error::ApiError;
@@ -15,6 +16,9 @@ use axum::routing::{get, post};
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.api.max_body_bytes;
     Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/style.css", get(page::style))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

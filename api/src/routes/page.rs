@@ -1,0 +1,28 @@
+//! The live timeline page (`/`, `/app.js`, `/style.css`), embedded in the binary.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+/// `GET /`: the timeline page.
+pub async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("../../static/index.html"),
+    )
+}
+
+/// `GET /app.js`: the page's script (an ES module).
+pub async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/app.js"),
+    )
+}
+
+/// `GET /style.css`: the page's styles.
+pub async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/style.css"),
+    )
+}

@@ -1,0 +1,262 @@
+// agentflow's live timeline: the reference EventSource consumer.
+// It opens the stream *before* calling execute, listens to every named event type, renders one
+// row per event (deltas grow the text of their LLM call), ignores any seq it has already
+// rendered, and closes the EventSource on the terminal event.
+
+const EVENT_TYPES = [
+  "WorkflowStarted", "WorkflowStepStarted", "WorkflowStepCompleted", "WorkflowLLMCallStarted",
+  "WorkflowLLMCallDelta", "WorkflowLLMCallRetrying", "WorkflowLLMCallCompleted",
+  "WorkflowToolCallStarted", "WorkflowToolCallCompleted", "WorkflowBudgetWarning",
+  "WorkflowBudgetExceeded", "WorkflowPaused", "WorkflowResumed", "WorkflowCompleted",
+  "WorkflowFailed", "WorkflowCancelled",
+];
+const TERMINAL = new Set(["WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"]);
+
+const $ = (id) => document.getElementById(id);
+const api = (path) => `/api/v1${path}`;
+
+let source = null;
+let view = null;
+
+function setConnection(state) {
+  const badge = $("connection");
+  badge.dataset.state = state;
+  badge.textContent = state;
+}
+
+function money(usd) {
+  return `$${Number(usd).toFixed(6)}`;
+}
+
+function text(tag, content, className) {
+  const node = document.createElement(tag);
+  node.textContent = content;
+  if (className) node.className = className;
+  return node;
+}
+
+function resetView(agent, taskId) {
+  if (source) source.close();
+  view = { agent, taskId, lastSeq: 0, duplicates: 0, llm: null, limit: 0 };
+  const timeline = $("timeline");
+  timeline.replaceChildren();
+  timeline.dataset.taskId = taskId;
+  timeline.dataset.duplicates = "0";
+  $("task-id").textContent = taskId;
+  $("final").hidden = true;
+  $("failure").hidden = true;
+  $("budget").value = 0;
+  $("budget-text").textContent = "—";
+}
+
+function setBudget(cost) {
+  if (!view.limit) return;
+  $("budget").max = view.limit;
+  $("budget").value = Math.min(cost, view.limit);
+  $("budget-text").textContent = `${money(cost)} of ${money(view.limit)}`;
+}
+
+function row(event, summary) {
+  const li = document.createElement("li");
+  li.dataset.seq = event.seq;
+  li.dataset.type = event.type;
+  li.append(text("span", `#${event.seq}`, "seq"), text("span", summary));
+  $("timeline").append(li);
+  return li;
+}
+
+function render(event) {
+  if (event.seq <= view.lastSeq) {
+    view.duplicates += 1;
+    $("timeline").dataset.duplicates = String(view.duplicates);
+    return;
+  }
+  view.lastSeq = event.seq;
+  const d = event.data;
+  switch (event.type) {
+    case "WorkflowStarted":
+      view.limit = d.budget_limit_usd;
+      setBudget(0);
+      row(event, `Started (${d.mode}, ${d.model}, at most ${d.max_steps} steps): ${d.query}`);
+      break;
+    case "WorkflowStepStarted":
+      row(event, `Step ${d.step}`);
+      break;
+    case "WorkflowStepCompleted":
+      row(event, `Step ${d.step} done — ${money(d.cost_so_far_usd)}, ${d.tokens_so_far} tokens`);
+      setBudget(d.cost_so_far_usd);
+      break;
+    case "WorkflowLLMCallStarted": {
+      const li = row(event, `LLM call to ${d.model} with ${d.message_count} messages`);
+      const pre = text("pre", "", "llm-text");
+      li.append(pre);
+      view.llm = pre;
+      break;
+    }
+    case "WorkflowLLMCallDelta":
+      if (view.llm) view.llm.textContent += d.text;
+      break;
+    case "WorkflowLLMCallRetrying":
+      row(event, `LLM call retried (attempt ${d.attempt}); the text restarts`);
+      if (view.llm) view.llm.textContent = "";
+      break;
+    case "WorkflowLLMCallCompleted": {
+      if (view.llm) view.llm.textContent = d.content;
+      const tools = d.tool_calls.map((c) => c.name).join(", ");
+      const li = row(event, `LLM answered in ${d.duration_ms} ms — ${d.usage.total_tokens} tokens, ${money(d.cost_usd)}${tools ? `; calls ${tools}` : ""}`);
+      li.append(text("pre", d.content, "llm-final"));
+      setBudget(d.total_cost_usd);
+      break;
+    }
+    case "WorkflowToolCallStarted": {
+      const li = row(event, `Tool ${d.tool_name} called`);
+      li.append(text("pre", JSON.stringify(d.arguments)));
+      break;
+    }
+    case "WorkflowToolCallCompleted": {
+      const li = row(event, `Tool ${d.tool_name} ${d.success ? "returned" : "failed"} in ${d.duration_ms} ms`);
+      li.append(text("pre", d.success ? JSON.stringify(d.result) : d.error));
+      break;
+    }
+    case "WorkflowBudgetWarning":
+      row(event, `Budget warning: ${d.usage_pct.toFixed(1)}% used (${money(d.cost_usd)} of ${money(d.limit_usd)})`);
+      setBudget(d.cost_usd);
+      break;
+    case "WorkflowBudgetExceeded":
+      row(event, `Budget exceeded: ${money(d.cost_usd)} of ${money(d.limit_usd)}`);
+      setBudget(d.cost_usd);
+      break;
+    case "WorkflowPaused":
+      row(event, `Paused: ${d.reason}`);
+      break;
+    case "WorkflowResumed":
+      row(event, `Resumed: ${d.reason}`);
+      break;
+    case "WorkflowCompleted":
+      row(event, `Completed in ${d.steps} steps — ${money(d.total_cost_usd)}`);
+      $("final-text").textContent = d.final_response;
+      $("final").hidden = false;
+      setBudget(d.total_cost_usd);
+      break;
+    case "WorkflowFailed":
+      row(event, `Failed (${d.error.kind}): ${d.error.message}`);
+      $("failure").textContent = `The task failed: ${d.error.message}`;
+      $("failure").hidden = false;
+      break;
+    case "WorkflowCancelled":
+      row(event, `Cancelled: ${d.reason}`);
+      break;
+    default:
+      row(event, event.type);
+  }
+}
+
+/** Opens the task's stream; resolves once connected. The browser resumes with Last-Event-ID. */
+function follow(agent, taskId) {
+  resetView(agent, taskId);
+  setConnection("connecting");
+  const es = new EventSource(api(`/agents/${agent}/tasks/${taskId}/events/stream`));
+  source = es;
+  for (const type of EVENT_TYPES) {
+    es.addEventListener(type, (message) => {
+      const event = JSON.parse(message.data);
+      render(event);
+      if (TERMINAL.has(event.type)) {
+        es.close();
+        setConnection("done");
+        loadTasks();
+      }
+    });
+  }
+  es.addEventListener("error", () => {
+    if (es.readyState === EventSource.CLOSED) {
+      if ($("connection").dataset.state !== "done") setConnection("closed");
+    } else {
+      setConnection("reconnecting");
+    }
+  });
+  return new Promise((resolve) => {
+    es.addEventListener("open", () => {
+      setConnection("connected");
+      resolve();
+    });
+  });
+}
+
+async function postJson(path, body) {
+  const response = await fetch(api(path), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const payload = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(payload.detail || `HTTP ${response.status}`);
+  return payload;
+}
+
+async function run(event) {
+  event.preventDefault();
+  const error = $("form-error");
+  error.hidden = true;
+  const agent = $("agent").value;
+  const taskId = crypto.randomUUID();
+  try {
+    $("run").disabled = true;
+    await postJson(`/agents/${agent}/tasks`, { id: taskId, description: "from the timeline page" });
+    await follow(agent, taskId);
+    await postJson(`/agents/${agent}/tasks/${taskId}/execute`, {
+      query: $("query").value,
+      enable_streaming: $("streaming").checked,
+    });
+    loadTasks();
+  } catch (e) {
+    error.textContent = e.message;
+    error.hidden = false;
+  } finally {
+    $("run").disabled = false;
+  }
+}
+
+async function loadAgents() {
+  const agents = await (await fetch(api("/agents"))).json();
+  $("agent").replaceChildren(
+    ...agents.map((a) => {
+      const option = text("option", `${a.name} (${a.id}, ${a.model})`);
+      option.value = a.id;
+      return option;
+    }),
+  );
+}
+
+async function loadTasks() {
+  const agent = $("agent").value;
+  if (!agent) return;
+  const response = await fetch(api(`/agents/${agent}/tasks?page_size=20`));
+  if (!response.ok) return;
+  const { tasks } = await response.json();
+  $("tasks").replaceChildren(
+    ...tasks.map((task) => {
+      const tr = document.createElement("tr");
+      const cost = text("td", "…");
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "small";
+      open.textContent = "Open";
+      open.setAttribute("aria-label", `Open task ${task.id}`);
+      open.addEventListener("click", () => follow(agent, task.id));
+      const cell = document.createElement("td");
+      cell.append(open);
+      tr.append(text("td", task.id.slice(0, 8)), text("td", task.status), cost, cell);
+      fetch(api(`/agents/${agent}/tasks/${task.id}`))
+        .then((r) => (r.ok ? r.json() : null))
+        .then((full) => { cost.textContent = full?.state ? money(full.state.cost_usd) : "—"; })
+        .catch(() => { cost.textContent = "—"; });
+      return tr;
+    }),
+  );
+}
+
+$("run-form").addEventListener("submit", run);
+$("refresh").addEventListener("click", loadTasks);
+$("agent").addEventListener("change", loadTasks);
+loadAgents().then(loadTasks);

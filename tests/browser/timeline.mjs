@@ -1,0 +1,86 @@
+// Drives the timeline page in headless Chromium for tests/tests/browser.rs.
+// Usage: node timeline.mjs <api base URL> <screenshot path>
+// Protocol on stdio: prints `KILL <task id>` once the LLM text is streaming and waits for a
+// `RESTARTED` line (the test restarts the api meanwhile); ends with `OK` or `FAIL <reason>`.
+import { chromium } from "playwright-core";
+import readline from "node:readline";
+
+const [base, screenshot] = process.argv.slice(2);
+const input = readline.createInterface({ input: process.stdin });
+const nextLine = () => new Promise((resolve) => input.once("line", resolve));
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+let code = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 375, height: 812 } });
+  const pageErrors = [];
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+  await page.addInitScript(() => {
+    window.__states = [];
+    new MutationObserver(() => {
+      const badge = document.getElementById("connection");
+      if (badge && window.__states.at(-1) !== badge.dataset.state) window.__states.push(badge.dataset.state);
+    }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
+  });
+  await page.goto(base);
+  await page.waitForSelector("#agent option[value=assistant]", { state: "attached" });
+  await page.selectOption("#agent", "assistant");
+  await page.fill("#query", "Count to 400");
+  await page.check("#streaming");
+  // Keyboard only: focus the button and press Enter.
+  await page.focus("#run");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => (document.querySelector(".llm-text")?.textContent.length ?? 0) > 30);
+  const taskId = await page.getAttribute("#timeline", "data-task-id");
+  console.log(`KILL ${taskId}`);
+  check((await nextLine()) === "RESTARTED", "expected RESTARTED");
+  await page.waitForSelector('#connection[data-state="done"]', { timeout: 120_000 });
+
+  const response = await fetch(`${base}/api/v1/agents/assistant/tasks/${taskId}/events?limit=1000`);
+  const log = (await response.json()).events;
+  const rows = await page.$$eval("#timeline li", (items) => items.map((li) => [Number(li.dataset.seq), li.dataset.type]));
+  const expected = log.filter((e) => e.type !== "WorkflowLLMCallDelta").map((e) => [e.seq, e.type]);
+  check(JSON.stringify(rows) === JSON.stringify(expected),
+    `rows ${JSON.stringify(rows)} differ from the log ${JSON.stringify(expected)}`);
+  check(await page.getAttribute("#timeline", "data-duplicates") === "0", "the page received a duplicate");
+  const completed = log.find((e) => e.type === "WorkflowLLMCallCompleted");
+  check(await page.textContent(".llm-text") === completed.data.content, "the LLM text is the final content");
+  const done = log.at(-1);
+  check(done.type === "WorkflowCompleted", `the log ends with ${done.type}`);
+  check(await page.textContent("#final-text") === done.data.final_response, "the final answer is shown");
+  const states = await page.evaluate(() => window.__states);
+  check(states.includes("reconnecting"), `the connection was cut and resumed: ${states}`);
+  check(states.at(-1) === "done", `the page ends done: ${states}`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the page overflows 375 px by ${overflow} px`);
+  check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
+
+  // An old task replays its log when opened from the list.
+  await page.click("#refresh");
+  await page.waitForSelector(`button[aria-label="Open task ${taskId}"]`);
+  await page.click(`button[aria-label="Open task ${taskId}"]`);
+  await page.waitForSelector('#connection[data-state="done"]');
+  const replayed = await page.$$eval("#timeline li", (items) => items.map((li) => [Number(li.dataset.seq), li.dataset.type]));
+  check(JSON.stringify(replayed) === JSON.stringify(expected), "the replay shows the same rows");
+
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log("OK");
+} catch (error) {
+  console.log(`FAIL ${error.message}`);
+  code = 1;
+} finally {
+  await browser.close();
+  input.close();
+}
+process.exit(code);
