@@ -38,6 +38,32 @@ pub struct Metrics {
     pub relays: usize,
     /// SSE subscribers connected now.
     pub subscribers: usize,
+    /// This process's resident memory and CPU time (Linux; absent elsewhere).
+    pub process: Option<ProcessStats>,
+}
+
+/// Resource use of the api process, from `/proc/self`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProcessStats {
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+    /// User + system CPU time in seconds.
+    pub cpu_seconds: f64,
+}
+
+/// Reads `/proc/self/statm` (pages of 4 KiB) and `/proc/self/stat` (ticks of 1/100 s).
+fn process_stats() -> Option<ProcessStats> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(ProcessStats {
+        rss_bytes: resident * 4096,
+        cpu_seconds: (utime + stime) as f64 / 100.0,
+    })
 }
 
 /// Counters of Temporal RPCs, relays and subscribers.
@@ -50,5 +76,6 @@ pub async fn metrics(State(state): State<AppState>) -> Json<Metrics> {
         handler_rpcs: state.handler_rpcs.snapshot(),
         relays,
         subscribers,
+        process: process_stats(),
     })
 }

@@ -1,0 +1,310 @@
+//! The five scenarios. Each returns a [`Report`] with its figures and its correctness check.
+
+use crate::stats::{Percentiles, Report};
+use crate::target::{Received, Target, check};
+use agentflow_shared::event::Event;
+use futures::StreamExt;
+use futures::future::join_all;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The query of the streaming scenarios: a tool call, then a streamed answer.
+pub const STREAM_QUERY: &str = "Count to 100";
+
+/// Runs `tasks` streaming tasks watched by `subscribers` clients in all (spread evenly), opening
+/// the streams before execute; checks every client against the final logs.
+async fn watched_run(
+    target: &Target,
+    tasks: usize,
+    subscribers: usize,
+    streaming: bool,
+    query: &str,
+) -> anyhow::Result<(
+    Vec<String>,
+    Vec<(usize, Received)>,
+    Vec<Vec<Event>>,
+    Vec<f64>,
+    Duration,
+)> {
+    let ids: Vec<String> = futures::stream::iter(0..tasks)
+        .map(|_| target.create(streaming, None, None))
+        .buffered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let before = target.metrics().await?["subscribers"].as_u64().unwrap_or(0) as usize;
+    let readers: Vec<_> = (0..subscribers)
+        .map(|i| {
+            let (target, id) = (target.clone(), ids[i % tasks].clone());
+            tokio::spawn(async move { (i % tasks, target.subscribe(&id, "").await) })
+        })
+        .collect();
+    target.wait_subscribers(before + subscribers).await?;
+    let started = Instant::now();
+    let executed: Vec<Instant> = join_all(
+        ids.iter()
+            .map(|id| async move { target.execute(id, query).await.map(|()| Instant::now()) }),
+    )
+    .await
+    .into_iter()
+    .collect::<anyhow::Result<_>>()?;
+    let mut received = Vec::new();
+    for reader in readers {
+        let (task, result) = reader.await?;
+        received.push((task, result?));
+    }
+    let elapsed = started.elapsed();
+    let logs: Vec<Vec<Event>> = join_all(ids.iter().map(|id| target.log(id)))
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let first_event_ms = executed
+        .iter()
+        .enumerate()
+        .filter_map(|(task, at)| {
+            received
+                .iter()
+                .filter(|(t, _)| *t == task)
+                .filter_map(|(_, r)| r.first_after(*at))
+                .min()
+                .map(|d| d.as_secs_f64() * 1000.0)
+        })
+        .collect();
+    Ok((ids, received, logs, first_event_ms, elapsed))
+}
+
+impl Received {
+    /// How long after `at` the first event arrived that was created after `at`.
+    fn first_after(&self, at: Instant) -> Option<Duration> {
+        let wall_at = chrono::Utc::now() - chrono::Duration::from_std(at.elapsed()).ok()?;
+        self.events
+            .iter()
+            .zip(&self.arrived)
+            .find(|(e, _)| e.timestamp >= wall_at)
+            .and_then(|(_, arrived)| (*arrived - wall_at).to_std().ok())
+    }
+}
+
+fn violations(received: &[(usize, Received)], logs: &[Vec<Event>]) -> Vec<String> {
+    received
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (task, r))| {
+            check(&r.events, &logs[*task]).map(|v| format!("subscriber {i}: {v}"))
+        })
+        .collect()
+}
+
+/// Scenario 1: `tasks` running streaming tasks, `subscribers` clients spread over them.
+pub async fn latency(target: &Target, tasks: usize, subscribers: usize) -> anyhow::Result<Report> {
+    let (_, received, logs, first, elapsed) =
+        watched_run(target, tasks, subscribers.max(tasks), true, STREAM_QUERY).await?;
+    let latencies: Vec<f64> = received
+        .iter()
+        .flat_map(|(_, r)| r.latencies_ms())
+        .collect();
+    let delivered = latencies.len();
+    Ok(Report {
+        scenario: "latency".into(),
+        parameters: json!({"tasks": tasks, "subscribers": subscribers.max(tasks), "query": STREAM_QUERY}),
+        metrics: json!({
+            "event_latency_ms": Percentiles::of(latencies),
+            "time_to_first_event_ms": Percentiles::of(first),
+            "events_delivered": delivered,
+            "events_per_second": delivered as f64 / elapsed.as_secs_f64(),
+        }),
+        violations: violations(&received, &logs),
+    })
+}
+
+/// Scenario 2: one streaming task watched by each of `counts` subscribers in turn.
+pub async fn fanout(target: &Target, counts: &[usize]) -> anyhow::Result<Report> {
+    let mut rows = serde_json::Map::new();
+    let mut all_violations = Vec::new();
+    let mut rpcs = HashMap::new();
+    for &count in counts {
+        let before = target.relay_rpcs().await?;
+        let (_, received, logs, _, elapsed) =
+            watched_run(target, 1, count, true, STREAM_QUERY).await?;
+        let used = target.relay_rpcs().await? - before;
+        rpcs.insert(count, used);
+        let latencies: Vec<f64> = received
+            .iter()
+            .flat_map(|(_, r)| r.latencies_ms())
+            .collect();
+        rows.insert(
+            format!("subscribers_{count}"),
+            json!({
+                "events_per_second": latencies.len() as f64 / elapsed.as_secs_f64(),
+                "latency_ms": Percentiles::of(latencies),
+                "relay_rpcs": used,
+                "relay_rpcs_per_second": used as f64 / elapsed.as_secs_f64(),
+            }),
+        );
+        all_violations.extend(
+            violations(&received, &logs)
+                .into_iter()
+                .map(|v| format!("{count} subscribers: {v}")),
+        );
+    }
+    if let (Some(first), Some(last)) = (counts.first(), counts.last()) {
+        rows.insert(
+            format!("rpc_ratio_{last}_over_{first}"),
+            json!(rpcs[last] as f64 / rpcs[first].max(1) as f64),
+        );
+    }
+    Ok(Report {
+        scenario: "fanout".into(),
+        parameters: json!({"counts": counts, "query": STREAM_QUERY}),
+        metrics: serde_json::Value::Object(rows),
+        violations: all_violations,
+    })
+}
+
+/// Scenario 3: `streams` streams held open on `tasks` waiting tasks for `hold`.
+pub async fn idle(
+    target: &Target,
+    tasks: usize,
+    streams: usize,
+    hold: Duration,
+) -> anyhow::Result<Report> {
+    let ids: Vec<String> = futures::stream::iter(0..tasks)
+        .map(|_| target.create(true, None, None))
+        .buffered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let base = target.metrics().await?;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let holders: Vec<_> = (0..streams)
+        .map(|i| {
+            let (target, id, mut released) =
+                (target.clone(), ids[i % tasks].clone(), released.clone());
+            tokio::spawn(async move {
+                target
+                    .hold(&id, async move {
+                        let _ = released.wait_for(|r| *r).await;
+                    })
+                    .await
+            })
+        })
+        .collect();
+    target
+        .wait_subscribers(base["subscribers"].as_u64().unwrap_or(0) as usize + streams)
+        .await?;
+    let held = target.metrics().await?;
+    tokio::time::sleep(hold).await;
+    let after = target.metrics().await?;
+    release.send_replace(true);
+    let mut errors = Vec::new();
+    for holder in holders {
+        if let Err(e) = holder.await? {
+            errors.push(e.to_string());
+        }
+    }
+    let rss = |m: &serde_json::Value| m["process"]["rss_bytes"].as_f64().unwrap_or(0.0);
+    let cpu = |m: &serde_json::Value| m["process"]["cpu_seconds"].as_f64().unwrap_or(0.0);
+    let rpc = |m: &serde_json::Value| m["relay_rpcs"]["total"].as_f64().unwrap_or(0.0);
+    Ok(Report {
+        scenario: "idle".into(),
+        parameters: json!({"tasks": tasks, "streams": streams, "hold_seconds": hold.as_secs()}),
+        metrics: json!({
+            "rss_bytes_before": rss(&base),
+            "rss_bytes_held": rss(&held),
+            "rss_kib_per_stream": (rss(&held) - rss(&base)) / 1024.0 / streams as f64,
+            "cpu_percent_while_idle": (cpu(&after) - cpu(&held)) / hold.as_secs_f64() * 100.0,
+            "relay_rpcs_per_second_while_idle": (rpc(&after) - rpc(&held)) / hold.as_secs_f64(),
+            "stream_errors": errors.len(),
+        }),
+        violations: errors
+            .into_iter()
+            .take(5)
+            .map(|e| format!("a stream failed: {e}"))
+            .collect(),
+    })
+}
+
+/// Scenario 4: `tasks` tasks created→completed on the zero-delay model, `concurrency` at a
+/// time, next to the bare-Temporal baseline on the same server.
+pub async fn throughput(
+    target: &Target,
+    temporal_address: &str,
+    tasks: usize,
+    concurrency: usize,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let outcomes: Vec<anyhow::Result<Option<String>>> = futures::stream::iter(0..tasks)
+        .map(|_| async move {
+            let id = target
+                .create(false, Some("scripted-fast"), Some("Hello"))
+                .await?;
+            let received = target.subscribe(&id, "?types=WorkflowCompleted").await?;
+            let terminal = received.events.last().map(|e| e.type_name());
+            Ok((terminal != Some("WorkflowCompleted"))
+                .then(|| format!("task {id} ended with {terminal:?}")))
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let ours = tasks as f64 / started.elapsed().as_secs_f64();
+    let mut violations = Vec::new();
+    for outcome in outcomes {
+        if let Some(v) = outcome? {
+            violations.push(v);
+        }
+    }
+    let baseline = crate::baseline::run(temporal_address, tasks, concurrency).await?;
+    Ok(Report {
+        scenario: "throughput".into(),
+        parameters: json!({"tasks": tasks, "concurrency": concurrency, "model": "scripted-fast"}),
+        metrics: json!({
+            "tasks_per_second": ours,
+            "baseline_workflows_per_second": baseline,
+            "ratio_to_baseline": ours / baseline,
+        }),
+        violations,
+    })
+}
+
+/// Scenario 5: the same `tasks` tasks in batch and in streaming mode, one subscriber each.
+pub async fn streaming_cost(target: &Target, tasks: usize) -> anyhow::Result<Report> {
+    let mut figures = serde_json::Map::new();
+    let mut all_violations = Vec::new();
+    let mut wall = HashMap::new();
+    let mut rpcs = HashMap::new();
+    for (mode, streaming) in [("batch", false), ("streaming", true)] {
+        let before = target.relay_rpcs().await?;
+        let (_, received, logs, _, elapsed) =
+            watched_run(target, tasks, tasks, streaming, STREAM_QUERY).await?;
+        let per_task = (target.relay_rpcs().await? - before) as f64 / tasks as f64;
+        wall.insert(mode, elapsed.as_secs_f64());
+        rpcs.insert(mode, per_task);
+        figures.insert(
+            mode.into(),
+            json!({"wall_seconds": elapsed.as_secs_f64(), "relay_rpcs_per_task": per_task}),
+        );
+        all_violations.extend(
+            violations(&received, &logs)
+                .into_iter()
+                .map(|v| format!("{mode}: {v}")),
+        );
+    }
+    figures.insert(
+        "wall_ratio_streaming_over_batch".into(),
+        json!(wall["streaming"] / wall["batch"]),
+    );
+    figures.insert(
+        "rpc_ratio_streaming_over_batch".into(),
+        json!(rpcs["streaming"] / rpcs["batch"].max(1.0)),
+    );
+    Ok(Report {
+        scenario: "streaming_cost".into(),
+        parameters: json!({"tasks": tasks, "query": STREAM_QUERY}),
+        metrics: serde_json::Value::Object(figures),
+        violations: all_violations,
+    })
+}

@@ -1,0 +1,202 @@
+//! The stack under test, over HTTP: tasks, SSE subscribers, logs and `/metrics`.
+
+use agentflow_shared::event::Event;
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// A running agentflow api.
+#[derive(Clone)]
+pub struct Target {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub base: String,
+    /// The agent whose tasks are created.
+    pub agent: String,
+    http: reqwest::Client,
+}
+
+/// What one subscriber received.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// The events, in order.
+    pub events: Vec<Event>,
+    /// When each event arrived (wall clock).
+    pub arrived: Vec<DateTime<Utc>>,
+}
+
+impl Received {
+    /// Delivery latency of each event: arrival − creation, in milliseconds.
+    pub fn latencies_ms(&self) -> Vec<f64> {
+        self.events
+            .iter()
+            .zip(&self.arrived)
+            .map(|(e, at)| (*at - e.timestamp).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+            .collect()
+    }
+}
+
+/// Why a subscriber's events are not the final log, if they are not.
+pub fn check(received: &[Event], log: &[Event]) -> Option<String> {
+    for (i, event) in received.iter().enumerate() {
+        if event.seq.0 != i as u64 + 1 {
+            return Some(format!(
+                "seq {} at position {i}: a gap or a duplicate",
+                event.seq
+            ));
+        }
+    }
+    if received != log {
+        return Some(format!(
+            "received {} events, the final log has {} (or their contents differ)",
+            received.len(),
+            log.len()
+        ));
+    }
+    None
+}
+
+impl Target {
+    /// A target at `base` creating tasks of `agent`.
+    pub fn new(base: &str, agent: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            agent: agent.to_owned(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
+    fn tasks(&self) -> String {
+        format!("{}/api/v1/agents/{}/tasks", self.base, self.agent)
+    }
+
+    /// Creates a task with a fresh id; runs `query` at once when given.
+    pub async fn create(
+        &self,
+        streaming: bool,
+        model: Option<&str>,
+        query: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut parameters = json!({"enable_streaming": streaming});
+        if let Some(model) = model {
+            parameters["model"] = json!(model);
+        }
+        let mut body = json!({"id": id, "description": "bench", "task_parameters": parameters});
+        if let Some(query) = query {
+            body["query"] = json!(query);
+        }
+        let response = self.http.post(self.tasks()).json(&body).send().await?;
+        if response.status() != 201 {
+            bail!(
+                "create: HTTP {}: {}",
+                response.status(),
+                response.text().await?
+            );
+        }
+        Ok(id)
+    }
+
+    /// Runs `query` on a created task; returns when the api accepted it.
+    pub async fn execute(&self, id: &str, query: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/{id}/execute", self.tasks()))
+            .json(&json!({"query": query}))
+            .send()
+            .await?;
+        if response.status() != 202 {
+            bail!(
+                "execute: HTTP {}: {}",
+                response.status(),
+                response.text().await?
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads the task's stream from the start to its terminal event.
+    pub async fn subscribe(&self, id: &str, query: &str) -> anyhow::Result<Received> {
+        let url = format!("{}/{id}/events/stream{query}", self.tasks());
+        let response = self.http.get(&url).send().await?;
+        if response.status() != 200 {
+            bail!("stream: HTTP {}", response.status());
+        }
+        let mut stream = response.bytes_stream().eventsource();
+        let mut received = Received::default();
+        while let Some(message) = stream.next().await {
+            let message = message.context("the SSE stream broke")?;
+            if message.data.is_empty() {
+                continue;
+            }
+            received.arrived.push(Utc::now());
+            received.events.push(serde_json::from_str(&message.data)?);
+        }
+        Ok(received)
+    }
+
+    /// Opens the stream and holds it until `release` resolves; returns whether it opened.
+    pub async fn hold(&self, id: &str, release: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let url = format!("{}/{id}/events/stream", self.tasks());
+        let response = self.http.get(&url).send().await?;
+        if response.status() != 200 {
+            bail!("stream: HTTP {}", response.status());
+        }
+        release.await;
+        drop(response);
+        Ok(())
+    }
+
+    /// The task's whole log (once it has ended).
+    pub async fn log(&self, id: &str) -> anyhow::Result<Vec<Event>> {
+        let page: Value = self
+            .http
+            .get(format!("{}/{id}/events?limit=1000", self.tasks()))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(serde_json::from_value(page["events"].clone())?)
+    }
+
+    /// `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// Total relay RPCs so far.
+    pub async fn relay_rpcs(&self) -> anyhow::Result<u64> {
+        Ok(self.metrics().await?["relay_rpcs"]["total"]
+            .as_u64()
+            .unwrap_or(0))
+    }
+
+    /// Waits until the api has at least `count` subscribers.
+    pub async fn wait_subscribers(&self, count: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let metrics = self.metrics().await?;
+            if metrics["subscribers"].as_u64().unwrap_or(0) >= count as u64 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "only {} of {count} subscribers connected",
+                    metrics["subscribers"]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

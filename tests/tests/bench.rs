@@ -1,0 +1,88 @@
+//! A smoke run of every benchmark scenario at tiny sizes against the real stack: the
+//! correctness checks must hold and the reports must serialize; no timing is asserted.
+
+use agentflow_bench::scenarios;
+use agentflow_bench::stats::Report;
+use agentflow_bench::target::Target;
+use agentflow_tests::server::temporal_address;
+use agentflow_tests::spawn_app;
+use std::time::Duration;
+
+fn assert_clean(report: &Report, keys: &[&str]) {
+    assert!(report.violations.is_empty(), "{}", report.table());
+    for key in keys {
+        assert!(
+            report.metrics.get(*key).is_some(),
+            "{} lacks {key}: {}",
+            report.scenario,
+            report.metrics
+        );
+    }
+    let json = serde_json::to_string(report).unwrap();
+    let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(back["scenario"], report.scenario);
+    assert!(report.table().contains(&report.scenario));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_scenario_runs_small_and_checks_correctness() {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let target = Target::new(&api.base_url, "assistant");
+
+    let latency = scenarios::latency(&target, 2, 4).await.unwrap();
+    assert_clean(
+        &latency,
+        &[
+            "event_latency_ms",
+            "time_to_first_event_ms",
+            "events_per_second",
+        ],
+    );
+    assert!(
+        latency.metrics["event_latency_ms"]["count"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    let fanout = scenarios::fanout(&target, &[1, 3]).await.unwrap();
+    assert_clean(
+        &fanout,
+        &["subscribers_1", "subscribers_3", "rpc_ratio_3_over_1"],
+    );
+
+    let idle = scenarios::idle(&target, 2, 6, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_clean(
+        &idle,
+        &[
+            "rss_kib_per_stream",
+            "cpu_percent_while_idle",
+            "stream_errors",
+        ],
+    );
+    assert_eq!(idle.metrics["stream_errors"], 0);
+
+    let throughput = scenarios::throughput(&target, temporal_address(), 4, 2)
+        .await
+        .unwrap();
+    assert_clean(
+        &throughput,
+        &[
+            "tasks_per_second",
+            "baseline_workflows_per_second",
+            "ratio_to_baseline",
+        ],
+    );
+
+    let cost = scenarios::streaming_cost(&target, 2).await.unwrap();
+    assert_clean(
+        &cost,
+        &["batch", "streaming", "wall_ratio_streaming_over_batch"],
+    );
+
+    api.stop().await;
+    app.stop_worker().await;
+}
