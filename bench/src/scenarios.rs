@@ -76,14 +76,11 @@ async fn watched_run(
 }
 
 impl Received {
-    /// How long after `at` the first event arrived that was created after `at`.
+    /// How long after `at` (execute returned) the first event arrived; 0 if it came earlier.
     fn first_after(&self, at: Instant) -> Option<Duration> {
         let wall_at = chrono::Utc::now() - chrono::Duration::from_std(at.elapsed()).ok()?;
-        self.events
-            .iter()
-            .zip(&self.arrived)
-            .find(|(e, _)| e.timestamp >= wall_at)
-            .and_then(|(_, arrived)| (*arrived - wall_at).to_std().ok())
+        let first = self.arrived.first()?;
+        Some((*first - wall_at).to_std().unwrap_or(Duration::ZERO))
     }
 }
 
