@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The query of the streaming scenarios: a tool call, then a streamed answer.
-pub const STREAM_QUERY: &str = "Count to 100";
+pub const STREAM_QUERY: &str = "What is 6*7? Then count to 100";
 
 /// Runs `tasks` streaming tasks watched by `subscribers` clients in all (spread evenly), opening
 /// the streams before execute; checks every client against the final logs.

@@ -3,7 +3,8 @@
 //! - A query asking for arithmetic (`What is (2+3)*4?`) gets a `calculator` call; one asking for
 //!   the time or date gets a `current_time` call; one asking for both gets both, in parallel.
 //! - Once the tool results are in, it answers with them.
-//! - `Count to N` answers `1 2 … N` (a long stream on demand); anything else gets a fixed answer.
+//! - `Count to N` answers `1 2 … N` (a long stream on demand), also after tool results;
+//!   anything else gets a fixed answer.
 //!
 //! Text is streamed one token (word) at a time with the configured delay. Usage counts ~4
 //! characters per input token and one output token per streamed token.
@@ -75,10 +76,12 @@ pub fn respond(request: &LlmRequest) -> LlmResponse {
             .iter()
             .filter_map(|m| m.content.clone())
             .collect();
-        (
-            format!("Based on the tools: {}.", results.join("; ")),
-            Vec::new(),
-        )
+        let mut answer = format!("Based on the tools: {}.", results.join("; "));
+        if let Some(count) = counting(&query) {
+            answer.push(' ');
+            answer.push_str(&count);
+        }
+        (answer, Vec::new())
     } else {
         let mut calls = Vec::new();
         if let Some(expression) = arithmetic_in(&query).filter(|_| offered("calculator")) {
@@ -109,14 +112,19 @@ pub fn respond(request: &LlmRequest) -> LlmResponse {
     }
 }
 
-fn answer(query: &str) -> String {
+/// `1 2 … N` when the query asks to "count to N".
+fn counting(query: &str) -> Option<String> {
     let lower = query.to_lowercase();
-    if let Some(rest) = lower.split("count to ").nth(1) {
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if let Ok(n) = digits.parse::<u32>() {
-            let numbers: Vec<String> = (1..=n.min(100_000)).map(|i| i.to_string()).collect();
-            return numbers.join(" ");
-        }
+    let rest = lower.split("count to ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let n = digits.parse::<u32>().ok()?;
+    let numbers: Vec<String> = (1..=n.min(100_000)).map(|i| i.to_string()).collect();
+    Some(numbers.join(" "))
+}
+
+fn answer(query: &str) -> String {
+    if let Some(count) = counting(query) {
+        return count;
     }
     format!(
         "This is the scripted model answering \"{}\". It runs offline and always gives this \
@@ -206,6 +214,14 @@ mod tests {
         ));
         assert!(second.tool_calls.is_empty());
         assert!(second.content.contains("20"));
+        let counted = respond(&request(
+            vec![
+                ChatMessage::text(Role::User, "What is 1+1? Then count to 3"),
+                ChatMessage::tool_result("call_1", "2"),
+            ],
+            false,
+        ));
+        assert_eq!(counted.content, "Based on the tools: 2. 1 2 3");
     }
 
     #[test]
