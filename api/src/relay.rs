@@ -234,13 +234,7 @@ struct RelayContext {
 
 impl RelayContext {
     fn query_options(&self) -> WorkflowQueryOptions {
-        WorkflowQueryOptions::builder()
-            .rpc_options(
-                temporalio_client::RpcOptions::builder()
-                    .timeout(self.settings.query_timeout)
-                    .build(),
-            )
-            .build()
+        temporal::query_options(self.settings.query_timeout)
     }
 
     /// `get_events` from `after`, retrying a busy workflow a few times.

@@ -67,6 +67,17 @@ impl RpcCounters {
     }
 }
 
+/// Options of a workflow query that gives up after `timeout` (a query waits for a worker).
+pub fn query_options(timeout: Duration) -> temporalio_client::WorkflowQueryOptions {
+    temporalio_client::WorkflowQueryOptions::builder()
+        .rpc_options(
+            temporalio_client::RpcOptions::builder()
+                .timeout(timeout)
+                .build(),
+        )
+        .build()
+}
+
 /// What the api knows of a task from `DescribeWorkflowExecution`.
 #[derive(Debug, Clone)]
 pub struct TaskDescription {

@@ -429,24 +429,14 @@ async fn run_agent(
             );
         }
 
-        if response.tool_calls.is_empty() {
-            emit(
-                ctx,
-                EventKind::StepCompleted(StepCompleted {
-                    step,
-                    cost_so_far_usd: cost,
-                    tokens_so_far: tokens,
-                }),
-            );
-            return Outcome::Completed(response.content);
+        if !response.tool_calls.is_empty() {
+            messages.push(ChatMessage::assistant(
+                (!response.content.is_empty()).then(|| response.content.clone()),
+                response.tool_calls.clone(),
+            ));
+            let results = run_tools(ctx, step, &response.tool_calls, &input).await;
+            messages.extend(results);
         }
-
-        messages.push(ChatMessage::assistant(
-            (!response.content.is_empty()).then(|| response.content.clone()),
-            response.tool_calls.clone(),
-        ));
-        let results = run_tools(ctx, step, &response.tool_calls, &input).await;
-        messages.extend(results);
         emit(
             ctx,
             EventKind::StepCompleted(StepCompleted {
@@ -455,6 +445,9 @@ async fn run_agent(
                 tokens_so_far: tokens,
             }),
         );
+        if response.tool_calls.is_empty() {
+            return Outcome::Completed(response.content);
+        }
     }
     Outcome::Failed(
         ErrorInfo {
@@ -520,16 +513,17 @@ async fn run_tools(
         .into_iter();
     let mut messages = Vec::new();
     for call in calls {
+        let failed = |error: String| ToolCallCompleted {
+            step,
+            tool_name: call.name.clone(),
+            tool_call_id: call.id.clone(),
+            success: false,
+            result: None,
+            error: Some(error),
+            duration_ms: 0,
+        };
         let completed = if !allowed(&call.name) {
-            ToolCallCompleted {
-                step,
-                tool_name: call.name.clone(),
-                tool_call_id: call.id.clone(),
-                success: false,
-                result: None,
-                error: Some(format!("unknown tool `{}`", call.name)),
-                duration_ms: 0,
-            }
+            failed(format!("unknown tool `{}`", call.name))
         } else {
             match outputs.next() {
                 Some(Ok(out)) => ToolCallCompleted {
@@ -541,24 +535,8 @@ async fn run_tools(
                     error: out.error,
                     duration_ms: out.duration_ms,
                 },
-                Some(Err(error)) => ToolCallCompleted {
-                    step,
-                    tool_name: call.name.clone(),
-                    tool_call_id: call.id.clone(),
-                    success: false,
-                    result: None,
-                    error: Some(error_message(&error)),
-                    duration_ms: 0,
-                },
-                None => ToolCallCompleted {
-                    step,
-                    tool_name: call.name.clone(),
-                    tool_call_id: call.id.clone(),
-                    success: false,
-                    result: None,
-                    error: Some("the tool produced no result".into()),
-                    duration_ms: 0,
-                },
+                Some(Err(error)) => failed(error_message(&error)),
+                None => failed("the tool produced no result".into()),
             }
         };
         let content = match (&completed.result, &completed.error) {

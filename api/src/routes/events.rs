@@ -20,7 +20,6 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::time::Duration;
-use temporalio_client::{RpcOptions, WorkflowQueryOptions};
 
 /// Paging of `GET …/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -61,13 +60,8 @@ pub async fn page(
         return Ok(Json(EventsPage::from_log(&result.events, range)));
     }
     crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
-    let options = WorkflowQueryOptions::builder()
-        .rpc_options(
-            RpcOptions::builder()
-                .timeout(Duration::from_millis(state.config.api.query_timeout_ms))
-                .build(),
-        )
-        .build();
+    let options =
+        crate::temporal::query_options(Duration::from_millis(state.config.api.query_timeout_ms));
     state
         .client
         .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())

@@ -170,15 +170,9 @@ pub(crate) async fn describe_task(
 }
 
 fn query_options(state: &AppState) -> WorkflowQueryOptions {
-    WorkflowQueryOptions::builder()
-        .rpc_options(
-            RpcOptions::builder()
-                .timeout(std::time::Duration::from_millis(
-                    state.config.api.query_timeout_ms,
-                ))
-                .build(),
-        )
-        .build()
+    temporal::query_options(std::time::Duration::from_millis(
+        state.config.api.query_timeout_ms,
+    ))
 }
 
 /// The result of a closed task.
