@@ -1,4 +1,5 @@
-//! Extractors whose rejections are problem+json: `JsonBody` and `QueryParams`.
+//! Extractors whose rejections are problem+json: `JsonBody`, `OptionalJsonBody` and
+//! `QueryParams`.
 
 use crate::error::ApiError;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -32,6 +33,39 @@ where
                 other => ApiError::BadRequest(other.body_text()),
             }),
         }
+    }
+}
+
+/// A JSON body that may be left out (no body at all reads as `T::default()`); when present, it
+/// is checked like [`JsonBody`].
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|e| {
+                    if e.status() == 413 {
+                        ApiError::PayloadTooLarge("the request body is too large".into())
+                    } else {
+                        ApiError::BadRequest(e.body_text())
+                    }
+                })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+        JsonBody::<T>::from_request(request, state)
+            .await
+            .map(|JsonBody(value)| Self(value))
     }
 }
 

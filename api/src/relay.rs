@@ -28,8 +28,10 @@ use tokio::sync::{Notify, OnceCell, watch};
 /// How relays talk to Temporal.
 #[derive(Debug, Clone, Copy)]
 pub struct RelaySettings {
-    /// `Describe` interval while an LLM call streams.
+    /// `Describe` interval while an LLM call streams and its heartbeats change.
     pub describe_interval: Duration,
+    /// Longest `Describe` interval, reached while heartbeats stay the same.
+    pub max_describe_interval: Duration,
     /// Timeout of one workflow query.
     pub query_timeout: Duration,
     /// How long a relay with no subscriber lives on.
@@ -167,6 +169,11 @@ impl Relay {
     /// Appends the events that continue the log and checks the ones it already has; returns
     /// `false` when the events start beyond the log's end (the durable log must be read first).
     fn publish(&self, events: impl IntoIterator<Item = Event>) -> bool {
+        self.append(events).is_some()
+    }
+
+    /// [`Relay::publish`], telling how many events were new (`None`: not contiguous).
+    fn append(&self, events: impl IntoIterator<Item = Event>) -> Option<usize> {
         let mut contiguous = true;
         let mut frames = self.frames.write().expect("relay lock");
         let before = frames.len();
@@ -189,7 +196,7 @@ impl Relay {
         if after != before {
             self.published.send_replace(after);
         }
-        contiguous
+        contiguous.then_some(after - before)
     }
 
     /// Returns `false` as soon as the relay has a subscriber; `true` once it has had none for
@@ -322,6 +329,11 @@ async fn run(
         match ctx.query_events(task, Seq(relay.len() as u64)).await {
             Ok(page) => {
                 let more = page.has_more;
+                if page.first_seq.0 > relay.len() as u64 + 1
+                    && !read_earlier_runs(&relay, &ctx, current.run_id()).await
+                {
+                    continue;
+                }
                 relay.publish(page.events);
                 if more {
                     description = Some(current);
@@ -348,7 +360,7 @@ async fn run(
         tokio::select! {
             result = poll => match result {
                 Ok(Some(token)) => history_token = token,
-                Ok(None) => {}
+                Ok(None) => history_token.clear(),
                 Err(status) => {
                     tracing::warn!(%task, %status, "relay: history poll failed");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -360,20 +372,32 @@ async fn run(
     registry.remove(task, &relay);
 }
 
+/// The next `Describe` interval: back to the base after a change, half as long again (up to
+/// the max) after a poll that found nothing new.
+fn next_interval(current: Duration, new_events: usize, settings: &RelaySettings) -> Duration {
+    if new_events > 0 {
+        settings.describe_interval
+    } else {
+        (current + current / 2).min(settings.max_describe_interval)
+    }
+}
+
 /// Polls `Describe` while the LLM activity is pending, publishing its heartbeated events.
 async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
+    let mut interval = ctx.settings.describe_interval;
     loop {
-        tokio::time::sleep(ctx.settings.describe_interval).await;
+        tokio::time::sleep(interval).await;
         if relay.subscribers() == 0 {
             return;
         }
         match temporal::describe(&ctx.client, &ctx.counters, relay.task_id).await {
             Ok(description) if description.running => match pending_llm_events(&description) {
-                Some(events) => {
-                    if !relay.publish(events) {
-                        return;
+                Some(events) => match relay.append(events) {
+                    Some(new_events) => {
+                        interval = next_interval(interval, new_events, &ctx.settings);
                     }
-                }
+                    None => return,
+                },
                 None => return,
             },
             Ok(_) => return,
@@ -381,6 +405,23 @@ async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
                 tracing::warn!(task = %relay.task_id, %error, "relay: describe failed");
                 return;
             }
+        }
+    }
+}
+
+/// Publishes the events of the task's earlier runs (it continued as new) after the relay's
+/// log; `false` (after a pause) when Temporal could not be read.
+async fn read_earlier_runs(relay: &Relay, ctx: &RelayContext, run_id: String) -> bool {
+    let after = Seq(relay.len() as u64);
+    match temporal::earlier_events(&ctx.client, &ctx.counters, relay.task_id, run_id, after).await {
+        Ok(events) => {
+            relay.publish(events);
+            true
+        }
+        Err(status) => {
+            tracing::warn!(task = %relay.task_id, %status, "relay: reading earlier runs failed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            false
         }
     }
 }
@@ -397,6 +438,11 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
         handle.get_result(WorkflowGetResultOptions::default()).await;
     match result {
         Ok(result) => {
+            if result.state.first_seq.0 > relay.len() as u64 + 1
+                && !read_earlier_runs(relay, ctx, description.run_id()).await
+            {
+                return;
+            }
             relay.publish(result.events);
         }
         Err(error) => {
@@ -407,9 +453,9 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
             let seq = Seq(relay.len() as u64 + 1);
             let status = description.workflow_status;
             let kind = match status {
-                WorkflowExecutionStatus::Canceled => EventKind::Cancelled(Reason {
-                    reason: "the workflow was cancelled".into(),
-                }),
+                WorkflowExecutionStatus::Canceled => {
+                    EventKind::Cancelled(Reason::new("the workflow was cancelled"))
+                }
                 _ => EventKind::Failed(Failed {
                     error: ErrorInfo {
                         kind: "workflow_closed".into(),
@@ -535,5 +581,31 @@ impl Registry {
         {
             relays.remove(&task);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_interval_stretches_while_nothing_changes_and_snaps_back() {
+        let settings = RelaySettings {
+            describe_interval: Duration::from_millis(20),
+            max_describe_interval: Duration::from_millis(100),
+            query_timeout: Duration::from_secs(1),
+            linger: Duration::from_secs(1),
+        };
+        let mut interval = settings.describe_interval;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            interval = next_interval(interval, 0, &settings);
+            seen.push(interval.as_millis());
+        }
+        assert_eq!(seen, [30, 45, 67, 100, 100, 100]);
+        assert_eq!(
+            next_interval(interval, 3, &settings),
+            settings.describe_interval
+        );
     }
 }

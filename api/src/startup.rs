@@ -28,6 +28,12 @@ impl Application {
     pub fn with_listener(listener: TcpListener, config: AgentflowConfig, client: Client) -> Self {
         let settings = RelaySettings {
             describe_interval: Duration::from_millis(config.api.describe_interval_ms.max(1)),
+            max_describe_interval: Duration::from_millis(
+                config
+                    .api
+                    .max_describe_interval_ms
+                    .max(config.api.describe_interval_ms.max(1)),
+            ),
             query_timeout: Duration::from_millis(config.api.query_timeout_ms),
             linger: Duration::from_millis(config.api.relay_linger_ms),
         };

@@ -1,7 +1,8 @@
 //! Thin wrappers over the Temporal RPCs the api makes, each counted in [`RpcCounters`].
 
-use agentflow_shared::ids::{AgentId, TaskId};
-use agentflow_shared::task::TaskStatus;
+use agentflow_shared::event::Event;
+use agentflow_shared::ids::{AgentId, Seq, TaskId};
+use agentflow_shared::task::{TaskInput, TaskStatus};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub struct RpcCounters {
     pub query: AtomicU64,
     /// `GetWorkflowExecutionHistory` long polls.
     pub history_poll: AtomicU64,
-    /// Reads of a closed task's result.
+    /// Reads of a closed task's result, and of earlier runs' start events.
     pub result: AtomicU64,
 }
 
@@ -93,6 +94,18 @@ pub struct TaskDescription {
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The raw response (pending activities and their heartbeats).
     pub raw: DescribeWorkflowExecutionResponse,
+}
+
+impl TaskDescription {
+    /// The id of the run described (the task's latest run).
+    pub fn run_id(&self) -> String {
+        self.raw
+            .workflow_execution_info
+            .as_ref()
+            .and_then(|i| i.execution.as_ref())
+            .map(|e| e.run_id.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Why a task could not be described.
@@ -197,6 +210,68 @@ pub async fn poll_history(
         .await?
         .into_inner();
     Ok((!response.next_page_token.is_empty()).then_some(response.next_page_token))
+}
+
+/// The events of the task's earlier runs with `seq > after`, walking back from run `run_id`:
+/// each run's start event carries the previous run's events (the input a run hands on when it
+/// continues as new), and names that run.
+pub async fn earlier_events(
+    client: &Client,
+    counters: &RpcCounters,
+    task: TaskId,
+    run_id: String,
+    after: Seq,
+) -> Result<Vec<Event>, Status> {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let mut collected: Vec<Event> = Vec::new();
+    let mut run = run_id;
+    loop {
+        RpcCounters::count(&counters.result);
+        let mut rpc = client.clone();
+        let namespace = temporalio_client::NamespacedClient::namespace(&rpc);
+        let mut request = GetWorkflowExecutionHistoryRequest {
+            namespace,
+            execution: Some(WorkflowExecution {
+                workflow_id: task.workflow_id(),
+                run_id: run.clone(),
+            }),
+            maximum_page_size: 1,
+            next_page_token: Vec::new(),
+            wait_new_event: false,
+            history_event_filter_type: HistoryEventFilterType::AllEvent as i32,
+            skip_archival: true,
+        }
+        .into_request();
+        request.set_timeout(Duration::from_secs(10));
+        let history = WorkflowService::get_workflow_execution_history(&mut rpc, request)
+            .await?
+            .into_inner();
+        let started = history
+            .history
+            .and_then(|h| h.events.into_iter().next())
+            .and_then(|e| e.attributes);
+        let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) = started else {
+            break;
+        };
+        let carried = started
+            .input
+            .as_ref()
+            .and_then(|p| p.payloads.first())
+            .and_then(|p| serde_json::from_slice::<TaskInput>(&p.data).ok())
+            .and_then(|input| input.carried);
+        let Some(carried) = carried else { break };
+        let reached = carried
+            .previous_events
+            .first()
+            .is_none_or(|e| e.seq.0 <= after.0 + 1);
+        collected.splice(0..0, carried.previous_events);
+        if reached || started.continued_execution_run_id.is_empty() {
+            break;
+        }
+        run = started.continued_execution_run_id;
+    }
+    collected.retain(|e| e.seq > after);
+    Ok(collected)
 }
 
 /// A page of tasks from visibility.

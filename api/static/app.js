@@ -1,14 +1,16 @@
 // agentflow's live timeline: the reference EventSource consumer.
 // It opens the stream *before* calling execute, listens to every named event type, renders one
 // row per event (deltas grow the text of their LLM call), ignores any seq it has already
-// rendered, and closes the EventSource on the terminal event.
+// rendered, and closes the EventSource on the terminal event. Pause / resume / cancel buttons and
+// approval prompts post to the control endpoints; what they cause arrives as events like the rest.
 
 const EVENT_TYPES = [
   "WorkflowStarted", "WorkflowStepStarted", "WorkflowStepCompleted", "WorkflowLLMCallStarted",
   "WorkflowLLMCallDelta", "WorkflowLLMCallRetrying", "WorkflowLLMCallCompleted",
   "WorkflowToolCallStarted", "WorkflowToolCallCompleted", "WorkflowBudgetWarning",
-  "WorkflowBudgetExceeded", "WorkflowPaused", "WorkflowResumed", "WorkflowCompleted",
-  "WorkflowFailed", "WorkflowCancelled",
+  "WorkflowBudgetExceeded", "WorkflowBudgetRaised", "WorkflowApprovalRequested",
+  "WorkflowApprovalReceived", "WorkflowPaused", "WorkflowResumed", "WorkflowTurnCompleted",
+  "WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled",
 ];
 const TERMINAL = new Set(["WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"]);
 
@@ -35,9 +37,82 @@ function text(tag, content, className) {
   return node;
 }
 
+/** Enables the buttons that make sense in this state: running, paused or ended. */
+function setControls(state) {
+  $("pause").disabled = state !== "running";
+  $("resume").disabled = state !== "paused";
+  $("cancel").disabled = state === "ended";
+}
+
+async function control(action) {
+  const error = $("control-error");
+  error.hidden = true;
+  try {
+    await postJson(`/agents/${view.agent}/tasks/${view.taskId}/${action}`, { requested_by: "timeline" });
+  } catch (e) {
+    error.textContent = e.message;
+    error.hidden = false;
+  }
+}
+
+/** A prompt for one tool call waiting for a decision: approve (arguments editable) or reject. */
+function approvalPrompt(d) {
+  const box = document.createElement("div");
+  box.className = "approval";
+  box.dataset.approvalId = d.approval_id;
+  box.append(text("p", `The agent wants to call ${d.tool_name}. Allow it?`));
+  const label = text("label", "Arguments");
+  const args = document.createElement("textarea");
+  args.id = `args-${d.approval_id}`;
+  label.htmlFor = args.id;
+  args.rows = 3;
+  args.value = JSON.stringify(d.arguments, null, 2);
+  const comment = document.createElement("input");
+  comment.type = "text";
+  comment.placeholder = "Comment (optional)";
+  comment.setAttribute("aria-label", "Comment");
+  const approve = text("button", "Approve");
+  const reject = text("button", "Reject", "danger");
+  for (const b of [approve, reject]) b.type = "button";
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  actions.append(approve, reject);
+  const problem = text("p", "", "error");
+  problem.hidden = true;
+  box.append(label, args, comment, actions, problem);
+  const decide = async (decision) => {
+    const body = { decision, requested_by: "timeline" };
+    if (comment.value.trim()) body.comment = comment.value.trim();
+    if (decision === "approve") {
+      try {
+        const edited = JSON.parse(args.value);
+        if (JSON.stringify(edited) !== JSON.stringify(d.arguments)) body.arguments = edited;
+      } catch {
+        problem.textContent = "The arguments are not valid JSON.";
+        problem.hidden = false;
+        return;
+      }
+    }
+    try {
+      await postJson(`/agents/${view.agent}/tasks/${view.taskId}/approvals/${d.approval_id}`, body);
+      approve.disabled = true;
+      reject.disabled = true;
+    } catch (e) {
+      problem.textContent = e.message;
+      problem.hidden = false;
+    }
+  };
+  approve.addEventListener("click", () => decide("approve"));
+  reject.addEventListener("click", () => decide("reject"));
+  $("approvals").append(box);
+}
+
 function resetView(agent, taskId) {
   if (source) source.close();
   view = { agent, taskId, lastSeq: 0, duplicates: 0, llm: null, limit: 0 };
+  $("approvals").replaceChildren();
+  $("control-error").hidden = true;
+  setControls("running");
   const timeline = $("timeline");
   timeline.replaceChildren();
   timeline.dataset.taskId = taskId;
@@ -77,7 +152,8 @@ function render(event) {
     case "WorkflowStarted":
       view.limit = d.budget_limit_usd;
       setBudget(0);
-      row(event, `Started (${d.mode}, ${d.model}, at most ${d.max_steps} steps): ${d.query}`);
+      setControls("running");
+      row(event, `Started${d.turn ? ` turn ${d.turn}` : ""} (${d.mode}, ${d.model}, at most ${d.max_steps} steps): ${d.query}`);
       break;
     case "WorkflowStepStarted":
       row(event, `Step ${d.step}`);
@@ -126,11 +202,37 @@ function render(event) {
       row(event, `Budget exceeded: ${money(d.cost_usd)} of ${money(d.limit_usd)}`);
       setBudget(d.cost_usd);
       break;
+    case "WorkflowBudgetRaised":
+      row(event, `Budget raised from ${money(d.previous_limit_usd)} to ${money(d.limit_usd)}`);
+      view.limit = d.limit_usd;
+      break;
+    case "WorkflowApprovalRequested": {
+      const li = row(event, `Approval needed for ${d.tool_name} (${d.approval_id})`);
+      li.append(text("pre", JSON.stringify(d.arguments)));
+      approvalPrompt(d);
+      setControls("approval");
+      break;
+    }
+    case "WorkflowApprovalReceived": {
+      row(event, `${d.decision === "approve" ? "Approved" : "Rejected"} ${d.approval_id}${d.edited ? " with edited arguments" : ""}${d.comment ? `: ${d.comment}` : ""}`);
+      const box = $("approvals").querySelector(`[data-approval-id="${d.approval_id}"]`);
+      if (box) box.remove();
+      if (!$("approvals").children.length) setControls("running");
+      break;
+    }
     case "WorkflowPaused":
-      row(event, `Paused: ${d.reason}`);
+      row(event, `Paused: ${d.reason}${d.requested_by ? ` (by ${d.requested_by})` : ""}`);
+      setControls("paused");
       break;
     case "WorkflowResumed":
-      row(event, `Resumed: ${d.reason}`);
+      row(event, `Resumed: ${d.reason}${d.requested_by ? ` (by ${d.requested_by})` : ""}`);
+      setControls("running");
+      break;
+    case "WorkflowTurnCompleted":
+      row(event, `Turn ${d.turn} answered — ${money(d.total_cost_usd)}`);
+      $("final-text").textContent = d.final_response;
+      $("final").hidden = false;
+      setControls("waiting");
       break;
     case "WorkflowCompleted":
       row(event, `Completed in ${d.steps} steps — ${money(d.total_cost_usd)}`);
@@ -162,6 +264,8 @@ function follow(agent, taskId) {
       const event = JSON.parse(message.data);
       render(event);
       if (TERMINAL.has(event.type)) {
+        setControls("ended");
+        $("approvals").replaceChildren();
         es.close();
         setConnection("done");
         loadTasks();
@@ -202,7 +306,8 @@ async function run(event) {
   const taskId = crypto.randomUUID();
   try {
     $("run").disabled = true;
-    await postJson(`/agents/${agent}/tasks`, { id: taskId, description: "from the timeline page" });
+    const task_parameters = $("approve-tools").checked ? { require_approval: ["*"] } : {};
+    await postJson(`/agents/${agent}/tasks`, { id: taskId, description: "from the timeline page", task_parameters });
     await follow(agent, taskId);
     await postJson(`/agents/${agent}/tasks/${taskId}/execute`, {
       query: $("query").value,
@@ -257,6 +362,9 @@ async function loadTasks() {
 }
 
 $("run-form").addEventListener("submit", run);
+for (const action of ["pause", "resume", "cancel"]) {
+  $(action).addEventListener("click", () => control(action));
+}
 $("refresh").addEventListener("click", loadTasks);
 $("agent").addEventListener("change", loadTasks);
 loadAgents().then(loadTasks);

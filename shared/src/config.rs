@@ -121,6 +121,9 @@ pub struct AgentConfig {
     /// Stream by default.
     #[serde(default = "default_true")]
     pub enable_streaming: bool,
+    /// Tools whose calls wait for a human decision (`*` for all).
+    #[serde(default)]
+    pub require_approval: Vec<String>,
 }
 
 fn default_max_steps() -> u32 {
@@ -165,6 +168,8 @@ pub struct WorkerSettings {
     pub tool_timeout_secs: u64,
     /// See [`RunSettings::tool_max_attempts`].
     pub tool_max_attempts: u32,
+    /// See [`RunSettings::max_events_per_run`].
+    pub max_events_per_run: u32,
 }
 
 impl Default for WorkerSettings {
@@ -184,6 +189,7 @@ impl Default for WorkerSettings {
             llm_retry_initial_ms: 500,
             tool_timeout_secs: 30,
             tool_max_attempts: 3,
+            max_events_per_run: 2000,
         }
     }
 }
@@ -202,8 +208,11 @@ pub struct ApiSettings {
     pub sse_retry_ms: u64,
     /// A relay with no subscriber stops after this long.
     pub relay_linger_ms: u64,
-    /// Interval of `Describe` polls while an LLM call streams.
+    /// Interval of `Describe` polls while an LLM call streams and its heartbeats change.
     pub describe_interval_ms: u64,
+    /// Longest interval: each poll that finds nothing new stretches the interval by half,
+    /// up to this; a change snaps it back to `describe_interval_ms`.
+    pub max_describe_interval_ms: u64,
     /// Timeout of one workflow query (queries wait for a worker).
     pub query_timeout_ms: u64,
     /// Page size limit of task lists.
@@ -219,6 +228,7 @@ impl Default for ApiSettings {
             sse_retry_ms: 1000,
             relay_linger_ms: 5000,
             describe_interval_ms: 25,
+            max_describe_interval_ms: 100,
             query_timeout_ms: 3000,
             max_page_size: 200,
         }
@@ -237,6 +247,7 @@ impl WorkerSettings {
             llm_retry_initial_ms: self.llm_retry_initial_ms,
             tool_timeout_secs: self.tool_timeout_secs,
             tool_max_attempts: self.tool_max_attempts,
+            max_events_per_run: self.max_events_per_run,
         }
     }
 }

@@ -113,10 +113,18 @@ event_kinds! {
     BudgetWarning(BudgetWarning) = "WorkflowBudgetWarning",
     /// The cost passed the budget limit.
     BudgetExceeded(BudgetExceeded) = "WorkflowBudgetExceeded",
+    /// The budget limit was raised.
+    BudgetRaised(BudgetRaised) = "WorkflowBudgetRaised",
+    /// A tool call waits for a human decision.
+    ApprovalRequested(ApprovalRequested) = "WorkflowApprovalRequested",
+    /// A human decided on a tool call.
+    ApprovalReceived(ApprovalReceived) = "WorkflowApprovalReceived",
     /// The run was paused.
     Paused(Reason) = "WorkflowPaused",
     /// The run was resumed.
     Resumed(Reason) = "WorkflowResumed",
+    /// A turn of a conversation ended with an answer; the task waits for the next query.
+    TurnCompleted(TurnCompleted) = "WorkflowTurnCompleted",
     /// The run finished with a final answer (terminal).
     Completed(Completed) = "WorkflowCompleted",
     /// The run failed (terminal).
@@ -148,6 +156,9 @@ pub struct Started {
     pub budget_limit_usd: f64,
     /// Model name.
     pub model: String,
+    /// The turn, in a conversation (from 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
 }
 
 /// Data of `WorkflowStepStarted`.
@@ -275,12 +286,90 @@ pub struct BudgetExceeded {
     pub limit_usd: f64,
 }
 
-/// Data of events that only carry a reason (`WorkflowPaused`, `WorkflowResumed`,
+/// Data of `WorkflowBudgetRaised`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BudgetRaised {
+    /// The limit before.
+    pub previous_limit_usd: f64,
+    /// The new limit.
+    pub limit_usd: f64,
+    /// Who raised it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// Data of `WorkflowApprovalRequested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApprovalRequested {
+    /// Id to decide on (`POST …/approvals/{approval_id}`).
+    pub approval_id: String,
+    /// The tool the model wants to call.
+    pub tool_name: String,
+    /// Id of the call.
+    pub tool_call_id: String,
+    /// The arguments the model chose.
+    pub arguments: Value,
+}
+
+/// A human's decision on a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Run the tool (with the arguments as given or edited).
+    Approve,
+    /// Do not run it; the model is told it was rejected.
+    Reject,
+}
+
+/// Data of `WorkflowApprovalReceived`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApprovalReceived {
+    /// The approval decided on.
+    pub approval_id: String,
+    /// Approve or reject.
+    pub decision: Decision,
+    /// The reviewer's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The arguments the tool runs with (edited ones when given).
+    pub arguments: Value,
+    /// Whether the reviewer edited the arguments.
+    pub edited: bool,
+    /// Who decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// Data of `WorkflowTurnCompleted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TurnCompleted {
+    /// The turn, from 1.
+    pub turn: u32,
+    /// The answer of this turn.
+    pub final_response: String,
+    /// Total cost of the conversation so far.
+    pub total_cost_usd: f64,
+}
+
+/// Data of events that carry a reason (`WorkflowPaused`, `WorkflowResumed`,
 /// `WorkflowCancelled`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reason {
-    /// Why it happened.
+    /// Why it happened (`budget` when the budget paused the run).
     pub reason: String,
+    /// Who asked for it, when a person did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl Reason {
+    /// A reason nobody in particular asked for.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            requested_by: None,
+        }
+    }
 }
 
 /// Data of `WorkflowCompleted`.
@@ -359,6 +448,7 @@ mod tests {
                 max_steps: 5,
                 budget_limit_usd: 1.0,
                 model: "scripted".into(),
+                turn: None,
             }),
             EventKind::StepStarted(StepStarted { step: 1 }),
             EventKind::StepCompleted(StepCompleted {
@@ -409,8 +499,35 @@ mod tests {
                 cost_usd: 1.5,
                 limit_usd: 1.0,
             }),
-            EventKind::Paused(Reason { reason: "r".into() }),
-            EventKind::Resumed(Reason { reason: "r".into() }),
+            EventKind::Paused(Reason {
+                reason: "r".into(),
+                requested_by: Some("ann".into()),
+            }),
+            EventKind::BudgetRaised(BudgetRaised {
+                previous_limit_usd: 1.0,
+                limit_usd: 2.0,
+                requested_by: None,
+            }),
+            EventKind::ApprovalRequested(ApprovalRequested {
+                approval_id: "a1".into(),
+                tool_name: "calculator".into(),
+                tool_call_id: "c".into(),
+                arguments: json!({"expression": "1+1"}),
+            }),
+            EventKind::ApprovalReceived(ApprovalReceived {
+                approval_id: "a1".into(),
+                decision: Decision::Reject,
+                comment: Some("no".into()),
+                arguments: json!({}),
+                edited: true,
+                requested_by: None,
+            }),
+            EventKind::TurnCompleted(TurnCompleted {
+                turn: 2,
+                final_response: "hi".into(),
+                total_cost_usd: 0.1,
+            }),
+            EventKind::Resumed(Reason::new("r")),
             EventKind::Completed(Completed {
                 final_response: "done".into(),
                 steps: 2,
@@ -424,7 +541,7 @@ mod tests {
                 },
                 retryable: false,
             }),
-            EventKind::Cancelled(Reason { reason: "r".into() }),
+            EventKind::Cancelled(Reason::new("r")),
         ];
         for kind in kinds {
             let event = sample(kind);
@@ -437,9 +554,17 @@ mod tests {
 
     #[test]
     fn only_the_three_end_events_are_terminal() {
-        assert!(EventKind::Cancelled(Reason { reason: "x".into() }).is_terminal());
+        assert!(EventKind::Cancelled(Reason::new("x")).is_terminal());
+        assert!(
+            !EventKind::TurnCompleted(TurnCompleted {
+                turn: 1,
+                final_response: "a".into(),
+                total_cost_usd: 0.0
+            })
+            .is_terminal()
+        );
         assert!(!EventKind::StepStarted(StepStarted { step: 1 }).is_terminal());
-        assert_eq!(EventKind::TYPE_NAMES.len(), 16);
+        assert_eq!(EventKind::TYPE_NAMES.len(), 20);
         assert!(
             EventKind::TYPE_NAMES
                 .iter()

@@ -108,6 +108,11 @@ impl From<&str> for AgentId {
 pub struct Seq(pub u64);
 
 impl Seq {
+    /// The seq of a log's first event.
+    pub fn first() -> Self {
+        Self(1)
+    }
+
     /// The seq that follows this one.
     pub fn next(self) -> Self {
         Self(self.0 + 1)

@@ -1,9 +1,9 @@
 //! Tasks: parameters, status, the workflow's input and result, and what its queries return.
 
 use crate::config::{AgentConfig, ModelConfig};
-use crate::event::{Event, Mode};
+use crate::event::{Decision, Event, Mode};
 use crate::ids::{AgentId, Seq, TaskId};
-use crate::llm::Usage;
+use crate::llm::{ChatMessage, Usage};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,26 @@ pub struct TaskParameters {
     /// Budget in USD (overrides the agent's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_usd: Option<f64>,
+    /// What happens when the cost passes the budget (default `fail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_budget_exceeded: Option<OnBudgetExceeded>,
+    /// Keep the task open after an answer: each execute adds a turn (default `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<bool>,
+    /// Tools whose calls wait for a human decision (overrides the agent's; `*` for all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_approval: Option<Vec<String>>,
+}
+
+/// What the run does when its cost passes the budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBudgetExceeded {
+    /// End with `WorkflowBudgetExceeded` then `WorkflowFailed`.
+    #[default]
+    Fail,
+    /// `WorkflowBudgetExceeded` then `WorkflowPaused {reason: budget}` until the budget is raised.
+    Pause,
 }
 
 /// Lifecycle status of a task; also the `TaskStatus` search attribute.
@@ -36,6 +56,12 @@ pub enum TaskStatus {
     Created,
     /// The agent loop is running.
     Running,
+    /// Paused by a person or by the budget; waits for resume (or a budget raise).
+    Paused,
+    /// A tool call waits for a human decision.
+    WaitingApproval,
+    /// A conversation between turns: waits for the next query or close.
+    Waiting,
     /// Finished with a final answer.
     Completed,
     /// Finished with an error.
@@ -50,6 +76,9 @@ impl TaskStatus {
         match self {
             Self::Created => "created",
             Self::Running => "running",
+            Self::Paused => "paused",
+            Self::WaitingApproval => "waiting_approval",
+            Self::Waiting => "waiting",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -94,6 +123,14 @@ pub struct RunSettings {
     pub tool_timeout_secs: u64,
     /// Attempts per tool call.
     pub tool_max_attempts: u32,
+    /// A conversation continues as new between turns once a run holds this many events
+    /// (or Temporal suggests it).
+    #[serde(default = "default_max_events_per_run")]
+    pub max_events_per_run: u32,
+}
+
+fn default_max_events_per_run() -> u32 {
+    2000
 }
 
 /// Input of `AgentTaskWorkflow`.
@@ -119,6 +156,39 @@ pub struct TaskInput {
     pub settings: RunSettings,
     /// When the task was created.
     pub created_at: DateTime<Utc>,
+    /// State carried over from the previous run, when this run continues a long task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Box<Carried>>,
+}
+
+/// What one run of a long task hands the next when it continues as new.
+///
+/// `previous_events` are the events of the run that just ended: they stay readable from that
+/// run's close event (and this run's start event), so the api can serve the whole log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Carried {
+    /// Seq of the first event of the new run.
+    pub first_seq: Seq,
+    /// The events of the previous run (seqs `previous_first_seq .. first_seq`).
+    #[serde(default, deserialize_with = "crate::nullable::or_default")]
+    pub previous_events: Vec<Event>,
+    /// The conversation so far (what the model sees next turn).
+    #[serde(default, deserialize_with = "crate::nullable::or_default")]
+    pub messages: Vec<ChatMessage>,
+    /// Turns completed so far.
+    pub turn: u32,
+    /// Last step number used.
+    pub step: u32,
+    /// Cost so far.
+    pub cost_usd: f64,
+    /// Token usage so far.
+    pub usage: Usage,
+    /// The budget limit (it may have been raised).
+    pub budget_limit_usd: f64,
+    /// Whether the budget warning was sent.
+    pub budget_warned: bool,
+    /// The last answer.
+    pub final_response: Option<String>,
 }
 
 /// Argument of the `execute` update.
@@ -130,6 +200,105 @@ pub struct ExecuteRequest {
     /// Stream the LLM output (overrides task parameters and agent config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_streaming: Option<bool>,
+}
+
+/// Argument of the `pause`, `resume`, `cancel` and `close` updates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlRequest {
+    /// Why (shown in the event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who asks (shown in the event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// Argument of the `decide_approval` update (the body of `POST …/approvals/{approval_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// Approve or reject.
+    pub decision: Decision,
+    /// A comment (given to the model on reject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Edited arguments to run the tool with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Value>,
+    /// Who decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// An approval decision addressed to one approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApprovalDecision {
+    /// The approval decided on.
+    pub approval_id: String,
+    /// The decision.
+    #[serde(flatten)]
+    pub request: ApprovalRequest,
+}
+
+/// Argument of the `raise_budget` update (the body of `POST …/budget`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRequest {
+    /// The new budget limit in USD.
+    pub budget_usd: f64,
+    /// Who raises it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// How the workflow answers a control update: the task's state after it.
+pub type ControlAccepted = TaskState;
+
+/// Why a control update was refused; its `Display` is what the update's failure carries, so
+/// the api can map it back to a status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The task's state does not allow it (409).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// It names something the task does not have (404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Its fields are invalid (422).
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+impl Rejection {
+    /// Reads a rejection back from an update failure's message (`Conflict` when unprefixed).
+    pub fn parse(message: &str) -> Self {
+        if let Some(rest) = message.strip_prefix("not found: ") {
+            Self::NotFound(rest.to_owned())
+        } else if let Some(rest) = message.strip_prefix("invalid: ") {
+            Self::Invalid(rest.to_owned())
+        } else {
+            Self::Conflict(
+                message
+                    .strip_prefix("conflict: ")
+                    .unwrap_or(message)
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+/// A tool call waiting for a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PendingApproval {
+    /// Id to decide on.
+    pub approval_id: String,
+    /// The tool.
+    pub tool_name: String,
+    /// Id of the call.
+    pub tool_call_id: String,
+    /// The model's arguments.
+    pub arguments: serde_json::Value,
 }
 
 /// Answer of the `execute` update.
@@ -177,19 +346,30 @@ pub struct EventsPage {
     pub has_more: bool,
     /// Whether the log has ended (its terminal event exists).
     pub finished: bool,
+    /// Seq of the first event this run holds; earlier ones belong to earlier runs (read them
+    /// from those runs' close events).
+    #[serde(default = "Seq::first")]
+    pub first_seq: Seq,
 }
 
 impl EventsPage {
     /// Cuts a page out of a dense log (whose first event has seq 1).
     pub fn from_log(log: &[Event], range: EventsRange) -> Self {
-        let start = (range.after.0 as usize).min(log.len());
+        Self::from_run(log, Seq::first(), range)
+    }
+
+    /// Cuts a page out of one run's part of a dense log, whose first event has `first_seq`.
+    pub fn from_run(log: &[Event], first_seq: Seq, range: EventsRange) -> Self {
+        let offset = first_seq.0.saturating_sub(1);
+        let start = (range.after.0.saturating_sub(offset) as usize).min(log.len());
         let limit = range.limit.clamp(1, 10_000);
         let end = start.saturating_add(limit).min(log.len());
         Self {
             events: log[start..end].to_vec(),
-            last_seq: Seq(log.len() as u64),
+            last_seq: Seq(offset + log.len() as u64),
             has_more: end < log.len(),
             finished: log.last().is_some_and(Event::is_terminal),
+            first_seq,
         }
     }
 }
@@ -219,6 +399,15 @@ pub struct TaskState {
     pub last_seq: Seq,
     /// The final answer, once there is one.
     pub final_response: Option<String>,
+    /// Turns completed (conversations).
+    #[serde(default)]
+    pub turn: u32,
+    /// Tool calls waiting for a decision.
+    #[serde(default, deserialize_with = "crate::nullable::or_default")]
+    pub pending_approvals: Vec<PendingApproval>,
+    /// Seq of the first event of the current run (1 unless the task continued as new).
+    #[serde(default = "Seq::first")]
+    pub first_seq: Seq,
 }
 
 /// Result of `AgentTaskWorkflow`: the final state and the whole event log.
@@ -226,7 +415,8 @@ pub struct TaskState {
 pub struct TaskResult {
     /// Final state.
     pub state: TaskState,
-    /// The whole event log.
+    /// The event log of this run (the whole log unless the task continued as new; then the
+    /// events from `state.first_seq` on).
     #[serde(default, deserialize_with = "crate::nullable::or_default")]
     pub events: Vec<Event>,
 }

@@ -1,7 +1,8 @@
 // Drives the timeline page in headless Chromium for tests/tests/browser.rs.
 // Usage: node timeline.mjs <api base URL> <screenshot path>
 // Protocol on stdio: prints `KILL <task id>` once the LLM text is streaming and waits for a
-// `RESTARTED` line (the test restarts the api meanwhile); ends with `OK` or `FAIL <reason>`.
+// `RESTARTED` line (the test restarts the api meanwhile); then drives the approval prompt and
+// the pause / resume / cancel buttons; ends with `OK` or `FAIL <reason>`.
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
@@ -75,6 +76,42 @@ try {
   check(JSON.stringify(replayed) === JSON.stringify(expected), "the replay shows the same rows");
 
   await page.screenshot({ path: screenshot, fullPage: true });
+
+  // Approval prompt: edit the arguments, approve; the tool runs with the edited ones.
+  await page.check("#approve-tools");
+  await page.fill("#query", "What is 6*7?");
+  await page.click("#run");
+  await page.waitForSelector(".approval textarea");
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-approval.png"), fullPage: true });
+  await page.fill(".approval textarea", JSON.stringify({ expression: "6*8" }));
+  await page.click(".approval button:has-text('Approve')");
+  await page.waitForSelector('#connection[data-state="done"]');
+  check(await page.$(".approval") === null, "the prompt goes once decided");
+  check(await page.$('#timeline li[data-type="WorkflowApprovalReceived"]') !== null, "the decision is a row");
+  check((await page.textContent("#final-text")).includes("48"), "the edited arguments were used");
+  await page.uncheck("#approve-tools");
+
+  // Pause during the streamed answer, then resume: the run completes.
+  await page.fill("#query", "Count to 400");
+  await page.click("#run");
+  await page.waitForFunction(() => (document.querySelector(".llm-text")?.textContent.length ?? 0) > 10);
+  await page.click("#pause");
+  await page.waitForSelector('#timeline li[data-type="WorkflowPaused"]', { timeout: 60_000 });
+  check(await page.isEnabled("#resume"), "resume is offered while paused");
+  check(await page.isDisabled("#pause"), "pause is not offered while paused");
+  await page.click("#resume");
+  await page.waitForSelector('#connection[data-state="done"]');
+  check(await page.$('#timeline li[data-type="WorkflowResumed"]') !== null, "the resume is a row");
+  check(await page.$('#timeline li[data-type="WorkflowCompleted"]') !== null, "the run completed");
+
+  // Cancel during the streamed answer: the run ends cancelled, the buttons go off.
+  await page.click("#run");
+  await page.waitForFunction(() => (document.querySelector(".llm-text")?.textContent.length ?? 0) > 10);
+  await page.click("#cancel");
+  await page.waitForSelector('#connection[data-state="done"]');
+  check(await page.$('#timeline li[data-type="WorkflowCancelled"]') !== null, "the run was cancelled");
+  check(await page.isDisabled("#cancel"), "cancel is off once the run ended");
+  check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
   console.log("OK");
 } catch (error) {
   console.log(`FAIL ${error.message}`);

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -19,12 +20,24 @@ pub enum Turn {
     ToolCalls(Vec<(String, String, String)>),
     /// An HTTP error with an OpenAI-style error body.
     Error(u16, String),
+    /// Text streamed forever, a chunk every 20 ms, until the client goes away (which
+    /// [`FakeOpenAi::stream_closed`] then reports).
+    Endless,
 }
 
-#[derive(Default)]
 struct Shared {
     turns: VecDeque<Turn>,
     requests: Vec<Value>,
+    closed: tokio::sync::watch::Sender<bool>,
+}
+
+/// Tells the server's state that an endless stream's client went away, when dropped.
+struct ClosedOnDrop(tokio::sync::watch::Sender<bool>);
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 /// A running fake server.
@@ -40,6 +53,7 @@ impl FakeOpenAi {
         let shared = Arc::new(Mutex::new(Shared {
             turns: turns.into(),
             requests: Vec::new(),
+            closed: tokio::sync::watch::Sender::new(false),
         }));
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
@@ -54,6 +68,15 @@ impl FakeOpenAi {
     pub fn requests(&self) -> Vec<Value> {
         self.shared.lock().unwrap().requests.clone()
     }
+
+    /// Resolves once the client of an [`Turn::Endless`] stream has gone away.
+    pub async fn stream_closed(&self) {
+        let mut closed = self.shared.lock().unwrap().closed.subscribe();
+        closed
+            .wait_for(|closed| *closed)
+            .await
+            .expect("the fake server's state");
+    }
 }
 
 fn chunk(delta: Value) -> String {
@@ -66,17 +89,41 @@ async fn completions(
     State(shared): State<Arc<Mutex<Shared>>>,
     body: axum::Json<Value>,
 ) -> Response {
-    let (turn, stream) = {
+    let (turn, stream, closed) = {
         let mut shared = shared.lock().unwrap();
         shared.requests.push(body.0.clone());
         let turn = shared
             .turns
             .pop_front()
             .unwrap_or_else(|| Turn::Error(500, "no scripted turn left".into()));
-        (turn, body.0["stream"].as_bool().unwrap_or(false))
+        (
+            turn,
+            body.0["stream"].as_bool().unwrap_or(false),
+            shared.closed.clone(),
+        )
     };
     let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
     match turn {
+        Turn::Endless => {
+            let first = chunk(json!({"role": "assistant", "content": ""}));
+            let ticks = futures::stream::unfold(
+                (0u64, ClosedOnDrop(closed)),
+                |(index, guard)| async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    let text = chunk(json!({"content": format!("tick{index} ")}));
+                    Some((
+                        Ok::<_, std::convert::Infallible>(text),
+                        (index + 1, guard),
+                    ))
+                },
+            );
+            let body = futures::stream::once(async move { Ok(first) }).chain(ticks);
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response()
+        }
         Turn::Error(status, message) => (
             StatusCode::from_u16(status).unwrap(),
             axum::Json(json!({"error": {"message": message, "type": "invalid_request_error"}})),
@@ -114,7 +161,7 @@ async fn completions(
                         }
                     }
                 }
-                Turn::Error(..) => unreachable!("handled above"),
+                Turn::Error(..) | Turn::Endless => unreachable!("handled above"),
             }
             let usage_chunk = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                 "created": 1, "model": "fake", "choices": [], "usage": usage});

@@ -89,3 +89,89 @@ pub async fn read_with_reconnects(
     }
     all
 }
+
+/// A stream read event by event, so a test can act when a given event arrives.
+pub struct Live {
+    stream: std::pin::Pin<
+        Box<
+            dyn futures::Stream<
+                    Item = Result<
+                        eventsource_stream::Event,
+                        eventsource_stream::EventStreamError<reqwest::Error>,
+                    >,
+                > + Send,
+        >,
+    >,
+    /// Every event received so far.
+    pub events: Vec<Event>,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Live {
+    /// Opens `GET url` (from the start); panics unless 200.
+    pub async fn open(http: &reqwest::Client, url: &str) -> Self {
+        let response = http
+            .get(url)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .expect("opening the stream");
+        Self::from_response(response)
+    }
+
+    /// Reads an already answered request (e.g. `POST …/tasks/stream`); panics unless 200.
+    pub fn from_response(response: reqwest::Response) -> Self {
+        assert_eq!(response.status().as_u16(), 200, "stream status");
+        let headers = response.headers().clone();
+        Self {
+            stream: Box::pin(response.bytes_stream().eventsource()),
+            events: Vec::new(),
+            headers,
+        }
+    }
+
+    /// The next event, or `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            let message = match self.stream.next().await? {
+                Ok(message) => message,
+                Err(error) => panic!("SSE stream broke: {error}"),
+            };
+            if message.data.is_empty() {
+                continue;
+            }
+            let event: Event = serde_json::from_str(&message.data).expect("event JSON");
+            assert_eq!(message.id, event.seq.to_string(), "SSE id = seq");
+            assert_eq!(message.event, event.type_name(), "SSE event = type");
+            self.events.push(event.clone());
+            return Some(event);
+        }
+    }
+
+    /// Reads until an event of type `name` arrives, and returns it; panics if the stream ends.
+    pub async fn until(&mut self, name: &str) -> Event {
+        loop {
+            match self.next().await {
+                Some(event) if event.type_name() == name => return event,
+                Some(_) => {}
+                None => {
+                    let types = self.types();
+                    let tail = &types[types.len().saturating_sub(8)..];
+                    panic!("the stream ended before {name}; it ended with {tail:?}")
+                }
+            }
+        }
+    }
+
+    /// Reads to the end of the stream; returns everything received.
+    pub async fn rest(&mut self) -> &[Event] {
+        while self.next().await.is_some() {}
+        &self.events
+    }
+
+    /// The types received so far.
+    pub fn types(&self) -> Vec<&'static str> {
+        self.events.iter().map(Event::type_name).collect()
+    }
+}

@@ -1,7 +1,8 @@
 //! The timeline page in headless Chromium (Debian's `chromium`, driven by playwright-core from
 //! `tests/browser/`; `scripts/test` installs both): a streaming task renders row for row as its
 //! log, the page recovers from an api restart mid-run without duplicates, an old task replays,
-//! and a screenshot is kept in `target/browser-artifacts/`.
+//! the approval prompt approves a tool call with edited arguments, the pause / resume / cancel
+//! buttons work, and screenshots are kept in `target/browser-artifacts/`.
 
 use agentflow_tests::api::spawn_api_at;
 use agentflow_tests::harness::test_config;
@@ -11,7 +12,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_timeline_page_renders_the_log_and_survives_an_api_restart() {
+async fn the_timeline_page_renders_the_log_survives_an_api_restart_and_controls_the_task() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let driver = root.join("browser/timeline.mjs");
     assert!(

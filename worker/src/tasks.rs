@@ -71,6 +71,15 @@ pub fn task_input(
             "task_parameters.budget_usd must be a positive number".into(),
         ));
     }
+    if let Some(tools) = &task.parameters.require_approval
+        && let Some(unknown) = tools
+            .iter()
+            .find(|t| t.as_str() != "*" && !agent.tools.contains(t))
+    {
+        return Err(CreateTaskError::InvalidParameter(format!(
+            "task_parameters.require_approval: `{unknown}` is not a tool of agent `{agent_id}`"
+        )));
+    }
     Ok(TaskInput {
         task_id: task.id.unwrap_or_default(),
         description: task.description,
@@ -85,6 +94,7 @@ pub fn task_input(
         parameters: task.parameters,
         settings: config.worker.run_settings(),
         created_at: chrono::Utc::now(),
+        carried: None,
     })
 }
 

@@ -1,29 +1,38 @@
 //! `AgentTaskWorkflow`: one task, from creation to its terminal event.
 //!
 //! It waits for an `execute` update (or runs the query given at creation), then runs the agent
-//! loop: step → LLM activity → tool activities (in parallel) → … until a final answer,
-//! `max_steps`, the budget, cancellation or a failure. Every step is an event in one dense log
-//! kept in workflow state; the log is served by queries and returned as the workflow result.
-//! Only workflow time is read here; all I/O is in activities (DESIGN.md, Invariant 3).
+//! loop: step → LLM activity → approvals → tool activities (in parallel) → … until a final
+//! answer, `max_steps`, the budget, cancellation or a failure. A conversation keeps going turn
+//! after turn and continues as new between turns when a run's log grows long. Control updates
+//! (pause, resume, cancel, close, approval decisions, budget raises) are validated, recorded in
+//! state, and acted on at safe points between activities. Every step is an event in one dense
+//! log kept in workflow state; the log is served by queries and returned as the workflow
+//! result. Only workflow time is read here; all I/O is in activities (DESIGN.md, Invariant 3).
 
 use crate::activities::{AgentActivities, LlmCallInput, LlmCallOutput, ToolCallInput};
 use crate::queries::EventsQuery;
 use agentflow_shared::event::{
-    BudgetExceeded, BudgetWarning, Completed, ErrorInfo, Event, EventKind, Failed, Mode, Reason,
-    Started, StepCompleted, StepStarted, ToolCallCompleted, ToolCallStarted,
+    ApprovalReceived, ApprovalRequested, BudgetExceeded, BudgetRaised, BudgetWarning, Completed,
+    Decision, ErrorInfo, Event, EventKind, Failed, Mode, Reason, Started, StepCompleted,
+    StepStarted, ToolCallCompleted, ToolCallStarted, TurnCompleted,
 };
 use agentflow_shared::ids::Seq;
 use agentflow_shared::llm::{ChatMessage, Role, ToolCall, Usage};
 use agentflow_shared::task::{
-    EventsPage, ExecuteAccepted, ExecuteRequest, TaskInput, TaskResult, TaskState, TaskStatus,
+    ApprovalDecision, ApprovalRequest, BudgetRequest, Carried, ControlAccepted, ControlRequest,
+    EventsPage, ExecuteAccepted, ExecuteRequest, OnBudgetExceeded, PendingApproval, Rejection,
+    TaskInput, TaskResult, TaskState, TaskStatus,
 };
+use futures::FutureExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use temporalio_common::RetryPolicy;
 use temporalio_common::error::ActivityExecutionError;
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityCancellationType, ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext,
+    WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowResult,
+    WorkflowTermination,
 };
 
 /// Search attribute: the agent's id.
@@ -37,31 +46,77 @@ pub const USER_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("Use
 #[workflow]
 pub struct AgentTaskWorkflow {
     input: TaskInput,
+    /// This run's events; the first one has seq `first_seq`.
     events: Vec<Event>,
+    first_seq: Seq,
     status: TaskStatus,
     step: u32,
+    turn: u32,
     cost_usd: f64,
     usage: Usage,
+    budget_limit: f64,
     pending: Option<ExecuteRequest>,
     final_response: Option<String>,
     budget_warned: bool,
+    /// The conversation so far (conversations only).
+    messages: Vec<ChatMessage>,
+    controls: Controls,
+    approvals: Vec<Approval>,
+}
+
+/// What control updates asked for and the loop has not acted on yet.
+#[derive(Debug, Default)]
+struct Controls {
+    /// A pause waiting for the next safe point.
+    pause: Option<Reason>,
+    /// A person's pause is in effect.
+    paused: bool,
+    /// The budget paused the run.
+    budget_paused: bool,
+    /// A resume of the pause in effect.
+    resume: Option<Reason>,
+    /// A cancellation.
+    cancel: Option<Reason>,
+    /// Closing a conversation.
+    close: Option<Reason>,
+    /// A budget raise not yet applied.
+    budget_raise: Option<BudgetRequest>,
+}
+
+/// A tool call that needs a decision, and the decision once made.
+#[derive(Debug)]
+struct Approval {
+    pending: PendingApproval,
+    decision: Option<ApprovalRequest>,
+    announced: bool,
 }
 
 /// How a run of the agent loop ended.
 enum Outcome {
     Completed(String),
     Failed(ErrorInfo, bool),
-    Cancelled(String),
+    Cancelled(Reason),
+    /// A conversation was closed (or idled out) after at least one turn.
+    Closed,
+}
+
+type Rejected = Box<dyn std::error::Error + Send + Sync>;
+
+fn reject(rejection: Rejection) -> Result<(), Rejected> {
+    Err(rejection.to_string().into())
+}
+
+fn control_reason(request: ControlRequest, default: &str) -> Reason {
+    Reason {
+        reason: request
+            .reason
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| default.to_owned()),
+        requested_by: request.requested_by,
+    }
 }
 
 impl AgentTaskWorkflow {
-    fn budget_limit(&self) -> f64 {
-        self.input
-            .parameters
-            .budget_usd
-            .unwrap_or(self.input.agent.agent.budget_usd)
-    }
-
     fn max_steps(&self) -> u32 {
         self.input
             .parameters
@@ -69,8 +124,26 @@ impl AgentTaskWorkflow {
             .unwrap_or(self.input.agent.agent.max_steps)
     }
 
+    fn conversation(&self) -> bool {
+        self.input.parameters.conversation.unwrap_or(false)
+    }
+
+    fn on_budget_exceeded(&self) -> OnBudgetExceeded {
+        self.input.parameters.on_budget_exceeded.unwrap_or_default()
+    }
+
+    fn requires_approval(&self, tool: &str) -> bool {
+        self.input
+            .parameters
+            .require_approval
+            .as_ref()
+            .unwrap_or(&self.input.agent.agent.require_approval)
+            .iter()
+            .any(|t| t == "*" || t == tool)
+    }
+
     fn next_seq(&self) -> Seq {
-        Seq(self.events.len() as u64 + 1)
+        Seq(self.first_seq.0 + self.events.len() as u64)
     }
 
     fn emit(&mut self, now: SystemTime, kind: EventKind) {
@@ -101,7 +174,7 @@ impl AgentTaskWorkflow {
     }
 
     fn state(&self) -> TaskState {
-        let limit = self.budget_limit();
+        let limit = self.budget_limit;
         TaskState {
             task_id: self.input.task_id,
             agent_id: self.input.agent.agent_id.clone(),
@@ -111,10 +184,44 @@ impl AgentTaskWorkflow {
             budget_limit_usd: limit,
             budget_remaining_usd: (limit - self.cost_usd).max(0.0),
             usage: self.usage,
-            paused: false,
-            last_seq: Seq(self.events.len() as u64),
+            paused: self.controls.paused || self.controls.budget_paused,
+            last_seq: Seq(self.next_seq().0 - 1),
             final_response: self.final_response.clone(),
+            turn: self.turn,
+            pending_approvals: self
+                .approvals
+                .iter()
+                .filter(|a| a.decision.is_none())
+                .map(|a| a.pending.clone())
+                .collect(),
+            first_seq: self.first_seq,
         }
+    }
+
+    /// Refuses any control of a finished task.
+    fn check_open(&self) -> Result<(), Rejected> {
+        if self.status.is_finished() {
+            return reject(Rejection::Conflict(format!(
+                "task {} is already {}",
+                self.input.task_id,
+                self.status.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    fn cancel_reason(&self) -> Option<Reason> {
+        self.controls.cancel.clone()
+    }
+
+    /// Whether a handler recorded something the loop should act on while it waits.
+    fn has_news(&self) -> bool {
+        self.controls.cancel.is_some()
+            || self.controls.budget_raise.is_some()
+            || self
+                .approvals
+                .iter()
+                .any(|a| a.decision.is_some() && !a.announced)
     }
 }
 
@@ -130,6 +237,139 @@ fn set_status(ctx: &WorkflowContext<AgentTaskWorkflow>, status: TaskStatus) {
 fn emit(ctx: &WorkflowContext<AgentTaskWorkflow>, kind: EventKind) {
     let at = now(ctx);
     ctx.state_mut(|s| s.emit(at, kind));
+}
+
+/// The cancellation asked for by the `cancel` update or by Temporal (`temporal workflow cancel`).
+fn cancellation(ctx: &WorkflowContext<AgentTaskWorkflow>) -> Option<Reason> {
+    ctx.state(AgentTaskWorkflow::cancel_reason).or_else(|| {
+        let token = ctx.cancellation_token();
+        token.is_cancelled().then(|| {
+            Reason::new(
+                token
+                    .reason()
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| "the workflow was cancelled".into()),
+            )
+        })
+    })
+}
+
+/// Applies a requested budget raise: the new limit and its event.
+fn apply_budget_raise(ctx: &WorkflowContext<AgentTaskWorkflow>) {
+    let Some(raise) = ctx.state_mut(|s| s.controls.budget_raise.take()) else {
+        return;
+    };
+    let warn_pct = ctx.state(|s| s.input.settings.budget_warning_pct);
+    let previous = ctx.state_mut(|s| {
+        let previous = s.budget_limit;
+        s.budget_limit = raise.budget_usd;
+        if s.cost_usd < s.budget_limit * warn_pct / 100.0 {
+            s.budget_warned = false;
+        }
+        previous
+    });
+    emit(
+        ctx,
+        EventKind::BudgetRaised(BudgetRaised {
+            previous_limit_usd: previous,
+            limit_usd: raise.budget_usd,
+            requested_by: raise.requested_by,
+        }),
+    );
+}
+
+/// Emits `WorkflowApprovalReceived` for decisions made since the last call.
+fn announce_decisions(ctx: &WorkflowContext<AgentTaskWorkflow>) {
+    let decided: Vec<ApprovalReceived> = ctx.state_mut(|s| {
+        s.approvals
+            .iter_mut()
+            .filter(|a| !a.announced)
+            .filter_map(|a| {
+                let request = a.decision.clone()?;
+                a.announced = true;
+                Some(ApprovalReceived {
+                    approval_id: a.pending.approval_id.clone(),
+                    decision: request.decision,
+                    comment: request.comment,
+                    edited: request.arguments.is_some(),
+                    arguments: request
+                        .arguments
+                        .unwrap_or_else(|| a.pending.arguments.clone()),
+                    requested_by: request.requested_by,
+                })
+            })
+            .collect()
+    });
+    for received in decided {
+        emit(ctx, EventKind::ApprovalReceived(received));
+    }
+}
+
+/// A safe point between activities: applies a budget raise, honours a cancellation, and
+/// holds a requested pause until it is resumed.
+async fn checkpoint(ctx: &WorkflowContext<AgentTaskWorkflow>) -> Result<(), Outcome> {
+    apply_budget_raise(ctx);
+    if let Some(reason) = cancellation(ctx) {
+        return Err(Outcome::Cancelled(reason));
+    }
+    let Some(reason) = ctx.state_mut(|s| s.controls.pause.take()) else {
+        return Ok(());
+    };
+    ctx.state_mut(|s| s.controls.paused = true);
+    emit(ctx, EventKind::Paused(reason));
+    set_status(ctx, TaskStatus::Paused);
+    loop {
+        let woke = ctx
+            .wait_condition(|s: &AgentTaskWorkflow| s.controls.resume.is_some() || s.has_news())
+            .await;
+        apply_budget_raise(ctx);
+        if let Some(reason) = cancellation(ctx) {
+            return Err(Outcome::Cancelled(reason));
+        }
+        if woke.is_err() {
+            continue;
+        }
+        if let Some(resume) = ctx.state_mut(|s| s.controls.resume.take()) {
+            ctx.state_mut(|s| s.controls.paused = false);
+            emit(ctx, EventKind::Resumed(resume));
+            set_status(ctx, TaskStatus::Running);
+            return Ok(());
+        }
+    }
+}
+
+/// The budget is spent and the task pauses on it: waits for a raise above the cost.
+async fn budget_pause(ctx: &WorkflowContext<AgentTaskWorkflow>, cost: f64) -> Result<(), Outcome> {
+    ctx.state_mut(|s| s.controls.budget_paused = true);
+    emit(ctx, EventKind::Paused(Reason::new("budget")));
+    set_status(ctx, TaskStatus::Paused);
+    loop {
+        let _ = ctx
+            .wait_condition(|s: &AgentTaskWorkflow| s.has_news())
+            .await;
+        if let Some(reason) = cancellation(ctx) {
+            return Err(Outcome::Cancelled(reason));
+        }
+        let by = ctx.state(|s| {
+            s.controls
+                .budget_raise
+                .as_ref()
+                .and_then(|r| r.requested_by.clone())
+        });
+        apply_budget_raise(ctx);
+        if ctx.state(|s| s.budget_limit) > cost {
+            ctx.state_mut(|s| s.controls.budget_paused = false);
+            emit(
+                ctx,
+                EventKind::Resumed(Reason {
+                    reason: "budget raised".into(),
+                    requested_by: by,
+                }),
+            );
+            set_status(ctx, TaskStatus::Running);
+            return Ok(());
+        }
+    }
 }
 
 /// The events an LLM activity attached to its failure, cancellation or last heartbeat.
@@ -160,42 +400,123 @@ fn error_message(error: &ActivityExecutionError) -> String {
         .unwrap_or_else(|| error.to_string())
 }
 
+/// Cancels `token` once the task is asked to cancel; never resolves otherwise.
+async fn cancel_on_request(
+    ctx: &WorkflowContext<AgentTaskWorkflow>,
+    token: &WorkflowCancellationToken,
+) {
+    let _ = ctx
+        .wait_condition(|s: &AgentTaskWorkflow| s.controls.cancel.is_some())
+        .await;
+    token.cancel();
+    std::future::pending::<()>().await
+}
+
 #[workflow_methods]
 impl AgentTaskWorkflow {
-    /// Builds the initial state from the task input.
+    /// Builds the initial state from the task input (and what a previous run carried over).
     #[init]
     pub fn new(_ctx: &WorkflowContextView, input: TaskInput) -> Self {
         let pending = input.query.clone().map(|query| ExecuteRequest {
             query,
             enable_streaming: None,
         });
-        Self {
-            input,
+        let budget = input
+            .parameters
+            .budget_usd
+            .unwrap_or(input.agent.agent.budget_usd);
+        let mut state = Self {
             events: Vec::new(),
+            first_seq: Seq::first(),
             status: TaskStatus::Created,
             step: 0,
+            turn: 0,
             cost_usd: 0.0,
             usage: Usage::default(),
+            budget_limit: budget,
             pending,
             final_response: None,
             budget_warned: false,
+            messages: Vec::new(),
+            controls: Controls::default(),
+            approvals: Vec::new(),
+            input,
+        };
+        if let Some(carried) = state.input.carried.take() {
+            let carried = *carried;
+            state.first_seq = carried.first_seq;
+            state.status = TaskStatus::Waiting;
+            state.step = carried.step;
+            state.turn = carried.turn;
+            state.cost_usd = carried.cost_usd;
+            state.usage = carried.usage;
+            state.budget_limit = carried.budget_limit_usd;
+            state.budget_warned = carried.budget_warned;
+            state.final_response = carried.final_response;
+            state.messages = carried.messages;
         }
+        state
     }
 
-    /// Waits for a query (or the idle timeout), runs the agent loop, returns the whole log.
+    /// Waits for a query (or the idle timeout), runs the agent loop — turn after turn in a
+    /// conversation — and returns this run's log.
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<TaskResult> {
         let idle = Duration::from_secs(ctx.state(|s| s.input.settings.idle_timeout_secs));
-        let request = temporalio_sdk::workflows::select! {
-            _ = ctx.wait_condition(|s: &Self| s.pending.is_some()) => ctx.state(|s| s.pending.clone()),
-            _ = ctx.timer(idle) => None,
-        };
-        let outcome = match request {
-            Some(request) => run_agent(ctx, request).await,
-            None => Outcome::Cancelled(format!(
-                "idle timeout: no execute within {}s",
-                idle.as_secs()
-            )),
+        let conversation = ctx.state(Self::conversation);
+        let outcome = loop {
+            let request = temporalio_sdk::workflows::select! {
+                _ = ctx.wait_condition(|s: &Self| {
+                    s.pending.is_some() || s.controls.cancel.is_some() || s.controls.close.is_some()
+                }) => ctx.state(|s| s.pending.clone()),
+                _ = ctx.timer(idle) => None,
+            };
+            if let Some(reason) = cancellation(ctx) {
+                break Outcome::Cancelled(reason);
+            }
+            let turns = ctx.state(|s| s.turn);
+            if ctx.state(|s| s.controls.close.is_some()) {
+                break Outcome::Closed;
+            }
+            let Some(request) = request else {
+                if turns > 0 {
+                    break Outcome::Closed;
+                }
+                break Outcome::Cancelled(Reason::new(format!(
+                    "idle timeout: no execute within {}s",
+                    idle.as_secs()
+                )));
+            };
+            match run_agent(ctx, request).await {
+                Outcome::Completed(answer) if conversation => {
+                    let turn = ctx.state_mut(|s| {
+                        s.turn += 1;
+                        s.final_response = Some(answer.clone());
+                        s.messages
+                            .push(ChatMessage::assistant(Some(answer.clone()), Vec::new()));
+                        s.pending = None;
+                        s.controls.pause = None;
+                        s.turn
+                    });
+                    let total_cost_usd = ctx.state(|s| s.cost_usd);
+                    emit(
+                        ctx,
+                        EventKind::TurnCompleted(TurnCompleted {
+                            turn,
+                            final_response: answer,
+                            total_cost_usd,
+                        }),
+                    );
+                    set_status(ctx, TaskStatus::Waiting);
+                    let full = ctx.state(|s| {
+                        s.events.len() as u64 >= u64::from(s.input.settings.max_events_per_run)
+                    });
+                    if full || ctx.continue_as_new_suggested() {
+                        return Err(continue_as_new(ctx));
+                    }
+                }
+                other => break other,
+            }
         };
         finish(ctx, outcome);
         Ok(ctx.state(|s| TaskResult {
@@ -210,7 +531,7 @@ impl AgentTaskWorkflow {
         &self,
         _ctx: &WorkflowContextView,
         request: &ExecuteRequest,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<(), Rejected> {
         if request.query.trim().is_empty() {
             return Err("the query must not be empty".into());
         }
@@ -225,10 +546,13 @@ impl AgentTaskWorkflow {
         if self.pending.is_some() {
             return Err(format!("task {} is already running", self.input.task_id).into());
         }
+        if self.controls.close.is_some() || self.controls.cancel.is_some() {
+            return Err(format!("task {} is ending", self.input.task_id).into());
+        }
         Ok(())
     }
 
-    /// Starts the agent run with this query.
+    /// Starts the agent run (a conversation's next turn) with this query.
     #[update]
     pub fn execute(
         &mut self,
@@ -246,13 +570,228 @@ impl AgentTaskWorkflow {
         }
     }
 
-    /// A page of the event log: events with `seq > after`, at most `limit`.
-    #[query]
-    pub fn get_events(&self, _ctx: &WorkflowContextView, query: EventsQuery) -> EventsPage {
-        EventsPage::from_log(&self.events, query.0)
+    /// Checks a `pause`: only a running, unpaused task can pause.
+    #[update_validator(pause)]
+    fn validate_pause(
+        &self,
+        _ctx: &WorkflowContextView,
+        _request: &ControlRequest,
+    ) -> Result<(), Rejected> {
+        self.check_open()?;
+        let task = self.input.task_id;
+        if self.controls.paused || self.controls.budget_paused || self.controls.pause.is_some() {
+            return reject(Rejection::Conflict(format!(
+                "task {task} is already paused"
+            )));
+        }
+        if self.status != TaskStatus::Running {
+            return reject(Rejection::Conflict(format!(
+                "task {task} is not running (it is {})",
+                self.status.as_str()
+            )));
+        }
+        Ok(())
     }
 
-    /// Status, step, cost, budget and the last seq.
+    /// Pauses the run at its next safe point (between activities).
+    #[update]
+    pub fn pause(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        request: ControlRequest,
+    ) -> ControlAccepted {
+        self.controls.pause = Some(control_reason(request, "paused"));
+        self.state()
+    }
+
+    /// Checks a `resume`: only a task a person paused (or asked to pause) can resume.
+    #[update_validator(resume)]
+    fn validate_resume(
+        &self,
+        _ctx: &WorkflowContextView,
+        _request: &ControlRequest,
+    ) -> Result<(), Rejected> {
+        self.check_open()?;
+        let task = self.input.task_id;
+        if self.controls.budget_paused {
+            return reject(Rejection::Conflict(format!(
+                "task {task} is paused because its budget is spent; raise the budget to resume it"
+            )));
+        }
+        if !self.controls.paused && self.controls.pause.is_none() {
+            return reject(Rejection::Conflict(format!("task {task} is not paused")));
+        }
+        Ok(())
+    }
+
+    /// Resumes a paused run (or withdraws a pause that has not taken effect yet).
+    #[update]
+    pub fn resume(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        request: ControlRequest,
+    ) -> ControlAccepted {
+        if self.controls.paused {
+            self.controls.resume = Some(control_reason(request, "resumed"));
+        } else {
+            self.controls.pause = None;
+        }
+        self.state()
+    }
+
+    /// Checks a `cancel`: a finished task cannot be cancelled.
+    #[update_validator(cancel)]
+    fn validate_cancel(
+        &self,
+        _ctx: &WorkflowContextView,
+        _request: &ControlRequest,
+    ) -> Result<(), Rejected> {
+        self.check_open()
+    }
+
+    /// Cancels the task: a running LLM call is cancelled through its heartbeat, and
+    /// `WorkflowCancelled` ends the log. Asking again while it ends changes nothing.
+    #[update]
+    pub fn cancel(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        request: ControlRequest,
+    ) -> ControlAccepted {
+        if self.controls.cancel.is_none() {
+            self.controls.cancel = Some(control_reason(request, "cancelled"));
+        }
+        self.state()
+    }
+
+    /// Checks a `close`: only a conversation between turns can be closed.
+    #[update_validator(close)]
+    fn validate_close(
+        &self,
+        _ctx: &WorkflowContextView,
+        _request: &ControlRequest,
+    ) -> Result<(), Rejected> {
+        self.check_open()?;
+        let task = self.input.task_id;
+        if !self.conversation() {
+            return reject(Rejection::Conflict(format!(
+                "task {task} is not a conversation; cancel it instead"
+            )));
+        }
+        if self.pending.is_some() {
+            return reject(Rejection::Conflict(format!(
+                "task {task} is running a turn; wait for WorkflowTurnCompleted or cancel it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Ends a conversation with `WorkflowCompleted`.
+    #[update]
+    pub fn close(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        request: ControlRequest,
+    ) -> ControlAccepted {
+        if self.controls.close.is_none() {
+            self.controls.close = Some(control_reason(request, "closed"));
+        }
+        self.state()
+    }
+
+    /// Checks a decision: the approval must exist, and a second decision must repeat the first.
+    #[update_validator(decide_approval)]
+    fn validate_decide_approval(
+        &self,
+        _ctx: &WorkflowContextView,
+        decision: &ApprovalDecision,
+    ) -> Result<(), Rejected> {
+        self.check_open()?;
+        let id = &decision.approval_id;
+        let Some(approval) = self.approvals.iter().find(|a| &a.pending.approval_id == id) else {
+            return reject(Rejection::NotFound(format!(
+                "task {} has no approval `{id}`",
+                self.input.task_id
+            )));
+        };
+        if let Some(arguments) = &decision.request.arguments
+            && !arguments.is_object()
+        {
+            return reject(Rejection::Invalid("arguments must be a JSON object".into()));
+        }
+        match &approval.decision {
+            Some(made) if made != &decision.request => reject(Rejection::Conflict(format!(
+                "approval `{id}` was already decided ({})",
+                match made.decision {
+                    Decision::Approve => "approved",
+                    Decision::Reject => "rejected",
+                }
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a decision on a tool call (the same decision again is a no-op).
+    #[update]
+    pub fn decide_approval(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        decision: ApprovalDecision,
+    ) -> ControlAccepted {
+        if let Some(approval) = self
+            .approvals
+            .iter_mut()
+            .find(|a| a.pending.approval_id == decision.approval_id)
+            && approval.decision.is_none()
+        {
+            approval.decision = Some(decision.request);
+        }
+        self.state()
+    }
+
+    /// Checks a budget raise: a positive amount above the current limit.
+    #[update_validator(raise_budget)]
+    fn validate_raise_budget(
+        &self,
+        _ctx: &WorkflowContextView,
+        request: &BudgetRequest,
+    ) -> Result<(), Rejected> {
+        self.check_open()?;
+        if !(request.budget_usd.is_finite() && request.budget_usd > 0.0) {
+            return reject(Rejection::Invalid(
+                "budget_usd must be a positive number".into(),
+            ));
+        }
+        let current = self
+            .controls
+            .budget_raise
+            .as_ref()
+            .map_or(self.budget_limit, |r| r.budget_usd);
+        if request.budget_usd <= current {
+            return reject(Rejection::Invalid(format!(
+                "budget_usd must be above the current limit of ${current}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Raises the budget limit (applied at the next safe point, at once when paused on it).
+    #[update]
+    pub fn raise_budget(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        request: BudgetRequest,
+    ) -> ControlAccepted {
+        self.controls.budget_raise = Some(request);
+        self.state()
+    }
+
+    /// A page of the event log: events with `seq > after`, at most `limit` (this run's part).
+    #[query]
+    pub fn get_events(&self, _ctx: &WorkflowContextView, query: EventsQuery) -> EventsPage {
+        EventsPage::from_run(&self.events, self.first_seq, query.0)
+    }
+
+    /// Status, step, cost, budget, pending approvals and the last seq.
     #[query]
     pub fn get_current_state(&self, _ctx: &WorkflowContextView) -> TaskState {
         self.state()
@@ -265,28 +804,54 @@ impl AgentTaskWorkflow {
     }
 }
 
+/// Ends this run and starts the next with the state it needs (between turns only).
+fn continue_as_new(ctx: &WorkflowContext<AgentTaskWorkflow>) -> WorkflowTermination {
+    let input = ctx.state(|s| {
+        let mut input = s.input.clone();
+        input.query = None;
+        input.carried = Some(Box::new(Carried {
+            first_seq: s.next_seq(),
+            previous_events: s.events.clone(),
+            messages: s.messages.clone(),
+            turn: s.turn,
+            step: s.step,
+            cost_usd: s.cost_usd,
+            usage: s.usage,
+            budget_limit_usd: s.budget_limit,
+            budget_warned: s.budget_warned,
+            final_response: s.final_response.clone(),
+        }));
+        input
+    });
+    match ctx.continue_as_new(input, ContinueAsNewOptions::default()) {
+        Err(termination) => termination,
+        Ok(never) => match never {},
+    }
+}
+
 fn finish(ctx: &WorkflowContext<AgentTaskWorkflow>, outcome: Outcome) {
+    let completed = |final_response: String| {
+        ctx.state_mut(|s| {
+            s.final_response = Some(final_response.clone());
+            EventKind::Completed(Completed {
+                final_response,
+                steps: s.step,
+                total_cost_usd: s.cost_usd,
+                usage: s.usage,
+            })
+        })
+    };
     let (status, kind) = match outcome {
-        Outcome::Completed(final_response) => {
-            let kind = ctx.state_mut(|s| {
-                s.final_response = Some(final_response.clone());
-                EventKind::Completed(Completed {
-                    final_response,
-                    steps: s.step,
-                    total_cost_usd: s.cost_usd,
-                    usage: s.usage,
-                })
-            });
-            (TaskStatus::Completed, kind)
+        Outcome::Completed(final_response) => (TaskStatus::Completed, completed(final_response)),
+        Outcome::Closed => {
+            let last = ctx.state(|s| s.final_response.clone().unwrap_or_default());
+            (TaskStatus::Completed, completed(last))
         }
         Outcome::Failed(error, retryable) => (
             TaskStatus::Failed,
             EventKind::Failed(Failed { error, retryable }),
         ),
-        Outcome::Cancelled(reason) => (
-            TaskStatus::Cancelled,
-            EventKind::Cancelled(Reason { reason }),
-        ),
+        Outcome::Cancelled(reason) => (TaskStatus::Cancelled, EventKind::Cancelled(reason)),
     };
     emit(ctx, kind);
     set_status(ctx, status);
@@ -297,14 +862,15 @@ async fn run_agent(
     request: ExecuteRequest,
 ) -> Outcome {
     set_status(ctx, TaskStatus::Running);
-    let (input, max_steps, budget) =
-        ctx.state(|s| (s.input.clone(), s.max_steps(), s.budget_limit()));
+    let (input, max_steps, conversation) =
+        ctx.state(|s| (s.input.clone(), s.max_steps(), s.conversation()));
     let mode = Mode::from_streaming(
         request
             .enable_streaming
             .or(input.parameters.enable_streaming)
             .unwrap_or(input.agent.agent.enable_streaming),
     );
+    let (budget, turn) = ctx.state(|s| (s.budget_limit, s.turn));
     emit(
         ctx,
         EventKind::Started(Started {
@@ -313,6 +879,7 @@ async fn run_agent(
             max_steps,
             budget_limit_usd: budget,
             model: input.agent.model_name.clone(),
+            turn: conversation.then_some(turn + 1),
         }),
     );
     let instructions = input
@@ -320,15 +887,28 @@ async fn run_agent(
         .instructions
         .clone()
         .unwrap_or_else(|| input.agent.agent.instructions.clone());
-    let mut messages = Vec::new();
-    if !instructions.trim().is_empty() {
+    let mut messages = if conversation {
+        ctx.state(|s| s.messages.clone())
+    } else {
+        Vec::new()
+    };
+    if messages.is_empty() && !instructions.trim().is_empty() {
         messages.push(ChatMessage::text(Role::System, instructions));
     }
     messages.push(ChatMessage::text(Role::User, request.query.clone()));
+    if conversation {
+        ctx.state_mut(|s| s.messages = messages.clone());
+    }
     let settings = &input.settings;
 
-    for step in 1..=max_steps {
-        ctx.state_mut(|s| s.step = step);
+    for _ in 1..=max_steps {
+        if let Err(outcome) = checkpoint(ctx).await {
+            return outcome;
+        }
+        let step = ctx.state_mut(|s| {
+            s.step += 1;
+            s.step
+        });
         emit(ctx, EventKind::StepStarted(StepStarted { step }));
         let call = LlmCallInput {
             task_id: input.task_id,
@@ -342,6 +922,7 @@ async fn run_agent(
             tool_names: input.agent.agent.tools.clone(),
             cost_before_usd: ctx.state(|s| s.cost_usd),
         };
+        let token = ctx.cancellation_token().child_token();
         let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
             settings.llm_timeout_secs,
         ))
@@ -352,15 +933,18 @@ async fn run_agent(
                 .maximum_attempts(settings.llm_max_attempts)
                 .build(),
         )
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+        .cancellation_token(token.clone())
         .build();
+        let result = temporalio_sdk::workflows::select! {
+            result = ctx.execute_activity(AgentActivities::llm_call, call, options) => result,
+            _ = cancel_on_request(ctx, &token).fuse() => unreachable!("never resolves"),
+        };
         let LlmCallOutput {
             events,
             response,
             cost_usd,
-        } = match ctx
-            .execute_activity(AgentActivities::llm_call, call, options)
-            .await
-        {
+        } = match result {
             Ok(output) => output,
             Err(error) => {
                 let recovered = recovered_events(&error);
@@ -368,7 +952,9 @@ async fn run_agent(
                     return Outcome::Failed(internal(problem), false);
                 }
                 if error.as_cancelled().is_some() {
-                    return Outcome::Cancelled("the task was cancelled".into());
+                    return Outcome::Cancelled(
+                        cancellation(ctx).unwrap_or_else(|| Reason::new("the task was cancelled")),
+                    );
                 }
                 let retryable = error
                     .reason()
@@ -396,6 +982,8 @@ async fn run_agent(
             s.usage = s.usage + response.usage;
             (s.cost_usd, s.usage.total_tokens)
         });
+        apply_budget_raise(ctx);
+        let budget = ctx.state(|s| s.budget_limit);
         if cost > budget {
             emit(
                 ctx,
@@ -404,14 +992,20 @@ async fn run_agent(
                     limit_usd: budget,
                 }),
             );
-            return Outcome::Failed(
-                ErrorInfo {
-                    kind: "budget_exceeded".into(),
-                    message: format!("cost ${cost:.6} exceeded the budget of ${budget:.6}"),
-                },
-                false,
-            );
+            if ctx.state(AgentTaskWorkflow::on_budget_exceeded) == OnBudgetExceeded::Fail {
+                return Outcome::Failed(
+                    ErrorInfo {
+                        kind: "budget_exceeded".into(),
+                        message: format!("cost ${cost:.6} exceeded the budget of ${budget:.6}"),
+                    },
+                    false,
+                );
+            }
+            if let Err(outcome) = budget_pause(ctx, cost).await {
+                return outcome;
+            }
         }
+        let budget = ctx.state(|s| s.budget_limit);
         let warn_at = budget * settings.budget_warning_pct / 100.0;
         if cost >= warn_at && !ctx.state(|s| s.budget_warned) {
             ctx.state_mut(|s| s.budget_warned = true);
@@ -428,14 +1022,22 @@ async fn run_agent(
                 }),
             );
         }
+        if let Err(outcome) = checkpoint(ctx).await {
+            return outcome;
+        }
 
         if !response.tool_calls.is_empty() {
             messages.push(ChatMessage::assistant(
                 (!response.content.is_empty()).then(|| response.content.clone()),
                 response.tool_calls.clone(),
             ));
-            let results = run_tools(ctx, step, &response.tool_calls, &input).await;
-            messages.extend(results);
+            match run_tools(ctx, step, &response.tool_calls, &input).await {
+                Ok(results) => messages.extend(results),
+                Err(outcome) => return outcome,
+            }
+            if conversation {
+                ctx.state_mut(|s| s.messages = messages.clone());
+            }
         }
         emit(
             ctx,
@@ -465,14 +1067,103 @@ fn internal(message: String) -> ErrorInfo {
     }
 }
 
-/// Runs the step's tool calls in parallel; returns the tool messages for the model.
+/// Asks for a decision on every call that needs one and waits until all are made; returns
+/// each call's decision (`None`: no approval needed).
+async fn approvals(
+    ctx: &WorkflowContext<AgentTaskWorkflow>,
+    step: u32,
+    calls: &[ToolCall],
+) -> Result<Vec<Option<ApprovalRequest>>, Outcome> {
+    let ids: Vec<Option<String>> = calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| {
+            ctx.state(|s| s.requires_approval(&call.name))
+                .then(|| format!("s{step}c{}", index + 1))
+        })
+        .collect();
+    if ids.iter().all(Option::is_none) {
+        return Ok(vec![None; calls.len()]);
+    }
+    for (call, id) in calls.iter().zip(&ids) {
+        let Some(approval_id) = id else { continue };
+        let pending = PendingApproval {
+            approval_id: approval_id.clone(),
+            tool_name: call.name.clone(),
+            tool_call_id: call.id.clone(),
+            arguments: call.arguments.clone(),
+        };
+        ctx.state_mut(|s| {
+            s.approvals.push(Approval {
+                pending: pending.clone(),
+                decision: None,
+                announced: false,
+            })
+        });
+        emit(
+            ctx,
+            EventKind::ApprovalRequested(ApprovalRequested {
+                approval_id: pending.approval_id,
+                tool_name: pending.tool_name,
+                tool_call_id: pending.tool_call_id,
+                arguments: pending.arguments,
+            }),
+        );
+    }
+    set_status(ctx, TaskStatus::WaitingApproval);
+    let decided = |s: &AgentTaskWorkflow, id: &str| {
+        s.approvals
+            .iter()
+            .find(|a| a.pending.approval_id == id)
+            .and_then(|a| a.announced.then(|| a.decision.clone()).flatten())
+    };
+    loop {
+        apply_budget_raise(ctx);
+        announce_decisions(ctx);
+        if let Some(reason) = cancellation(ctx) {
+            return Err(Outcome::Cancelled(reason));
+        }
+        let all = ctx.state(|s| ids.iter().flatten().all(|id| decided(s, id).is_some()));
+        if all {
+            break;
+        }
+        let _ = ctx
+            .wait_condition(|s: &AgentTaskWorkflow| s.has_news())
+            .await;
+    }
+    set_status(ctx, TaskStatus::Running);
+    Ok(ctx.state(|s| {
+        ids.iter()
+            .map(|id| id.as_deref().and_then(|id| decided(s, id)))
+            .collect()
+    }))
+}
+
+/// Runs the step's tool calls in parallel, after any approvals they need; returns the tool
+/// messages for the model (a rejection is the rejected call's result).
 async fn run_tools(
     ctx: &mut WorkflowContext<AgentTaskWorkflow>,
     step: u32,
     calls: &[ToolCall],
     input: &agentflow_shared::task::TaskInput,
-) -> Vec<ChatMessage> {
-    for call in calls {
+) -> Result<Vec<ChatMessage>, Outcome> {
+    let decisions = approvals(ctx, step, calls).await?;
+    let calls: Vec<(ToolCall, Option<ApprovalRequest>)> = calls
+        .iter()
+        .zip(decisions)
+        .map(|(call, decision)| {
+            let mut call = call.clone();
+            if let Some(arguments) = decision
+                .as_ref()
+                .filter(|d| d.decision == Decision::Approve)
+                .and_then(|d| d.arguments.clone())
+            {
+                call.arguments = arguments;
+            }
+            (call, decision)
+        })
+        .collect();
+    for (call, _) in &calls {
         emit(
             ctx,
             EventKind::ToolCallStarted(ToolCallStarted {
@@ -484,10 +1175,15 @@ async fn run_tools(
         );
     }
     let allowed = |name: &str| input.agent.agent.tools.iter().any(|t| t == name);
+    let rejected = |decision: &Option<ApprovalRequest>| {
+        decision
+            .as_ref()
+            .is_some_and(|d| d.decision == Decision::Reject)
+    };
     let futures: Vec<_> = calls
         .iter()
-        .filter(|call| allowed(&call.name))
-        .map(|call| {
+        .filter(|(call, decision)| allowed(&call.name) && !rejected(decision))
+        .map(|(call, _)| {
             let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
                 input.settings.tool_timeout_secs,
             ))
@@ -511,8 +1207,11 @@ async fn run_tools(
     let mut outputs = temporalio_sdk::workflows::join_all(futures)
         .await
         .into_iter();
+    if let Some(reason) = cancellation(ctx) {
+        return Err(Outcome::Cancelled(reason));
+    }
     let mut messages = Vec::new();
-    for call in calls {
+    for (call, decision) in &calls {
         let failed = |error: String| ToolCallCompleted {
             step,
             tool_name: call.name.clone(),
@@ -524,6 +1223,12 @@ async fn run_tools(
         };
         let completed = if !allowed(&call.name) {
             failed(format!("unknown tool `{}`", call.name))
+        } else if rejected(decision) {
+            let comment = decision.as_ref().and_then(|d| d.comment.clone());
+            failed(match comment {
+                Some(comment) => format!("rejected by a reviewer: {comment}"),
+                None => "rejected by a reviewer".into(),
+            })
         } else {
             match outputs.next() {
                 Some(Ok(out)) => ToolCallCompleted {
@@ -547,5 +1252,5 @@ async fn run_tools(
         messages.push(ChatMessage::tool_result(call.id.clone(), content));
         emit(ctx, EventKind::ToolCallCompleted(completed));
     }
-    messages
+    Ok(messages)
 }

@@ -1,13 +1,15 @@
 //! A task's event log: a page (`…/events`) and the live SSE stream (`…/events/stream`).
 
 use crate::error::ApiError;
-use crate::extract::QueryParams;
-use crate::relay::{Frame, RelayError};
+use crate::extract::{JsonBody, QueryParams};
+use crate::relay::{Frame, RelayError, Subscription};
 use crate::routes::tasks::{closed_result, describe_task, parse_task_id};
 use crate::state::AppState;
 use agentflow_shared::event::EventKind;
-use agentflow_shared::ids::Seq;
-use agentflow_shared::task::{EventsPage, EventsRange};
+use agentflow_shared::ids::{Seq, TaskId};
+use agentflow_shared::task::{
+    ControlRequest, EventsPage, EventsRange, ExecuteRequest, TaskParameters,
+};
 use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::queries::EventsQuery;
 use axum::Json;
@@ -55,20 +57,46 @@ pub async fn page(
         limit,
     };
     let description = describe_task(&state, &agent_id, task).await?;
-    if !description.running {
+    let page = if description.running {
+        crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
+        let options = crate::temporal::query_options(Duration::from_millis(
+            state.config.api.query_timeout_ms,
+        ));
+        state
+            .client
+            .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
+            .query(AgentTaskWorkflow::get_events, EventsQuery(range), options)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))?
+    } else {
         let result = closed_result(&state, task).await?;
-        return Ok(Json(EventsPage::from_log(&result.events, range)));
+        EventsPage::from_run(&result.events, result.state.first_seq, range)
+    };
+    if range.after.0 + 1 >= page.first_seq.0 {
+        return Ok(Json(page));
     }
-    crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
-    let options =
-        crate::temporal::query_options(Duration::from_millis(state.config.api.query_timeout_ms));
-    state
-        .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-        .query(AgentTaskWorkflow::get_events, EventsQuery(range), options)
-        .await
-        .map(Json)
-        .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))
+    let earlier = crate::temporal::earlier_events(
+        &state.client,
+        &state.handler_rpcs,
+        task,
+        description.run_id(),
+        range.after,
+    )
+    .await
+    .map_err(|status| {
+        ApiError::Unavailable(format!("Temporal did not answer: {}", status.message()))
+    })?;
+    let mut events = earlier;
+    events.extend(page.events);
+    let has_more = page.has_more || events.len() > limit;
+    events.truncate(limit);
+    Ok(Json(EventsPage {
+        events,
+        last_seq: page.last_seq,
+        has_more,
+        finished: page.finished,
+        first_seq: Seq::first(),
+    }))
 }
 
 /// Options of the SSE stream.
@@ -161,13 +189,13 @@ pub async fn stream(
         )));
     }
     let filter = Filter::parse(&params)?;
-    let mut position = cursor(&headers, &params)?;
+    let position = cursor(&headers, &params)?;
     let not_found = || {
         ApiError::NotFound(format!(
             "task `{task}` does not exist for agent `{agent_id}`"
         ))
     };
-    let mut subscription = state.relays.subscribe(task).await.map_err(|e| match e {
+    let subscription = state.relays.subscribe(task).await.map_err(|e| match e {
         RelayError::NotFound => not_found(),
         RelayError::Unavailable(message) => ApiError::Unavailable(message),
     })?;
@@ -180,6 +208,50 @@ pub async fn stream(
     if subscription.ended_at(position) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
+    Ok(sse_response(&state, subscription, position, filter, None))
+}
+
+/// Cancels its task when dropped before the log ended: the one-request stream's
+/// `on_disconnect: cancel`.
+struct CancelOnDisconnect {
+    state: AppState,
+    task: TaskId,
+    armed: bool,
+}
+
+impl Drop for CancelOnDisconnect {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (state, task) = (self.state.clone(), self.task);
+        tracing::info!(%task, "stream client disconnected; cancelling the task");
+        tokio::spawn(async move {
+            let request = ControlRequest {
+                reason: Some("the streaming client disconnected".into()),
+                requested_by: None,
+            };
+            let result = state
+                .client
+                .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
+                .execute_update(AgentTaskWorkflow::cancel, request, Default::default())
+                .await;
+            if let Err(error) = result {
+                tracing::info!(%task, %error, "cancel after disconnect not applied");
+            }
+        });
+    }
+}
+
+/// The SSE response of a subscription from `position` on: frames as the relay publishes them,
+/// keep-alive comments, the end after the terminal event (or when the api shuts down).
+fn sse_response(
+    state: &AppState,
+    mut subscription: Subscription,
+    mut position: Seq,
+    filter: Filter,
+    mut guard: Option<CancelOnDisconnect>,
+) -> Response {
     let retry = state.config.api.sse_retry_ms;
     let keep_alive = Duration::from_secs(state.config.api.keep_alive_secs.max(1));
     let mut shutting_down = state.shutting_down.clone();
@@ -190,17 +262,23 @@ pub async fn stream(
             let frames = subscription.frames_after(position, 256);
             if frames.is_empty() {
                 if *shutting_down.borrow() {
+                    if let Some(guard) = guard.as_mut() {
+                        guard.armed = false;
+                    }
                     return;
                 }
                 tokio::select! {
                     _ = subscription.changed() => {}
-                    _ = shutting_down.changed() => return,
+                    _ = shutting_down.changed() => {}
                     _ = ticks.tick() => yield Ok(Bytes::from_static(agentflow_shared::sse::KEEP_ALIVE.as_bytes())),
                 }
                 continue;
             }
             for frame in frames {
                 position = frame.seq;
+                if frame.terminal && let Some(guard) = guard.as_mut() {
+                    guard.armed = false;
+                }
                 if filter.accepts(&frame) {
                     match retry_line.take() {
                         Some(line) => yield Ok::<Bytes, Infallible>(Bytes::from([line.as_bytes(), &frame.bytes].concat())),
@@ -213,7 +291,7 @@ pub async fn stream(
             }
         }
     };
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
@@ -221,5 +299,102 @@ pub async fn stream(
         ],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
+}
+
+/// What the one-request stream does when its client goes away before the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDisconnect {
+    /// The task runs on; reconnect with `GET …/events/stream` and `Last-Event-ID`.
+    #[default]
+    Continue,
+    /// The task is cancelled.
+    Cancel,
+}
+
+/// Body of `POST /api/v1/agents/{agent_id}/tasks/stream`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamTaskRequest {
+    /// A client-chosen UUID.
+    pub id: Option<uuid::Uuid>,
+    /// What the task is about.
+    #[serde(default)]
+    pub description: String,
+    /// Who creates it.
+    pub user_id: Option<String>,
+    /// The query to run.
+    pub query: String,
+    /// Stream the LLM output (overrides task parameters and agent config).
+    pub enable_streaming: Option<bool>,
+    /// Per-task overrides.
+    #[serde(default)]
+    pub task_parameters: TaskParameters,
+    /// What happens when the client disconnects before the end (default `continue`).
+    #[serde(default)]
+    pub on_disconnect: OnDisconnect,
+}
+
+/// Creates a task, runs the query and streams its events in this one response (the same
+/// frames as `GET …/events/stream`); `X-Task-Id` names the task for reconnecting.
+#[utoipa::path(post, path = "/api/v1/agents/{agent_id}/tasks/stream", tag = "events",
+    params(("agent_id" = String, Path, description = "Agent id")),
+    request_body = StreamTaskRequest,
+    responses(
+        (status = 200, description = "`text/event-stream` of the new task's events", content_type = "text/event-stream"),
+        (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 415, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
+#[tracing::instrument(skip(state, body))]
+pub async fn create_and_stream(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody<StreamTaskRequest>,
+) -> Result<Response, ApiError> {
+    if body.query.trim().is_empty() {
+        return Err(ApiError::Unprocessable("query: must not be empty".into()));
+    }
+    let (task, _) = crate::routes::tasks::start(
+        &state,
+        &agent_id,
+        crate::routes::tasks::CreateTaskRequest {
+            id: body.id,
+            description: body.description,
+            user_id: body.user_id,
+            query: None,
+            task_parameters: body.task_parameters,
+        },
+    )
+    .await?;
+    let subscription = state.relays.subscribe(task).await.map_err(|e| match e {
+        RelayError::NotFound => ApiError::Unavailable(format!("task {task} vanished")),
+        RelayError::Unavailable(message) => ApiError::Unavailable(message),
+    })?;
+    let guard = (body.on_disconnect == OnDisconnect::Cancel).then(|| CancelOnDisconnect {
+        state: state.clone(),
+        task,
+        armed: true,
+    });
+    let request = ExecuteRequest {
+        query: body.query,
+        enable_streaming: body.enable_streaming,
+    };
+    state
+        .client
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
+        .execute_update(AgentTaskWorkflow::execute, request, Default::default())
+        .await
+        .map_err(|error| crate::routes::control::update_error(task, error))?;
+    let filter = Filter {
+        types: None,
+        deltas: true,
+    };
+    let mut response = sse_response(&state, subscription, Seq(0), filter, guard);
+    if let Ok(value) = header::HeaderValue::from_str(&task.to_string()) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("x-task-id"), value);
+    }
+    Ok(response)
 }

@@ -1,6 +1,7 @@
 //! HTTP routes: `app(state) -> Router`.
 
 pub mod agents;
+pub mod control;
 pub mod events;
 pub mod health;
 pub mod page;
@@ -30,8 +31,36 @@ pub fn app(state: AppState) -> Router {
             post(tasks::create).get(tasks::list),
         )
         .route(
+            "/api/v1/agents/{agent_id}/tasks/stream",
+            post(events::create_and_stream),
+        )
+        .route(
             "/api/v1/agents/{agent_id}/tasks/{task_id}",
-            get(tasks::show),
+            get(tasks::show).delete(control::delete),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/pause",
+            post(control::pause),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/resume",
+            post(control::resume),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/cancel",
+            post(control::cancel),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/close",
+            post(control::close),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/budget",
+            post(control::budget),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/approvals/{approval_id}",
+            post(control::decide),
         )
         .route(
             "/api/v1/agents/{agent_id}/tasks/{task_id}/execute",

@@ -216,14 +216,33 @@ pub async fn create(
     Path(agent_id): Path<String>,
     JsonBody(body): JsonBody<CreateTaskRequest>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
-    check_agent(&state, &agent_id)?;
+    let runs_now = body.query.as_deref().is_some_and(|q| !q.trim().is_empty());
+    let (id, created_at) = start(&state, &agent_id, body).await?;
+    let status = if runs_now {
+        TaskStatus::Running
+    } else {
+        TaskStatus::Created
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(Task::new(&agent_id, id, status, created_at)),
+    ))
+}
+
+/// Validates a creation request and starts the task's workflow; returns its id and creation
+/// time.
+pub(crate) async fn start(
+    state: &AppState,
+    agent_id: &str,
+    body: CreateTaskRequest,
+) -> Result<(TaskId, DateTime<Utc>), ApiError> {
+    check_agent(state, agent_id)?;
     if let Some(user) = &body.user_id {
         check_user_id(user)?;
     }
-    let runs_now = body.query.as_deref().is_some_and(|q| !q.trim().is_empty());
     let input = task_input(
         &state.config,
-        &AgentId(agent_id.clone()),
+        &AgentId(agent_id.to_owned()),
         NewTask {
             id: body.id.map(TaskId),
             description: body.description,
@@ -237,15 +256,7 @@ pub async fn create(
     start_task(&state.client, &state.config.worker.task_queue, input)
         .await
         .map_err(create_error)?;
-    let status = if runs_now {
-        TaskStatus::Running
-    } else {
-        TaskStatus::Created
-    };
-    Ok((
-        StatusCode::CREATED,
-        Json(Task::new(&agent_id, id, status, created_at)),
-    ))
+    Ok((id, created_at))
 }
 
 fn create_error(error: CreateTaskError) -> ApiError {
