@@ -676,3 +676,62 @@ async fn every_invalid_transition_answers_409_problem_json() {
     api.stop().await;
     app.stop_worker().await;
 }
+
+/// Runs `temporal workflow update execute` on the task; returns whether it succeeded and what
+/// it printed.
+async fn cli_update(task: &str, name: &str, input: Value) -> (bool, String) {
+    let output = tokio::process::Command::new("temporal")
+        .args(["workflow", "update", "execute", "--workflow-id"])
+        .arg(format!("agent-task-{task}"))
+        .args(["--name", name, "--input", &input.to_string(), "--address"])
+        .arg(agentflow_tests::server::temporal_address())
+        .output()
+        .await
+        .expect("running the temporal CLI");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_temporal_cli_drives_the_controls() {
+    let mut app = spawn_app_with(test_config(), true).await;
+    let api = app.spawn_api().await;
+    let task = create(&api, json!({"require_approval": ["calculator"]})).await;
+    let mut live = open(&api, &task).await;
+
+    let (ok, printed) = cli_update(&task, "execute", json!({"query": "What is 6*7?"})).await;
+    assert!(ok, "{printed}");
+    let requested = live.until("WorkflowApprovalRequested").await;
+    let EventKind::ApprovalRequested(request) = requested.kind else {
+        unreachable!()
+    };
+    let (ok, printed) = cli_update(&task, "pause", json!({})).await;
+    assert!(!ok, "a task waiting for approval is not running");
+    assert!(printed.contains("not running"), "{printed}");
+    let (ok, printed) = cli_update(
+        &task,
+        "decide_approval",
+        json!({"approval_id": request.approval_id, "decision": "approve", "requested_by": "cli"}),
+    )
+    .await;
+    assert!(ok, "{printed}");
+    let events = live.rest().await.to_vec();
+    let received = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ApprovalReceived(r) => Some(r),
+            _ => None,
+        })
+        .expect("the CLI's decision is an event");
+    assert_eq!(received.requested_by.as_deref(), Some("cli"));
+    assert_eq!(events.last().unwrap().type_name(), "WorkflowCompleted");
+
+    let (ok, printed) = cli_update(&task, "raise_budget", json!({"budget_usd": 3.0})).await;
+    assert!(!ok && printed.contains("completed"), "{printed}");
+    api.stop().await;
+    app.stop_worker().await;
+}
