@@ -263,7 +263,7 @@ pub async fn earlier_events(
         let reached = carried
             .previous_events
             .first()
-            .is_none_or(|e| e.seq.0 <= after.0 + 1);
+            .is_none_or(|e| e.seq.0 <= after.0.saturating_add(1));
         collected.splice(0..0, carried.previous_events);
         if reached || started.continued_execution_run_id.is_empty() {
             break;

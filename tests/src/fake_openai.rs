@@ -29,6 +29,16 @@ struct Shared {
     turns: VecDeque<Turn>,
     requests: Vec<Value>,
     closed: tokio::sync::watch::Sender<bool>,
+    answered: tokio::sync::watch::Sender<usize>,
+}
+
+/// Counts an answered request when dropped (the handler has built its response).
+struct CountOnDrop(tokio::sync::watch::Sender<usize>);
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n += 1);
+    }
 }
 
 /// Tells the server's state that an endless stream's client went away, when dropped.
@@ -54,6 +64,7 @@ impl FakeOpenAi {
             turns: turns.into(),
             requests: Vec::new(),
             closed: tokio::sync::watch::Sender::new(false),
+            answered: tokio::sync::watch::Sender::new(0),
         }));
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
@@ -67,6 +78,15 @@ impl FakeOpenAi {
     /// The request bodies received so far.
     pub fn requests(&self) -> Vec<Value> {
         self.shared.lock().unwrap().requests.clone()
+    }
+
+    /// Resolves once `count` requests have been answered (or started streaming).
+    pub async fn answered(&self, count: usize) {
+        let mut answered = self.shared.lock().unwrap().answered.subscribe();
+        answered
+            .wait_for(|n| *n >= count)
+            .await
+            .expect("the fake server's state");
     }
 
     /// Resolves once the client of an [`Turn::Endless`] stream has gone away.
@@ -102,6 +122,8 @@ async fn completions(
             shared.closed.clone(),
         )
     };
+    let answered = shared.lock().unwrap().answered.clone();
+    let _count = CountOnDrop(answered);
     let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
     match turn {
         Turn::Endless => {

@@ -231,6 +231,42 @@ async fn cancel_during_a_streaming_call_stops_the_provider_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_between_llm_attempts_keeps_the_failed_attempts_events() {
+    let fake = FakeOpenAi::start(vec![
+        Turn::Error(500, "overloaded".into()),
+        Turn::Text(vec!["never".into()]),
+    ])
+    .await;
+    let mut config = config_with_fake(&fake);
+    config.worker.llm_retry_initial_ms = 60_000;
+    let mut app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let task = create(&api, json!({"enable_streaming": true, "model": "fake"})).await;
+    let mut live = open(&api, &task).await;
+    execute(&api, &task, "Hello").await;
+    fake.answered(1).await;
+    let cancelled = post(&api, &task_path(&task, "/cancel"), json!({})).await;
+    assert_eq!(cancelled.status, 202, "{}", cancelled.body);
+    let events = live.rest().await.to_vec();
+    assert_eq!(
+        live.types(),
+        [
+            "WorkflowStarted",
+            "WorkflowStepStarted",
+            "WorkflowLLMCallStarted",
+            "WorkflowCancelled"
+        ],
+        "the failed attempt's event stays in the log"
+    );
+    assert_eq!(events, final_log(&app, &task).await);
+    assert_eq!(fake.requests().len(), 1, "no attempt after the cancel");
+    app.assert_replays(task.parse().unwrap(), "cancel-in-backoff")
+        .await;
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn delete_cancels_a_waiting_task_and_the_cli_can_cancel_too() {
     let mut app = spawn_app_with(test_config(), true).await;
     let api = app.spawn_api().await;
@@ -585,6 +621,13 @@ async fn one_request_streaming_with_both_disconnect_policies() {
     )
     .await;
     problem(&policy, 422);
+    let conversation = post(
+        &api,
+        &format!("{TASKS}/stream"),
+        json!({"query": "hi", "task_parameters": {"conversation": true}}),
+    )
+    .await;
+    problem(&conversation, 422);
     api.stop().await;
     app.stop_worker().await;
 }
@@ -601,6 +644,9 @@ async fn every_invalid_transition_answers_409_problem_json() {
     assert!(problem(&resume, 409).contains("not paused"));
     let close = post(&api, &task_path(&idle, "/close"), json!({})).await;
     assert!(problem(&close, 409).contains("not a conversation"));
+    let fresh = create(&api, json!({"conversation": true})).await;
+    let unused = post(&api, &task_path(&fresh, "/close"), json!({})).await;
+    assert!(problem(&unused, 409).contains("no turn yet"));
     let approval = post(
         &api,
         &task_path(&idle, "/approvals/s1c1"),

@@ -50,6 +50,17 @@ pub struct LlmCallInput {
     pub tool_names: Vec<String>,
     /// Cost of the run before this call.
     pub cost_before_usd: f64,
+    /// Events of the call's earlier attempts, when the workflow retries the call itself (an
+    /// attempt retried by Temporal finds them in its heartbeat details instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_events: Vec<Event>,
+    /// The attempt, when the workflow retries the call itself (else Temporal's count).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// Output of [`AgentActivities::llm_call`].
@@ -167,9 +178,14 @@ impl AgentActivities {
         ctx: ActivityContext,
         input: LlmCallInput,
     ) -> Result<LlmCallOutput, ActivityError> {
-        let attempt = ctx.info().attempt;
+        let attempt = ctx.info().attempt.max(input.attempt);
         tracing::Span::current().record("attempt", attempt);
-        let previous: Vec<Event> = ctx.heartbeat_details().deserialize()?.unwrap_or_default();
+        let heartbeated: Vec<Event> = ctx.heartbeat_details().deserialize()?.unwrap_or_default();
+        let previous = if heartbeated.len() >= input.previous_events.len() {
+            heartbeated
+        } else {
+            input.previous_events.clone()
+        };
         let mut log = CallLog::resume(&input, previous);
         if log.events.is_empty() {
             log.push(EventKind::LlmCallStarted(LlmCallStarted {

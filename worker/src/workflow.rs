@@ -21,7 +21,7 @@ use agentflow_shared::llm::{ChatMessage, Role, ToolCall, Usage};
 use agentflow_shared::task::{
     ApprovalDecision, ApprovalRequest, BudgetRequest, Carried, ControlAccepted, ControlRequest,
     EventsPage, ExecuteAccepted, ExecuteRequest, OnBudgetExceeded, PendingApproval, Rejection,
-    TaskInput, TaskResult, TaskState, TaskStatus,
+    RunSettings, TaskInput, TaskResult, TaskState, TaskStatus,
 };
 use futures::FutureExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -465,12 +465,16 @@ impl AgentTaskWorkflow {
         let idle = Duration::from_secs(ctx.state(|s| s.input.settings.idle_timeout_secs));
         let conversation = ctx.state(Self::conversation);
         let outcome = loop {
-            let request = temporalio_sdk::workflows::select! {
+            let idled = temporalio_sdk::workflows::select! {
                 _ = ctx.wait_condition(|s: &Self| {
-                    s.pending.is_some() || s.controls.cancel.is_some() || s.controls.close.is_some()
-                }) => ctx.state(|s| s.pending.clone()),
-                _ = ctx.timer(idle) => None,
+                    s.pending.is_some()
+                        || s.controls.cancel.is_some()
+                        || s.controls.close.is_some()
+                        || s.controls.budget_raise.is_some()
+                }) => false,
+                _ = ctx.timer(idle) => true,
             };
+            apply_budget_raise(ctx);
             if let Some(reason) = cancellation(ctx) {
                 break Outcome::Cancelled(reason);
             }
@@ -478,7 +482,10 @@ impl AgentTaskWorkflow {
             if ctx.state(|s| s.controls.close.is_some()) {
                 break Outcome::Closed;
             }
-            let Some(request) = request else {
+            let Some(request) = ctx.state(|s| s.pending.clone()) else {
+                if !idled {
+                    continue;
+                }
                 if turns > 0 {
                     break Outcome::Closed;
                 }
@@ -510,6 +517,7 @@ impl AgentTaskWorkflow {
                     set_status(ctx, TaskStatus::Waiting);
                     let full = ctx.state(|s| {
                         s.events.len() as u64 >= u64::from(s.input.settings.max_events_per_run)
+                            || carried_bytes(s) >= MAX_CARRIED_BYTES
                     });
                     if full || ctx.continue_as_new_suggested() {
                         return Err(continue_as_new(ctx));
@@ -682,6 +690,11 @@ impl AgentTaskWorkflow {
                 "task {task} is running a turn; wait for WorkflowTurnCompleted or cancel it"
             )));
         }
+        if self.turn == 0 {
+            return reject(Rejection::Conflict(format!(
+                "task {task} has had no turn yet; cancel it instead"
+            )));
+        }
         Ok(())
     }
 
@@ -771,6 +784,12 @@ impl AgentTaskWorkflow {
                 "budget_usd must be above the current limit of ${current}"
             )));
         }
+        if self.controls.budget_paused && request.budget_usd <= self.cost_usd {
+            return reject(Rejection::Invalid(format!(
+                "budget_usd must be above the cost so far (${}) to resume the task",
+                self.cost_usd
+            )));
+        }
         Ok(())
     }
 
@@ -802,6 +821,16 @@ impl AgentTaskWorkflow {
     pub fn get_final_response(&self, _ctx: &WorkflowContextView) -> Option<String> {
         self.final_response.clone()
     }
+}
+
+/// A run continues as new before what it would carry over nears Temporal's 2 MiB payload limit.
+const MAX_CARRIED_BYTES: usize = 1024 * 1024;
+
+/// The size of what this run would carry over: its events and the conversation.
+fn carried_bytes(state: &AgentTaskWorkflow) -> usize {
+    let events = serde_json::to_vec(&state.events).map_or(0, |b| b.len());
+    let messages = serde_json::to_vec(&state.messages).map_or(0, |b| b.len());
+    events + messages
 }
 
 /// Ends this run and starts the next with the state it needs (between turns only).
@@ -855,6 +884,123 @@ fn finish(ctx: &WorkflowContext<AgentTaskWorkflow>, outcome: Outcome) {
     };
     emit(ctx, kind);
     set_status(ctx, status);
+}
+
+/// Patch id: LLM calls retried by the workflow (one attempt per activity, the failed attempt's
+/// events carried into the next), waiting for a cancelled call's events. Histories recorded
+/// before it replay with Temporal's retries.
+const LLM_CALLS_V2: &str = "llm-calls-v2";
+
+/// How an LLM call ended without an answer; the events are every event of the call so far.
+enum LlmFailure {
+    Cancelled(Vec<Event>),
+    Failed {
+        events: Vec<Event>,
+        message: String,
+        retryable: bool,
+    },
+}
+
+fn is_retryable(error: &ActivityExecutionError) -> bool {
+    error
+        .reason()
+        .and_then(|r| match r {
+            temporalio_common::error::IncomingError::Application(app) => {
+                Some(!app.is_non_retryable())
+            }
+            _ => None,
+        })
+        .unwrap_or(true)
+}
+
+/// Runs the LLM activity until it answers, fails for good, or the task is cancelled.
+///
+/// Retries are the workflow's: a failed attempt's events (from its failure details or last
+/// heartbeat) are carried into the next attempt, and a cancel during the backoff still returns
+/// them, so nothing a client saw is lost (Invariant 1).
+async fn call_llm(
+    ctx: &WorkflowContext<AgentTaskWorkflow>,
+    call: LlmCallInput,
+    settings: &RunSettings,
+) -> Result<LlmCallOutput, LlmFailure> {
+    if !ctx.patched(LLM_CALLS_V2) {
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
+            settings.llm_timeout_secs,
+        ))
+        .heartbeat_timeout(Duration::from_secs(settings.llm_heartbeat_timeout_secs))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(settings.llm_retry_initial_ms))
+                .maximum_attempts(settings.llm_max_attempts)
+                .build(),
+        )
+        .build();
+        return ctx
+            .execute_activity(AgentActivities::llm_call, call, options)
+            .await
+            .map_err(|error| {
+                let events = recovered_events(&error);
+                if error.as_cancelled().is_some() {
+                    LlmFailure::Cancelled(events)
+                } else {
+                    LlmFailure::Failed {
+                        events,
+                        message: error_message(&error),
+                        retryable: is_retryable(&error),
+                    }
+                }
+            });
+    }
+    let mut previous: Vec<Event> = Vec::new();
+    let mut backoff = Duration::from_millis(settings.llm_retry_initial_ms);
+    for attempt in 1.. {
+        let token = ctx.cancellation_token().child_token();
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
+            settings.llm_timeout_secs,
+        ))
+        .heartbeat_timeout(Duration::from_secs(settings.llm_heartbeat_timeout_secs))
+        .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+        .cancellation_token(token.clone())
+        .build();
+        let input = LlmCallInput {
+            previous_events: previous.clone(),
+            attempt,
+            ..call.clone()
+        };
+        let result = temporalio_sdk::workflows::select! {
+            result = ctx.execute_activity(AgentActivities::llm_call, input, options) => result,
+            _ = cancel_on_request(ctx, &token).fuse() => unreachable!("never resolves"),
+        };
+        let error = match result {
+            Ok(output) => return Ok(output),
+            Err(error) => error,
+        };
+        let recovered = recovered_events(&error);
+        if recovered.len() >= previous.len() {
+            previous = recovered;
+        }
+        if error.as_cancelled().is_some() || cancellation(ctx).is_some() {
+            return Err(LlmFailure::Cancelled(previous));
+        }
+        let retryable = is_retryable(&error);
+        if !retryable || attempt >= settings.llm_max_attempts {
+            return Err(LlmFailure::Failed {
+                events: previous,
+                message: error_message(&error),
+                retryable,
+            });
+        }
+        let cancelled = temporalio_sdk::workflows::select! {
+            _ = ctx.timer(backoff) => false,
+            _ = ctx.wait_condition(|s: &AgentTaskWorkflow| s.controls.cancel.is_some()) => true,
+        };
+        if cancelled || cancellation(ctx).is_some() {
+            return Err(LlmFailure::Cancelled(previous));
+        }
+        backoff = (backoff * 2).min(Duration::from_millis(settings.llm_retry_initial_ms * 100));
+    }
+    unreachable!("the attempts loop only ends by returning")
 }
 
 async fn run_agent(
@@ -921,57 +1067,46 @@ async fn run_agent(
             messages: messages.clone(),
             tool_names: input.agent.agent.tools.clone(),
             cost_before_usd: ctx.state(|s| s.cost_usd),
-        };
-        let token = ctx.cancellation_token().child_token();
-        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
-            settings.llm_timeout_secs,
-        ))
-        .heartbeat_timeout(Duration::from_secs(settings.llm_heartbeat_timeout_secs))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(settings.llm_retry_initial_ms))
-                .maximum_attempts(settings.llm_max_attempts)
-                .build(),
-        )
-        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
-        .cancellation_token(token.clone())
-        .build();
-        let result = temporalio_sdk::workflows::select! {
-            result = ctx.execute_activity(AgentActivities::llm_call, call, options) => result,
-            _ = cancel_on_request(ctx, &token).fuse() => unreachable!("never resolves"),
+            previous_events: Vec::new(),
+            attempt: 1,
         };
         let LlmCallOutput {
             events,
             response,
             cost_usd,
-        } = match result {
+        } = match call_llm(ctx, call, settings).await {
             Ok(output) => output,
-            Err(error) => {
-                let recovered = recovered_events(&error);
-                if let Err(problem) = ctx.state_mut(|s| s.append(recovered)) {
+            Err(failure) => {
+                let (events, outcome) = match failure {
+                    LlmFailure::Cancelled(events) => (
+                        events,
+                        Outcome::Cancelled(
+                            cancellation(ctx)
+                                .unwrap_or_else(|| Reason::new("the task was cancelled")),
+                        ),
+                    ),
+                    LlmFailure::Failed {
+                        events,
+                        message,
+                        retryable,
+                    } => (
+                        events,
+                        Outcome::Failed(
+                            ErrorInfo {
+                                kind: "llm_error".into(),
+                                message,
+                            },
+                            retryable,
+                        ),
+                    ),
+                };
+                if let Err(problem) = ctx.state_mut(|s| s.append(events)) {
                     return Outcome::Failed(internal(problem), false);
                 }
-                if error.as_cancelled().is_some() {
-                    return Outcome::Cancelled(
-                        cancellation(ctx).unwrap_or_else(|| Reason::new("the task was cancelled")),
-                    );
-                }
-                let retryable = error
-                    .reason()
-                    .and_then(|r| match r {
-                        temporalio_common::error::IncomingError::Application(app) => {
-                            Some(!app.is_non_retryable())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or(true);
-                return Outcome::Failed(
-                    ErrorInfo {
-                        kind: "llm_error".into(),
-                        message: error_message(&error),
-                    },
-                    retryable,
-                );
+                return match cancellation(ctx) {
+                    Some(reason) => Outcome::Cancelled(reason),
+                    None => outcome,
+                };
             }
         };
         if let Err(problem) = ctx.state_mut(|s| s.append(events)) {
@@ -1180,6 +1315,7 @@ async fn run_tools(
             .as_ref()
             .is_some_and(|d| d.decision == Decision::Reject)
     };
+    let token = ctx.cancellation_token().child_token();
     let futures: Vec<_> = calls
         .iter()
         .filter(|(call, decision)| allowed(&call.name) && !rejected(decision))
@@ -1192,6 +1328,7 @@ async fn run_tools(
                     .maximum_attempts(input.settings.tool_max_attempts)
                     .build(),
             )
+            .cancellation_token(token.clone())
             .build();
             ctx.execute_activity(
                 AgentActivities::tool_call,
@@ -1204,9 +1341,11 @@ async fn run_tools(
             )
         })
         .collect();
-    let mut outputs = temporalio_sdk::workflows::join_all(futures)
-        .await
-        .into_iter();
+    let outputs = temporalio_sdk::workflows::select! {
+        outputs = temporalio_sdk::workflows::join_all(futures).fuse() => outputs,
+        _ = cancel_on_request(ctx, &token).fuse() => unreachable!("never resolves"),
+    };
+    let mut outputs = outputs.into_iter();
     if let Some(reason) = cancellation(ctx) {
         return Err(Outcome::Cancelled(reason));
     }

@@ -41,6 +41,8 @@ fn input(query: &str, mode: Mode, model: ModelConfig) -> LlmCallInput {
         messages: vec![ChatMessage::text(Role::User, query)],
         tool_names: vec!["calculator".into()],
         cost_before_usd: 0.5,
+        previous_events: Vec::new(),
+        attempt: 1,
     }
 }
 

@@ -56,8 +56,8 @@ pub async fn page(
         after: Seq(params.after.unwrap_or(0)),
         limit,
     };
-    let description = describe_task(&state, &agent_id, task).await?;
-    let page = if description.running {
+    let running = describe_task(&state, &agent_id, task).await?.running;
+    let page = if running {
         crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
         let options = crate::temporal::query_options(Duration::from_millis(
             state.config.api.query_timeout_ms,
@@ -72,21 +72,30 @@ pub async fn page(
         let result = closed_result(&state, task).await?;
         EventsPage::from_run(&result.events, result.state.first_seq, range)
     };
-    if range.after.0 + 1 >= page.first_seq.0 {
+    if range.after.0.saturating_add(1) >= page.first_seq.0 {
         return Ok(Json(page));
     }
-    let earlier = crate::temporal::earlier_events(
+    // The page may come from a newer run than the one described: read the runs before it
+    // from the task's latest run, and make sure they meet.
+    let latest = describe_task(&state, &agent_id, task).await?;
+    let mut events = crate::temporal::earlier_events(
         &state.client,
         &state.handler_rpcs,
         task,
-        description.run_id(),
+        latest.run_id(),
         range.after,
     )
     .await
     .map_err(|status| {
         ApiError::Unavailable(format!("Temporal did not answer: {}", status.message()))
     })?;
-    let mut events = earlier;
+    events.retain(|e| e.seq < page.first_seq);
+    let meets = events.last().map_or(range.after, |e| e.seq).next() == page.first_seq;
+    if !meets {
+        return Err(ApiError::Unavailable(
+            "the task moved to a new run while it was read; retry".into(),
+        ));
+    }
     events.extend(page.events);
     let has_more = page.has_more || events.len() > limit;
     events.truncate(limit);
@@ -269,7 +278,12 @@ fn sse_response(
                 }
                 tokio::select! {
                     _ = subscription.changed() => {}
-                    _ = shutting_down.changed() => {}
+                    changed = shutting_down.changed() => if changed.is_err() {
+                        if let Some(guard) = guard.as_mut() {
+                            guard.armed = false;
+                        }
+                        return;
+                    },
                     _ = ticks.tick() => yield Ok(Bytes::from_static(agentflow_shared::sse::KEEP_ALIVE.as_bytes())),
                 }
                 continue;
@@ -354,6 +368,13 @@ pub async fn create_and_stream(
 ) -> Result<Response, ApiError> {
     if body.query.trim().is_empty() {
         return Err(ApiError::Unprocessable("query: must not be empty".into()));
+    }
+    if body.task_parameters.conversation == Some(true) {
+        return Err(ApiError::Unprocessable(
+            "task_parameters.conversation: a conversation never ends after one turn; create it \
+             and stream it with GET …/events/stream instead"
+                .into(),
+        ));
     }
     let (task, _) = crate::routes::tasks::start(
         &state,
