@@ -73,13 +73,48 @@ impl Application {
 
 /// Serves the api on `listener` until `shutdown` resolves. The state's `shutting_down` must
 /// turn `true` by then, so that open streams end and the graceful shutdown completes.
+///
+/// A plain hyper HTTP/1 loop rather than `axum::serve`, for one setting: `half_close`, which
+/// stops hyper from reading a connection while its response streams. Without it hyper's
+/// end-of-stream probe grows every SSE connection's read buffer to 16 KiB; with it a client
+/// that leaves is noticed at the next write (an event or the keep-alive comment).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(address = ?listener.local_addr().ok(), "api listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = app(state);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.half_close(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: pause, then go on accepting.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
