@@ -64,6 +64,9 @@ enum Scenario {
     StreamingCost {
         #[arg(long, default_value_t = 20)]
         tasks: usize,
+        /// Rounds of batch then streaming; the ratios compare the medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Every scenario with its defaults.
     All,
@@ -88,13 +91,15 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Throughput { tasks, concurrency } => {
             vec![scenarios::throughput(&target, &cli.temporal, tasks, concurrency).await?]
         }
-        Scenario::StreamingCost { tasks } => vec![scenarios::streaming_cost(&target, tasks).await?],
+        Scenario::StreamingCost { tasks, rounds } => {
+            vec![scenarios::streaming_cost(&target, tasks, rounds).await?]
+        }
         Scenario::All => vec![
             scenarios::latency(&target, 100, 1000).await?,
             scenarios::fanout(&target, &[1, 10, 100, 1000]).await?,
             scenarios::idle(&target, 100, 10_000, Duration::from_secs(10)).await?,
             scenarios::throughput(&target, &cli.temporal, 200, 50).await?,
-            scenarios::streaming_cost(&target, 20).await?,
+            scenarios::streaming_cost(&target, 20, 3).await?,
         ],
     };
     for report in &reports {

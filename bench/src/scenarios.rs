@@ -2,7 +2,7 @@
 
 use crate::stats::{Percentiles, Report};
 use crate::target::{Received, Target, check};
-use agentflow_shared::event::Event;
+use agentflow_shared::event::{Event, EventKind};
 use futures::StreamExt;
 use futures::future::join_all;
 use serde_json::json;
@@ -94,10 +94,32 @@ fn violations(received: &[(usize, Received)], logs: &[Vec<Event>]) -> Vec<String
         .collect()
 }
 
+/// Latencies of the LLM deltas (heartbeat path) if `deltas`, else of the other events (query
+/// path).
+fn of_kind(received: &[(usize, Received)], deltas: bool) -> Vec<f64> {
+    received
+        .iter()
+        .flat_map(|(_, r)| {
+            r.latencies_ms_of(|e| matches!(e.kind, EventKind::LlmCallDelta(_)) == deltas)
+        })
+        .collect()
+}
+
 /// Scenario 1: `tasks` running streaming tasks, `subscribers` clients spread over them.
 pub async fn latency(target: &Target, tasks: usize, subscribers: usize) -> anyhow::Result<Report> {
+    let before = target.metrics().await?;
     let (_, received, logs, first, elapsed) =
         watched_run(target, tasks, subscribers.max(tasks), true, STREAM_QUERY).await?;
+    let after = target.metrics().await?;
+    let rpcs_per_task: serde_json::Map<String, serde_json::Value> =
+        ["describe", "query", "history_poll", "result", "total"]
+            .into_iter()
+            .map(|kind| {
+                let used = after["relay_rpcs"][kind].as_f64().unwrap_or(0.0)
+                    - before["relay_rpcs"][kind].as_f64().unwrap_or(0.0);
+                (kind.to_string(), json!(used / tasks as f64))
+            })
+            .collect();
     let latencies: Vec<f64> = received
         .iter()
         .flat_map(|(_, r)| r.latencies_ms())
@@ -108,9 +130,12 @@ pub async fn latency(target: &Target, tasks: usize, subscribers: usize) -> anyho
         parameters: json!({"tasks": tasks, "subscribers": subscribers.max(tasks), "query": STREAM_QUERY}),
         metrics: json!({
             "event_latency_ms": Percentiles::of(latencies),
+            "delta_latency_ms": Percentiles::of(of_kind(&received, true)),
+            "workflow_event_latency_ms": Percentiles::of(of_kind(&received, false)),
             "time_to_first_event_ms": Percentiles::of(first),
             "events_delivered": delivered,
             "events_per_second": delivered as f64 / elapsed.as_secs_f64(),
+            "relay_rpcs_per_task": rpcs_per_task,
         }),
         violations: violations(&received, &logs),
     })
@@ -203,6 +228,9 @@ pub async fn idle(
             errors.push(e.to_string());
         }
     }
+    target
+        .wait_subscribers_gone(base["subscribers"].as_u64().unwrap_or(0) as usize)
+        .await?;
     let rss = |m: &serde_json::Value| m["process"]["rss_bytes"].as_f64().unwrap_or(0.0);
     let cpu = |m: &serde_json::Value| m["process"]["cpu_seconds"].as_f64().unwrap_or(0.0);
     let rpc = |m: &serde_json::Value| m["relay_rpcs"]["total"].as_f64().unwrap_or(0.0);
@@ -267,41 +295,65 @@ pub async fn throughput(
     })
 }
 
-/// Scenario 5: the same `tasks` tasks in batch and in streaming mode, one subscriber each.
-pub async fn streaming_cost(target: &Target, tasks: usize) -> anyhow::Result<Report> {
-    let mut figures = serde_json::Map::new();
+/// Scenario 5: the same workload in batch and in streaming mode, alternating for `rounds`
+/// rounds so drift on a shared machine hits both modes alike; compares the medians.
+pub async fn streaming_cost(
+    target: &Target,
+    tasks: usize,
+    rounds: usize,
+) -> anyhow::Result<Report> {
     let mut all_violations = Vec::new();
-    let mut wall = HashMap::new();
-    let mut rpcs = HashMap::new();
-    for (mode, streaming) in [("batch", false), ("streaming", true)] {
-        let before = target.relay_rpcs().await?;
-        let (_, received, logs, _, elapsed) =
-            watched_run(target, tasks, tasks, streaming, STREAM_QUERY).await?;
-        let per_task = (target.relay_rpcs().await? - before) as f64 / tasks as f64;
-        wall.insert(mode, elapsed.as_secs_f64());
-        rpcs.insert(mode, per_task);
+    let mut wall: HashMap<&str, Vec<f64>> = HashMap::new();
+    let mut rpcs: HashMap<&str, Vec<f64>> = HashMap::new();
+    for _ in 0..rounds.max(1) {
+        for (mode, streaming) in [("batch", false), ("streaming", true)] {
+            let before = target.relay_rpcs().await?;
+            let (_, received, logs, _, elapsed) =
+                watched_run(target, tasks, tasks, streaming, STREAM_QUERY).await?;
+            let per_task = (target.relay_rpcs().await? - before) as f64 / tasks as f64;
+            wall.entry(mode).or_default().push(elapsed.as_secs_f64());
+            rpcs.entry(mode).or_default().push(per_task);
+            all_violations.extend(
+                violations(&received, &logs)
+                    .into_iter()
+                    .map(|v| format!("{mode}: {v}")),
+            );
+        }
+    }
+    let mut figures = serde_json::Map::new();
+    for mode in ["batch", "streaming"] {
         figures.insert(
             mode.into(),
-            json!({"wall_seconds": elapsed.as_secs_f64(), "relay_rpcs_per_task": per_task}),
-        );
-        all_violations.extend(
-            violations(&received, &logs)
-                .into_iter()
-                .map(|v| format!("{mode}: {v}")),
+            json!({
+                "wall_seconds": median(&wall[mode]),
+                "wall_seconds_each_round": wall[mode],
+                "relay_rpcs_per_task": median(&rpcs[mode]),
+            }),
         );
     }
     figures.insert(
         "wall_ratio_streaming_over_batch".into(),
-        json!(wall["streaming"] / wall["batch"]),
+        json!(median(&wall["streaming"]) / median(&wall["batch"])),
     );
     figures.insert(
         "rpc_ratio_streaming_over_batch".into(),
-        json!(rpcs["streaming"] / rpcs["batch"].max(1.0)),
+        json!(median(&rpcs["streaming"]) / median(&rpcs["batch"]).max(1.0)),
     );
     Ok(Report {
         scenario: "streaming_cost".into(),
-        parameters: json!({"tasks": tasks, "query": STREAM_QUERY}),
+        parameters: json!({"tasks": tasks, "rounds": rounds.max(1), "query": STREAM_QUERY}),
         metrics: serde_json::Value::Object(figures),
         violations: all_violations,
     })
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }

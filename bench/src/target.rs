@@ -30,9 +30,15 @@ pub struct Received {
 impl Received {
     /// Delivery latency of each event: arrival − creation, in milliseconds.
     pub fn latencies_ms(&self) -> Vec<f64> {
+        self.latencies_ms_of(|_| true)
+    }
+
+    /// Delivery latency of the events `which` selects, in milliseconds.
+    pub fn latencies_ms_of(&self, which: impl Fn(&Event) -> bool) -> Vec<f64> {
         self.events
             .iter()
             .zip(&self.arrived)
+            .filter(|(e, _)| which(e))
             .map(|(e, at)| (*at - e.timestamp).num_microseconds().unwrap_or(0) as f64 / 1000.0)
             .collect()
     }
@@ -184,17 +190,32 @@ impl Target {
 
     /// Waits until the api has at least `count` subscribers.
     pub async fn wait_subscribers(&self, count: usize) -> anyhow::Result<()> {
+        self.wait_subscriber_count(|n| n >= count, &format!("at least {count}"))
+            .await
+    }
+
+    /// Waits until the api has at most `count` subscribers: streams whose clients left are only
+    /// noticed at their next write (the keep-alive), so a scenario that drops many streams waits
+    /// for them to be gone before the next one takes its baseline.
+    pub async fn wait_subscribers_gone(&self, count: usize) -> anyhow::Result<()> {
+        self.wait_subscriber_count(|n| n <= count, &format!("at most {count}"))
+            .await
+    }
+
+    async fn wait_subscriber_count(
+        &self,
+        done: impl Fn(usize) -> bool,
+        wanted: &str,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let metrics = self.metrics().await?;
-            if metrics["subscribers"].as_u64().unwrap_or(0) >= count as u64 {
+            let now = metrics["subscribers"].as_u64().unwrap_or(0) as usize;
+            if done(now) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "only {} of {count} subscribers connected",
-                    metrics["subscribers"]
-                );
+                bail!("{now} subscribers connected after 120 s, wanted {wanted}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -4,8 +4,9 @@
 use agentflow_bench::scenarios;
 use agentflow_bench::stats::Report;
 use agentflow_bench::target::Target;
+use agentflow_tests::harness::test_config;
 use agentflow_tests::server::temporal_address;
-use agentflow_tests::spawn_app;
+use agentflow_tests::spawn_app_with;
 use std::time::Duration;
 
 fn assert_clean(report: &Report, keys: &[&str]) {
@@ -26,7 +27,10 @@ fn assert_clean(report: &Report, keys: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_scenario_runs_small_and_checks_correctness() {
-    let mut app = spawn_app().await;
+    let mut config = test_config();
+    // The idle scenario waits for its departed streams to be noticed, at their next keep-alive.
+    config.api.keep_alive_secs = 1;
+    let mut app = spawn_app_with(config, true).await;
     let api = app.spawn_api().await;
     let target = Target::new(&api.base_url, "assistant");
 
@@ -35,8 +39,11 @@ async fn every_scenario_runs_small_and_checks_correctness() {
         &latency,
         &[
             "event_latency_ms",
+            "delta_latency_ms",
+            "workflow_event_latency_ms",
             "time_to_first_event_ms",
             "events_per_second",
+            "relay_rpcs_per_task",
         ],
     );
     assert!(
@@ -77,7 +84,7 @@ async fn every_scenario_runs_small_and_checks_correctness() {
         ],
     );
 
-    let cost = scenarios::streaming_cost(&target, 2).await.unwrap();
+    let cost = scenarios::streaming_cost(&target, 2, 1).await.unwrap();
     assert_clean(
         &cost,
         &["batch", "streaming", "wall_ratio_streaming_over_batch"],
