@@ -1,6 +1,8 @@
 //! A local OpenAI-compatible Chat Completions server. Each request gets the next scripted
 //! [`Turn`]; every request body is recorded for assertions.
 
+use crate::harness::test_config;
+use agentflow_shared::config::{AgentflowConfig, ModelConfig, ProviderKind};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -73,6 +75,25 @@ impl FakeOpenAi {
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { base_url, shared }
+    }
+
+    /// [`test_config`] with a model `fake` (provider `openai`, model `gpt-fake`) served here.
+    pub fn config(&self) -> AgentflowConfig {
+        let mut config = test_config();
+        config.models.insert(
+            "fake".into(),
+            ModelConfig {
+                provider: ProviderKind::Openai,
+                model: Some("gpt-fake".into()),
+                base_url: Some(self.base_url.clone()),
+                api_key_env: None,
+                input_price_per_mtok: 1.0,
+                output_price_per_mtok: 2.0,
+                token_delay_ms: 0,
+                request_timeout_secs: 10,
+            },
+        );
+        config
     }
 
     /// The request bodies received so far.

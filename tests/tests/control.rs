@@ -2,7 +2,7 @@
 //! resume, cancel, approvals, budget raises, conversations across continue-as-new, and the
 //! one-request stream.
 
-use agentflow_shared::config::{AgentflowConfig, ModelConfig, ProviderKind};
+use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::{Seq, TaskId};
 use agentflow_tests::api::TestApi;
@@ -164,28 +164,10 @@ async fn pause_during_a_streaming_call_takes_effect_after_it_then_resume() {
     app.stop_worker().await;
 }
 
-fn config_with_fake(fake: &FakeOpenAi) -> AgentflowConfig {
-    let mut config = test_config();
-    config.models.insert(
-        "fake".into(),
-        ModelConfig {
-            provider: ProviderKind::Openai,
-            model: Some("gpt-fake".into()),
-            base_url: Some(fake.base_url.clone()),
-            api_key_env: None,
-            input_price_per_mtok: 1.0,
-            output_price_per_mtok: 2.0,
-            token_delay_ms: 0,
-            request_timeout_secs: 10,
-        },
-    );
-    config
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_during_a_streaming_call_stops_the_provider_stream() {
     let fake = FakeOpenAi::start(vec![Turn::Endless]).await;
-    let mut app = spawn_app_with(config_with_fake(&fake), true).await;
+    let mut app = spawn_app_with(fake.config(), true).await;
     let api = app.spawn_api().await;
     let task = create(&api, json!({"enable_streaming": true, "model": "fake"})).await;
     let mut live = open(&api, &task).await;
@@ -237,7 +219,7 @@ async fn a_cancel_between_llm_attempts_keeps_the_failed_attempts_events() {
         Turn::Text(vec!["never".into()]),
     ])
     .await;
-    let mut config = config_with_fake(&fake);
+    let mut config = fake.config();
     config.worker.llm_retry_initial_ms = 60_000;
     let mut app = spawn_app_with(config, true).await;
     let api = app.spawn_api().await;

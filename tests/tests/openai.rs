@@ -1,32 +1,12 @@
 //! Tasks on an OpenAI-compatible model, served by a local fake Chat Completions server.
 
-use agentflow_shared::config::{AgentflowConfig, ModelConfig, ProviderKind};
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::Seq;
 use agentflow_shared::task::TaskStatus;
 use agentflow_tests::fake_openai::{FakeOpenAi, Turn};
-use agentflow_tests::harness::test_config;
 use agentflow_tests::spawn_app_with;
 use agentflow_worker::tasks::NewTask;
 use serde_json::json;
-
-fn config_with_fake(fake: &FakeOpenAi) -> AgentflowConfig {
-    let mut config = test_config();
-    config.models.insert(
-        "fake".into(),
-        ModelConfig {
-            provider: ProviderKind::Openai,
-            model: Some("gpt-fake".into()),
-            base_url: Some(fake.base_url.clone()),
-            api_key_env: None,
-            input_price_per_mtok: 1.0,
-            output_price_per_mtok: 2.0,
-            token_delay_ms: 0,
-            request_timeout_secs: 10,
-        },
-    );
-    config
-}
 
 fn task(query: &str, streaming: bool) -> NewTask {
     let mut task = NewTask {
@@ -56,7 +36,7 @@ async fn streaming_tool_calls_and_text_from_an_openai_compatible_server() {
         Turn::Text(vec!["The answer ".into(), "is ".into(), "42.".into()]),
     ])
     .await;
-    let mut app = spawn_app_with(config_with_fake(&fake), true).await;
+    let mut app = spawn_app_with(fake.config(), true).await;
     let id = app
         .create("assistant", task("What is 6*7?", true))
         .await
@@ -124,7 +104,7 @@ async fn a_client_error_fails_the_task_at_once_with_the_vendor_message() {
         "Invalid model 'gpt-fake': the model does not exist".into(),
     )])
     .await;
-    let mut app = spawn_app_with(config_with_fake(&fake), true).await;
+    let mut app = spawn_app_with(fake.config(), true).await;
     let id = app.create("assistant", task("hello", false)).await.unwrap();
     let result = app.result(id).await;
     assert_eq!(
@@ -158,7 +138,7 @@ async fn a_server_error_is_retried_and_the_log_stays_dense() {
         Turn::Text(vec!["Fine ".into(), "now.".into()]),
     ])
     .await;
-    let mut app = spawn_app_with(config_with_fake(&fake), true).await;
+    let mut app = spawn_app_with(fake.config(), true).await;
     let id = app.create("assistant", task("hello", true)).await.unwrap();
     let result = app.result(id).await;
     assert_eq!(result.state.status, TaskStatus::Completed);
