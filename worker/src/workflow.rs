@@ -316,8 +316,7 @@ async fn checkpoint(ctx: &WorkflowContext<AgentTaskWorkflow>) -> Result<(), Outc
         return Ok(());
     };
     ctx.state_mut(|s| s.controls.paused = true);
-    emit(ctx, EventKind::Paused(reason));
-    set_status(ctx, TaskStatus::Paused);
+    paused(ctx, reason);
     loop {
         let woke = ctx
             .wait_condition(|s: &AgentTaskWorkflow| s.controls.resume.is_some() || s.has_news())
@@ -331,8 +330,7 @@ async fn checkpoint(ctx: &WorkflowContext<AgentTaskWorkflow>) -> Result<(), Outc
         }
         if let Some(resume) = ctx.state_mut(|s| s.controls.resume.take()) {
             ctx.state_mut(|s| s.controls.paused = false);
-            emit(ctx, EventKind::Resumed(resume));
-            set_status(ctx, TaskStatus::Running);
+            resumed(ctx, resume);
             return Ok(());
         }
     }
@@ -341,8 +339,7 @@ async fn checkpoint(ctx: &WorkflowContext<AgentTaskWorkflow>) -> Result<(), Outc
 /// The budget is spent and the task pauses on it: waits for a raise above the cost.
 async fn budget_pause(ctx: &WorkflowContext<AgentTaskWorkflow>, cost: f64) -> Result<(), Outcome> {
     ctx.state_mut(|s| s.controls.budget_paused = true);
-    emit(ctx, EventKind::Paused(Reason::new("budget")));
-    set_status(ctx, TaskStatus::Paused);
+    paused(ctx, Reason::new("budget"));
     loop {
         let _ = ctx
             .wait_condition(|s: &AgentTaskWorkflow| s.has_news())
@@ -359,17 +356,28 @@ async fn budget_pause(ctx: &WorkflowContext<AgentTaskWorkflow>, cost: f64) -> Re
         apply_budget_raise(ctx);
         if ctx.state(|s| s.budget_limit) > cost {
             ctx.state_mut(|s| s.controls.budget_paused = false);
-            emit(
+            resumed(
                 ctx,
-                EventKind::Resumed(Reason {
+                Reason {
                     reason: "budget raised".into(),
                     requested_by: by,
-                }),
+                },
             );
-            set_status(ctx, TaskStatus::Running);
             return Ok(());
         }
     }
+}
+
+/// Records that the task paused, in the log and in its status.
+fn paused(ctx: &WorkflowContext<AgentTaskWorkflow>, reason: Reason) {
+    emit(ctx, EventKind::Paused(reason));
+    set_status(ctx, TaskStatus::Paused);
+}
+
+/// Records that the task resumed, in the log and in its status.
+fn resumed(ctx: &WorkflowContext<AgentTaskWorkflow>, reason: Reason) {
+    emit(ctx, EventKind::Resumed(reason));
+    set_status(ctx, TaskStatus::Running);
 }
 
 /// The events an LLM activity attached to its failure, cancellation or last heartbeat.
