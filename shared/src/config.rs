@@ -150,6 +150,11 @@ pub struct WorkerSettings {
     pub coalesce_chars: usize,
     /// Workflows kept in the worker's cache.
     pub max_cached_workflows: usize,
+    /// Most concurrent workflow task polls (workflow tasks and queries wait for one; at least
+    /// 2); unset: the SDK's default (5, or autoscaling where the server offers it).
+    pub workflow_task_pollers: Option<usize>,
+    /// Most concurrent activity task polls; unset: the SDK's default.
+    pub activity_task_pollers: Option<usize>,
     /// Move a workflow task off a dead worker's sticky queue after this many seconds.
     pub sticky_timeout_secs: u64,
     /// See [`RunSettings::idle_timeout_secs`].
@@ -180,6 +185,8 @@ impl Default for WorkerSettings {
             coalesce_ms: 50,
             coalesce_chars: 64,
             max_cached_workflows: 1000,
+            workflow_task_pollers: None,
+            activity_task_pollers: None,
             sticky_timeout_secs: 5,
             idle_timeout_secs: 3600,
             budget_warning_pct: 80.0,
@@ -329,8 +336,11 @@ mod tests {
                 "[models.m]\nprovider = \"scripted\"\n[agents.a]\nname = \"A\"\nmodel = \"m\"\n",
             )?;
             jail.set_env("AGENTFLOW_WORKER__TASK_QUEUE", "q2");
+            jail.set_env("AGENTFLOW_WORKER__WORKFLOW_TASK_POLLERS", "8");
             let config = AgentflowConfig::load(Some(Path::new("custom.toml"))).unwrap();
             assert_eq!(config.worker.task_queue, "q2");
+            assert_eq!(config.worker.workflow_task_pollers, Some(8));
+            assert_eq!(config.worker.activity_task_pollers, None);
             assert_eq!(config.agents["a"].max_steps, 8);
             jail.create_file("bad.toml", "[agents.a]\nname = \"A\"\nmodel = \"nope\"\n")?;
             let err = AgentflowConfig::load(Some(Path::new("bad.toml"))).unwrap_err();

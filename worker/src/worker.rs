@@ -7,6 +7,7 @@ use agentflow_shared::config::WorkerSettings;
 use std::future::Future;
 use std::time::Duration;
 use temporalio_client::Client;
+use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// Why the worker stopped with an error.
@@ -42,7 +43,7 @@ pub async fn run(
             max_chars: settings.coalesce_chars,
         },
     );
-    let options = WorkerOptions::new(settings.task_queue.clone())
+    let mut options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<AgentTaskWorkflow>()?
         .register_activities(activities)
         .max_cached_workflows(settings.max_cached_workflows)
@@ -53,6 +54,12 @@ pub async fn run(
         .sticky_queue_schedule_to_start_timeout(Duration::from_secs(settings.sticky_timeout_secs))
         .graceful_shutdown_period(Duration::from_secs(5))
         .build();
+    if let Some(pollers) = settings.workflow_task_pollers {
+        options.workflow_task_poller_behavior = Some(PollerBehavior::SimpleMaximum(pollers.max(2)));
+    }
+    if let Some(pollers) = settings.activity_task_pollers {
+        options.activity_task_poller_behavior = Some(PollerBehavior::SimpleMaximum(pollers.max(1)));
+    }
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop = worker.shutdown_handle();
     tokio::spawn(async move {
