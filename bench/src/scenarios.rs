@@ -320,6 +320,7 @@ pub async fn streaming_cost(
             );
         }
     }
+    let median = |values: &[f64]| Percentiles::of(values.to_vec()).p50;
     let mut figures = serde_json::Map::new();
     for mode in ["batch", "streaming"] {
         figures.insert(
@@ -345,15 +346,4 @@ pub async fn streaming_cost(
         metrics: serde_json::Value::Object(figures),
         violations: all_violations,
     })
-}
-
-/// The median of `values` (the mean of the middle two for an even count).
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
