@@ -4,6 +4,7 @@
 //! - [`target`]: the stack under test: create, execute, subscribe, read logs and `/metrics`.
 //! - [`stats`]: percentiles and the report every scenario returns.
 //! - [`scenarios`]: latency, fan-out, idle streams, throughput, streaming cost.
+//! - [`cli`]: the command line of the `agentflow-bench` binary.
 //! - [`baseline`]: a trivial one-activity workflow and its worker, the Temporal ceiling.
 //!
 //! Every scenario also checks what it measures: each subscriber must receive exactly the final
@@ -12,6 +13,7 @@
 // The SDK macros generate undocumented marker constants, one per handler.
 #[allow(missing_docs)]
 pub mod baseline;
+pub mod cli;
 pub mod scenarios;
 pub mod stats;
 pub mod target;

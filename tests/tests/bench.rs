@@ -1,12 +1,15 @@
-//! A smoke run of every benchmark scenario at tiny sizes against the real stack: the
-//! correctness checks must hold and the reports must serialize; no timing is asserted.
+//! A smoke run of every benchmark scenario at tiny sizes against the real stack, and of the
+//! command line writing its JSON report: the correctness checks must hold and the output must
+//! parse; no timing is asserted.
 
+use agentflow_bench::cli::{Cli, run};
 use agentflow_bench::scenarios;
 use agentflow_bench::stats::Report;
 use agentflow_bench::target::Target;
 use agentflow_tests::harness::test_config;
 use agentflow_tests::server::temporal_address;
 use agentflow_tests::spawn_app_with;
+use clap::Parser;
 use std::time::Duration;
 
 fn assert_clean(report: &Report, keys: &[&str]) {
@@ -88,6 +91,29 @@ async fn every_scenario_runs_small_and_checks_correctness() {
     assert_clean(
         &cost,
         &["batch", "streaming", "wall_ratio_streaming_over_batch"],
+    );
+
+    let json = std::env::temp_dir().join(format!("bench-{}.json", uuid::Uuid::new_v4()));
+    let cli = Cli::try_parse_from([
+        "agentflow-bench",
+        "--api",
+        api.base_url.as_str(),
+        "--json",
+        json.to_str().unwrap(),
+        "fanout",
+        "--counts",
+        "1,2",
+    ])
+    .unwrap();
+    let reports = run(cli).await.unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    assert_eq!(written[0]["scenario"], "fanout");
+    assert_eq!(written[0]["violations"], serde_json::json!([]));
+    assert_eq!(
+        written[0]["metrics"]["subscribers_2"]["latency_ms"]["count"],
+        reports[0].metrics["subscribers_2"]["latency_ms"]["count"]
     );
 
     api.stop().await;

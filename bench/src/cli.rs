@@ -1,0 +1,129 @@
+//! The `agentflow-bench` command line: parses the scenario, runs it, prints the tables and
+//! writes the JSON report.
+
+use crate::scenarios;
+use crate::stats::Report;
+use crate::target::Target;
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+/// The command line: where the stack is, where to write JSON, which scenario.
+#[derive(Parser)]
+#[command(
+    name = "agentflow-bench",
+    about = "Benchmarks a running agentflow stack over HTTP and SSE"
+)]
+pub struct Cli {
+    /// Base URL of the api.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080",
+        env = "AGENTFLOW_BENCH_API"
+    )]
+    pub api: String,
+    /// Temporal frontend, for the bare-Temporal baseline.
+    #[arg(long, default_value = "127.0.0.1:7233", env = "TEMPORAL_ADDRESS")]
+    pub temporal: String,
+    /// The agent whose tasks are created.
+    #[arg(long, default_value = "assistant")]
+    pub agent: String,
+    /// Write the reports as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Which scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The scenarios, with their sizes.
+#[derive(Subcommand)]
+pub enum Scenario {
+    /// K running streaming tasks, M subscribers spread over them.
+    Latency {
+        /// Running tasks (K).
+        #[arg(long, default_value_t = 100)]
+        tasks: usize,
+        /// Subscribers in all (M), spread evenly.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+    },
+    /// One task watched by each number of subscribers in turn.
+    Fanout {
+        /// The subscriber counts, one run each; the RPC ratio compares the last with the first.
+        #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+        counts: Vec<usize>,
+    },
+    /// N streams held on waiting tasks.
+    Idle {
+        /// Waiting tasks the streams are spread over.
+        #[arg(long, default_value_t = 100)]
+        tasks: usize,
+        /// Streams held (N).
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+        /// How long the streams are held once all are open.
+        #[arg(long, default_value_t = 10)]
+        hold_secs: u64,
+    },
+    /// Tasks created→completed per second, next to the bare-Temporal baseline.
+    Throughput {
+        /// Tasks created and completed (and baseline workflows).
+        #[arg(long, default_value_t = 200)]
+        tasks: usize,
+        /// How many at a time.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+    },
+    /// The same workload in batch and in streaming mode.
+    StreamingCost {
+        /// Tasks per round and mode, one subscriber each.
+        #[arg(long, default_value_t = 20)]
+        tasks: usize,
+        /// Rounds of batch then streaming; the ratios compare the medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Every scenario with its defaults.
+    All,
+}
+
+/// Runs the chosen scenario(s), prints their tables and writes the JSON report if asked; fails
+/// when any subscriber saw a gap, a duplicate or a log that differs.
+pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
+    let target = Target::new(&cli.api, &cli.agent);
+    let reports: Vec<Report> = match cli.scenario {
+        Scenario::Latency { tasks, subscribers } => {
+            vec![scenarios::latency(&target, tasks, subscribers).await?]
+        }
+        Scenario::Fanout { counts } => vec![scenarios::fanout(&target, &counts).await?],
+        Scenario::Idle {
+            tasks,
+            streams,
+            hold_secs,
+        } => {
+            vec![scenarios::idle(&target, tasks, streams, Duration::from_secs(hold_secs)).await?]
+        }
+        Scenario::Throughput { tasks, concurrency } => {
+            vec![scenarios::throughput(&target, &cli.temporal, tasks, concurrency).await?]
+        }
+        Scenario::StreamingCost { tasks, rounds } => {
+            vec![scenarios::streaming_cost(&target, tasks, rounds).await?]
+        }
+        Scenario::All => vec![
+            scenarios::latency(&target, 100, 1000).await?,
+            scenarios::fanout(&target, &[1, 10, 100, 1000]).await?,
+            scenarios::idle(&target, 100, 10_000, Duration::from_secs(10)).await?,
+            scenarios::throughput(&target, &cli.temporal, 200, 50).await?,
+            scenarios::streaming_cost(&target, 20, 3).await?,
+        ],
+    };
+    for report in &reports {
+        print!("{}", report.table());
+    }
+    if let Some(path) = &cli.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&reports)?)?;
+    }
+    let violations: usize = reports.iter().map(|r| r.violations.len()).sum();
+    anyhow::ensure!(violations == 0, "{violations} correctness violations");
+    Ok(reports)
+}
