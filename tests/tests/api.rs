@@ -710,6 +710,50 @@ async fn agents_health_and_openapi() {
             "OpenAPI lacks {schema}"
         );
     }
+
+    // A Prometheus scrape gets the text format; everyone else gets JSON.
+    let (status, json_metrics) = api.get("/metrics").await;
+    assert_eq!(status, 200);
+    let scraped = api
+        .http
+        .get(api.url("/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        scraped.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = scraped.text().await.unwrap();
+    let samples: Vec<(&str, f64)> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').expect("`name value`");
+            (name, value.parse().expect("a number"))
+        })
+        .collect();
+    let sample = |name: &str| {
+        samples
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .1
+    };
+    for kind in ["describe", "query", "history_poll", "result"] {
+        assert!(
+            sample(&format!("agentflow_relay_rpcs_total{{kind=\"{kind}\"}}"))
+                >= json_metrics["relay_rpcs"][kind].as_f64().unwrap()
+        );
+    }
+    assert_eq!(sample("agentflow_subscribers"), 0.0);
+    assert!(sample("process_resident_memory_bytes") > 0.0);
+    assert!(text.contains("# TYPE agentflow_handler_rpcs_total counter"));
+
     api.stop().await;
     app.stop_worker().await;
 }

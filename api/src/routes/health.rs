@@ -5,6 +5,8 @@ use crate::state::AppState;
 use crate::temporal::{self, RpcCounts};
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// The process is up.
@@ -66,16 +68,96 @@ fn process_stats() -> Option<ProcessStats> {
     })
 }
 
-/// Counters of Temporal RPCs, relays and subscribers.
+/// Counters of Temporal RPCs, relays and subscribers: JSON, or the Prometheus text format when
+/// the client accepts `text/plain` or OpenMetrics (as a Prometheus scrape does).
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, body = Metrics)))]
-pub async fn metrics(State(state): State<AppState>) -> Json<Metrics> {
+    responses((status = 200, description = "The counters", content(
+        (Metrics = "application/json"),
+        (String = "text/plain; version=0.0.4")))))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let (relays, subscribers) = state.relays.active();
-    Json(Metrics {
+    let metrics = Metrics {
         relay_rpcs: state.relays.counters().snapshot(),
         handler_rpcs: state.handler_rpcs.snapshot(),
         relays,
         subscribers,
         process: process_stats(),
-    })
+    };
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("text/plain") || accept.contains("application/openmetrics-text") {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics.prometheus(),
+        )
+            .into_response()
+    } else {
+        Json(metrics).into_response()
+    }
+}
+
+impl Metrics {
+    /// The counters in the Prometheus text exposition format (version 0.0.4).
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        for (name, help, counts) in [
+            (
+                "agentflow_relay_rpcs_total",
+                "Temporal RPCs made by relays, by kind (independent of the number of subscribers).",
+                &self.relay_rpcs,
+            ),
+            (
+                "agentflow_handler_rpcs_total",
+                "Temporal RPCs made by request handlers, by kind.",
+                &self.handler_rpcs,
+            ),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (kind, value) in [
+                ("describe", counts.describe),
+                ("query", counts.query),
+                ("history_poll", counts.history_poll),
+                ("result", counts.result),
+            ] {
+                out.push_str(&format!("{name}{{kind=\"{kind}\"}} {value}\n"));
+            }
+        }
+        let mut sample = |name: &str, kind: &str, help: &str, value: String| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        };
+        sample(
+            "agentflow_relays",
+            "gauge",
+            "Relays running now.",
+            self.relays.to_string(),
+        );
+        sample(
+            "agentflow_subscribers",
+            "gauge",
+            "SSE subscribers connected now.",
+            self.subscribers.to_string(),
+        );
+        if let Some(process) = &self.process {
+            sample(
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                process.rss_bytes.to_string(),
+            );
+            sample(
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                process.cpu_seconds.to_string(),
+            );
+        }
+        out
+    }
 }
