@@ -337,11 +337,14 @@ mod tests {
             )?;
             jail.set_env("AGENTFLOW_WORKER__TASK_QUEUE", "q2");
             jail.set_env("AGENTFLOW_WORKER__WORKFLOW_TASK_POLLERS", "8");
+            jail.set_env("AGENTFLOW_MODELS__M__TOKEN_DELAY_MS", "5");
             let config = AgentflowConfig::load(Some(Path::new("custom.toml"))).unwrap();
+            assert_eq!(config.models["m"].token_delay_ms, 5);
             assert_eq!(config.worker.task_queue, "q2");
             assert_eq!(config.worker.workflow_task_pollers, Some(8));
             assert_eq!(config.worker.activity_task_pollers, None);
             assert_eq!(config.agents["a"].max_steps, 8);
+            jail.clear_env();
             jail.create_file("bad.toml", "[agents.a]\nname = \"A\"\nmodel = \"nope\"\n")?;
             let err = AgentflowConfig::load(Some(Path::new("bad.toml"))).unwrap_err();
             assert!(err.to_string().contains("nope"), "{err}");
