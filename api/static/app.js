@@ -37,9 +37,9 @@ function text(tag, content, className) {
   return node;
 }
 
-/** Enables the buttons that make sense in this state: running, paused or ended. */
+/** Enables the buttons that make sense in this state: running, approval, paused or ended. */
 function setControls(state) {
-  $("pause").disabled = state !== "running";
+  $("pause").disabled = state !== "running" && state !== "approval";
   $("resume").disabled = state !== "paused";
   $("cancel").disabled = state === "ended";
 }

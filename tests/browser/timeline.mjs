@@ -82,6 +82,7 @@ try {
   await page.fill("#query", "What is 6*7?");
   await page.click("#run");
   await page.waitForSelector(".approval textarea");
+  check(await page.isEnabled("#pause"), "pause is offered while an approval is awaited");
   await page.screenshot({ path: screenshot.replace(/\.png$/, "-approval.png"), fullPage: true });
   await page.fill(".approval textarea", JSON.stringify({ expression: "6*8" }));
   await page.click(".approval button:has-text('Approve')");

@@ -394,6 +394,14 @@ async fn approvals_approve_with_edits_reject_and_decide_twice() {
     let EventKind::ApprovalRequested(request) = &requested.kind else {
         unreachable!()
     };
+    // A pause asked for while a decision is awaited takes effect at the next safe point.
+    let pause = post(
+        &api,
+        &task_path(&rejected, "/pause"),
+        json!({"requested_by": "ann"}),
+    )
+    .await;
+    assert_eq!(pause.status, 202, "{}", pause.body);
     let path = task_path(&rejected, &format!("/approvals/{}", request.approval_id));
     let no = post(
         &api,
@@ -402,7 +410,23 @@ async fn approvals_approve_with_edits_reject_and_decide_twice() {
     )
     .await;
     assert_eq!(no.status, 202, "{}", no.body);
+    live.until("WorkflowPaused").await;
+    let (_, shown) = api.get(&task_path(&rejected, "")).await;
+    assert_eq!(shown["status"], "paused");
+    let resume = post(&api, &task_path(&rejected, "/resume"), json!({})).await;
+    assert_eq!(resume.status, 202, "{}", resume.body);
     let events = live.rest().await.to_vec();
+    let order: Vec<usize> = [
+        "WorkflowApprovalReceived",
+        "WorkflowToolCallCompleted",
+        "WorkflowPaused",
+        "WorkflowResumed",
+        "WorkflowCompleted",
+    ]
+    .iter()
+    .map(|name| index_of(&events, name))
+    .collect();
+    assert!(order.is_sorted(), "{order:?}");
     let tool = events
         .iter()
         .find_map(|e| match &e.kind {
@@ -737,9 +761,9 @@ async fn the_temporal_cli_drives_the_controls() {
     let EventKind::ApprovalRequested(request) = requested.kind else {
         unreachable!()
     };
-    let (ok, printed) = cli_update(&task, "pause", json!({})).await;
-    assert!(!ok, "a task waiting for approval is not running");
-    assert!(printed.contains("not running"), "{printed}");
+    let (ok, printed) = cli_update(&task, "resume", json!({})).await;
+    assert!(!ok, "a task waiting for approval is not paused");
+    assert!(printed.contains("not paused"), "{printed}");
     let (ok, printed) = cli_update(
         &task,
         "decide_approval",

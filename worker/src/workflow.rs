@@ -586,7 +586,7 @@ impl AgentTaskWorkflow {
         }
     }
 
-    /// Checks a `pause`: only a running, unpaused task can pause.
+    /// Checks a `pause`: only a running (or approval-waiting), unpaused task can pause.
     #[update_validator(pause)]
     fn validate_pause(
         &self,
@@ -600,7 +600,10 @@ impl AgentTaskWorkflow {
                 "task {task} is already paused"
             )));
         }
-        if self.status != TaskStatus::Running {
+        if !matches!(
+            self.status,
+            TaskStatus::Running | TaskStatus::WaitingApproval
+        ) {
             return reject(Rejection::Conflict(format!(
                 "task {task} is not running (it is {})",
                 self.status.as_str()
