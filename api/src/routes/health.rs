@@ -127,36 +127,38 @@ impl Metrics {
                 out.push_str(&format!("{name}{{kind=\"{kind}\"}} {value}\n"));
             }
         }
-        let mut sample = |name: &str, kind: &str, help: &str, value: String| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
-        };
-        sample(
-            "agentflow_relays",
-            "gauge",
-            "Relays running now.",
-            self.relays.to_string(),
-        );
-        sample(
-            "agentflow_subscribers",
-            "gauge",
-            "SSE subscribers connected now.",
-            self.subscribers.to_string(),
-        );
+        let mut samples = vec![
+            (
+                "agentflow_relays",
+                "gauge",
+                "Relays running now.",
+                self.relays.to_string(),
+            ),
+            (
+                "agentflow_subscribers",
+                "gauge",
+                "SSE subscribers connected now.",
+                self.subscribers.to_string(),
+            ),
+        ];
         if let Some(process) = &self.process {
-            sample(
+            samples.push((
                 "process_resident_memory_bytes",
                 "gauge",
                 "Resident memory size in bytes.",
                 process.rss_bytes.to_string(),
-            );
-            sample(
+            ));
+            samples.push((
                 "process_cpu_seconds_total",
                 "counter",
                 "Total user and system CPU time spent in seconds.",
                 process.cpu_seconds.to_string(),
-            );
+            ));
+        }
+        for (name, kind, help, value) in samples {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
         }
         out
     }
