@@ -52,9 +52,16 @@ fn number_json(value: f64) -> Value {
 
 /// Evaluates an expression, or says where it is wrong.
 pub fn evaluate(input: &str) -> Result<f64, String> {
+    if input.len() > MAX_EXPRESSION_BYTES {
+        return Err(format!(
+            "expression too long ({} bytes, at most {MAX_EXPRESSION_BYTES})",
+            input.len()
+        ));
+    }
     let mut parser = Parser {
         chars: input.chars().collect(),
         pos: 0,
+        depth: 0,
     };
     let value = parser.expr()?;
     parser.skip_ws();
@@ -71,12 +78,36 @@ pub fn evaluate(input: &str) -> Result<f64, String> {
     Ok(value)
 }
 
+/// The longest expression evaluated.
+pub const MAX_EXPRESSION_BYTES: usize = 64 * 1024;
+
+/// The deepest nesting of parentheses, signs, powers and functions: the parser recurses once
+/// per level, so this bounds its stack whatever the input.
+pub const MAX_DEPTH: usize = 64;
+
 struct Parser {
     chars: Vec<char>,
     pos: usize,
+    depth: usize,
 }
 
 impl Parser {
+    /// Runs `parse` one nesting level deeper, refusing past [`MAX_DEPTH`].
+    fn nested(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> Result<f64, String>,
+    ) -> Result<f64, String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!(
+                "expression nested too deeply (at most {MAX_DEPTH} levels)"
+            ));
+        }
+        self.depth += 1;
+        let value = parse(self);
+        self.depth -= 1;
+        value
+    }
+
     fn skip_ws(&mut self) {
         while self.chars.get(self.pos).is_some_and(|c| c.is_whitespace()) {
             self.pos += 1;
@@ -131,7 +162,7 @@ impl Parser {
     fn power(&mut self) -> Result<f64, String> {
         let base = self.unary()?;
         if self.eat('^') {
-            let exponent = self.power()?;
+            let exponent = self.nested(Self::power)?;
             Ok(base.powf(exponent))
         } else {
             Ok(base)
@@ -140,9 +171,9 @@ impl Parser {
 
     fn unary(&mut self) -> Result<f64, String> {
         if self.eat('-') {
-            Ok(-self.unary()?)
+            Ok(-self.nested(Self::unary)?)
         } else if self.eat('+') {
-            self.unary()
+            self.nested(Self::unary)
         } else {
             self.atom()
         }
@@ -152,7 +183,7 @@ impl Parser {
         match self.peek() {
             Some('(') => {
                 self.pos += 1;
-                let value = self.expr()?;
+                let value = self.nested(Self::expr)?;
                 if !self.eat(')') {
                     return Err(format!("expected `)` at position {}", self.pos + 1));
                 }
@@ -225,7 +256,7 @@ impl Parser {
         if !self.eat('(') {
             return Err(format!("expected `(` after `{name}`"));
         }
-        let arg = self.expr()?;
+        let arg = self.nested(Self::expr)?;
         if !self.eat(')') {
             return Err(format!("expected `)` after the argument of `{name}`"));
         }
@@ -236,6 +267,29 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let parens = format!("{}1{}+1", "(".repeat(30_000), ")".repeat(30_000));
+        let minuses = format!("{}1", "-".repeat(60_000));
+        let powers = format!("2{}", "^2".repeat(30_000));
+        let functions = format!("{}1{}", "sqrt(".repeat(10_000), ")".repeat(10_000));
+        for expression in [parens, minuses, powers, functions] {
+            let error = evaluate(&expression).unwrap_err();
+            assert!(error.contains("nested too deeply"), "{error}");
+        }
+        let fine = format!(
+            "{}1{}",
+            "(".repeat(MAX_DEPTH - 1),
+            ")".repeat(MAX_DEPTH - 1)
+        );
+        assert_eq!(evaluate(&fine), Ok(1.0));
+        assert!(
+            evaluate(&"1+".repeat(40_000))
+                .unwrap_err()
+                .contains("too long")
+        );
+    }
 
     #[test]
     fn respects_precedence_and_associativity() {
