@@ -27,6 +27,9 @@ pub struct Cli {
     /// The agent whose tasks are created.
     #[arg(long, default_value = "assistant")]
     pub agent: String,
+    /// The worker's process id, to report its peak memory (neighbours scenario).
+    #[arg(long)]
+    pub worker_pid: Option<u32>,
     /// Write the reports as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -83,6 +86,13 @@ pub enum Scenario {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Small tasks' event latency alone, then next to a `Count to 100000` stream on
+    /// `scripted-fast` on the same worker; the worker's peak memory.
+    Neighbours {
+        /// Small tasks (`Count to 20`, streaming) run one after another in each phase.
+        #[arg(long, default_value_t = 10)]
+        tasks: usize,
+    },
     /// Every scenario with its defaults.
     All,
 }
@@ -109,12 +119,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
         Scenario::StreamingCost { tasks, rounds } => {
             vec![scenarios::streaming_cost(&target, tasks, rounds).await?]
         }
+        Scenario::Neighbours { tasks } => {
+            vec![scenarios::neighbours(&target, tasks, cli.worker_pid).await?]
+        }
         Scenario::All => vec![
             scenarios::latency(&target, 100, 1000).await?,
             scenarios::fanout(&target, &[1, 10, 100, 1000]).await?,
             scenarios::idle(&target, 100, 10_000, Duration::from_secs(10)).await?,
             scenarios::throughput(&target, &cli.temporal, 200, 50).await?,
             scenarios::streaming_cost(&target, 20, 3).await?,
+            scenarios::neighbours(&target, 10, cli.worker_pid).await?,
         ],
     };
     for report in &reports {

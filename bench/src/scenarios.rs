@@ -1,8 +1,9 @@
-//! The five scenarios. Each returns a [`Report`] with its figures and its correctness check.
+//! The scenarios. Each returns a [`Report`] with its figures and its correctness check.
 
 use crate::stats::{Percentiles, Report};
 use crate::target::{Received, Target, check};
 use agentflow_shared::event::{Event, EventKind};
+use agentflow_shared::llm::FinishReason;
 use futures::StreamExt;
 use futures::future::join_all;
 use serde_json::json;
@@ -345,5 +346,96 @@ pub async fn streaming_cost(
         parameters: json!({"tasks": tasks, "rounds": rounds.max(1), "query": STREAM_QUERY}),
         metrics: serde_json::Value::Object(figures),
         violations: all_violations,
+    })
+}
+
+/// The long generation of the neighbours scenario.
+pub const LONG_QUERY: &str = "Count to 100000";
+/// The small task of the neighbours scenario.
+pub const SMALL_QUERY: &str = "Count to 20";
+
+/// Runs `tasks` small streaming tasks one after another; returns every event's latency and
+/// the violations of their streams against their logs.
+async fn small_tasks(target: &Target, tasks: usize) -> anyhow::Result<(Vec<f64>, Vec<String>)> {
+    let mut latencies = Vec::new();
+    let mut found = Vec::new();
+    for _ in 0..tasks {
+        let id = target.create(true, None, None).await?;
+        let reader = tokio::spawn(Target::read(target.open(&id, "").await?));
+        target.execute(&id, SMALL_QUERY).await?;
+        let received = reader.await??;
+        latencies.extend(received.latencies_ms());
+        if let Some(v) = check(&received.events, &target.log(&id).await?) {
+            found.push(format!("small task {id}: {v}"));
+        }
+    }
+    Ok((latencies, found))
+}
+
+/// The worker's peak resident memory (`VmHWM`), if its pid is known.
+fn peak_rss_bytes(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// One `Count to 100000` task on `scripted-fast`, watched to its end: (events, finish reason,
+/// violation).
+async fn long_task(
+    target: &Target,
+) -> anyhow::Result<(usize, Option<FinishReason>, Option<String>)> {
+    let long = target.create(true, Some("scripted-fast"), None).await?;
+    let watcher = tokio::spawn(Target::read(target.open(&long, "").await?));
+    target.execute(&long, LONG_QUERY).await?;
+    let received = watcher.await??;
+    let log = target.log(&long).await?;
+    let finish_reason = log.iter().find_map(|e| match &e.kind {
+        EventKind::LlmCallCompleted(done) => Some(done.finish_reason),
+        _ => None,
+    });
+    let violation = check(&received.events, &log).map(|v| format!("long task {long}: {v}"));
+    Ok((log.len(), finish_reason, violation))
+}
+
+/// Scenario 6: `tasks` small streaming tasks alone, then the same while `Count to 100000`
+/// streams on `scripted-fast` on the same worker (one long task after another, each watched
+/// and checked against its log).
+pub async fn neighbours(
+    target: &Target,
+    tasks: usize,
+    worker_pid: Option<u32>,
+) -> anyhow::Result<Report> {
+    let (solo, mut found) = small_tasks(target, tasks).await?;
+    let (done, mut until_done) = tokio::sync::watch::channel(false);
+    let longs = {
+        let target = target.clone();
+        tokio::spawn(async move {
+            let mut runs = Vec::new();
+            while !*until_done.borrow_and_update() {
+                runs.push(long_task(&target).await?);
+            }
+            anyhow::Ok(runs)
+        })
+    };
+    let (loaded, loaded_found) = small_tasks(target, tasks).await?;
+    done.send_replace(true);
+    let runs = longs.await??;
+    found.extend(loaded_found);
+    found.extend(runs.iter().filter_map(|(_, _, v)| v.clone()));
+    let (solo, loaded) = (Percentiles::of(solo), Percentiles::of(loaded));
+    Ok(Report {
+        scenario: "neighbours".into(),
+        parameters: json!({"tasks": tasks, "small": SMALL_QUERY, "long": LONG_QUERY, "long_model": "scripted-fast"}),
+        metrics: json!({
+            "solo_latency_ms": solo,
+            "loaded_latency_ms": loaded,
+            "p99_ratio_loaded_over_solo": loaded.p99 / solo.p99.max(0.001),
+            "long_tasks_run": runs.len(),
+            "long_task_events": runs.first().map(|r| r.0),
+            "long_task_finish_reason": runs.first().and_then(|r| r.1),
+            "worker_peak_rss_bytes": peak_rss_bytes(worker_pid),
+        }),
+        violations: found,
     })
 }

@@ -128,11 +128,21 @@ impl Target {
 
     /// Reads the task's stream from the start to its terminal event.
     pub async fn subscribe(&self, id: &str, query: &str) -> anyhow::Result<Received> {
+        Self::read(self.open(id, query).await?).await
+    }
+
+    /// Opens the task's stream: once this returns, the api has subscribed it.
+    pub async fn open(&self, id: &str, query: &str) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}/{id}/events/stream{query}", self.tasks());
         let response = self.http.get(&url).send().await?;
         if response.status() != 200 {
             bail!("stream: HTTP {}", response.status());
         }
+        Ok(response)
+    }
+
+    /// Reads an opened stream to its terminal event.
+    pub async fn read(response: reqwest::Response) -> anyhow::Result<Received> {
         let mut stream = response.bytes_stream().eventsource();
         let mut received = Received::default();
         while let Some(message) = stream.next().await {

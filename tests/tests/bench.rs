@@ -93,6 +93,21 @@ async fn every_scenario_runs_small_and_checks_correctness() {
         &["batch", "streaming", "wall_ratio_streaming_over_batch"],
     );
 
+    let neighbours = scenarios::neighbours(&target, 1, Some(std::process::id()))
+        .await
+        .unwrap();
+    assert_clean(
+        &neighbours,
+        &[
+            "solo_latency_ms",
+            "loaded_latency_ms",
+            "p99_ratio_loaded_over_solo",
+            "worker_peak_rss_bytes",
+        ],
+    );
+    assert_eq!(neighbours.metrics["long_task_finish_reason"], "length");
+    assert!(neighbours.metrics["long_tasks_run"].as_u64().unwrap() >= 1);
+
     let json = std::env::temp_dir().join(format!("bench-{}.json", uuid::Uuid::new_v4()));
     let cli = Cli::try_parse_from([
         "agentflow-bench",
