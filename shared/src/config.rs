@@ -175,6 +175,88 @@ pub struct WorkerSettings {
     pub tool_max_attempts: u32,
     /// See [`RunSettings::max_events_per_run`].
     pub max_events_per_run: u32,
+    /// Process shutdown: in-flight activities are failed (retryably, with their events) at
+    /// once, and the process exits after at most this long.
+    pub shutdown_timeout_secs: u64,
+    /// Size bounds of what the worker hands Temporal (`[worker.limits]`).
+    pub limits: SizeLimits,
+}
+
+/// Size bounds that keep every Temporal payload (heartbeat details, activity inputs and
+/// results, query results, the workflow result, the input a run continues as new with) below
+/// the server's payload limit by design (ARCHITECTURE.md, "Sizes"). Copied into each task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SizeLimits {
+    /// Temporal's payload (blob) size error limit, `limit.blobSize.error`: 2 MiB by default.
+    pub payload_limit_bytes: usize,
+    /// One LLM call's events, JSON-encoded, at most: past it the answer is truncated
+    /// (`finish_reason: "length"`).
+    pub max_call_event_bytes: usize,
+    /// One run's log, JSON-encoded: a conversation continues as new between turns past half of
+    /// it; a turn that would outgrow it ends with `WorkflowFailed {kind: "log_limit"}`.
+    pub max_run_log_bytes: usize,
+    /// The conversation handed to the model and carried across runs: the oldest turns are
+    /// dropped past it (`WorkflowConversationTrimmed`).
+    pub max_conversation_bytes: usize,
+    /// A tool result the model reads: longer ones are cut, with a truncation marker.
+    pub max_tool_result_bytes: usize,
+}
+
+impl Default for SizeLimits {
+    fn default() -> Self {
+        Self {
+            payload_limit_bytes: 2 * 1024 * 1024,
+            max_call_event_bytes: 256 * 1024,
+            max_run_log_bytes: 1024 * 1024,
+            max_conversation_bytes: 256 * 1024,
+            max_tool_result_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl SizeLimits {
+    /// Room kept in every payload for what is not counted (state, headers, encoding).
+    pub const MARGIN_BYTES: usize = 16 * 1024;
+
+    /// Checks that the bounds fit in the payload limit: an LLM call's result (its events and
+    /// the answer again) and input (the conversation and the events of earlier attempts), the
+    /// workflow result (a run's log) and what a run continues as new with (its log and the
+    /// conversation).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fits = |what: &str, bytes: usize| {
+            if bytes + Self::MARGIN_BYTES <= self.payload_limit_bytes {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "[worker.limits]: {what} ({bytes} bytes) plus a {} byte margin exceeds \
+                     payload_limit_bytes ({})",
+                    Self::MARGIN_BYTES,
+                    self.payload_limit_bytes
+                )))
+            }
+        };
+        fits(
+            "an LLM call's result, 2 × max_call_event_bytes",
+            2 * self.max_call_event_bytes,
+        )?;
+        fits(
+            "an LLM call's input, max_conversation_bytes + max_call_event_bytes",
+            self.max_conversation_bytes + self.max_call_event_bytes,
+        )?;
+        fits(
+            "a run's carried state, max_run_log_bytes + max_conversation_bytes",
+            self.max_run_log_bytes + self.max_conversation_bytes,
+        )?;
+        if self.max_call_event_bytes + self.max_tool_result_bytes > self.max_run_log_bytes {
+            return Err(ConfigError::Invalid(
+                "[worker.limits]: max_run_log_bytes must hold at least one LLM call and one tool \
+                 result"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for WorkerSettings {
@@ -197,6 +279,8 @@ impl Default for WorkerSettings {
             tool_timeout_secs: 30,
             tool_max_attempts: 3,
             max_events_per_run: 2000,
+            shutdown_timeout_secs: 10,
+            limits: SizeLimits::default(),
         }
     }
 }
@@ -255,6 +339,7 @@ impl WorkerSettings {
             tool_timeout_secs: self.tool_timeout_secs,
             tool_max_attempts: self.tool_max_attempts,
             max_events_per_run: self.max_events_per_run,
+            limits: self.limits,
         }
     }
 }
@@ -300,7 +385,7 @@ impl AgentflowConfig {
                 )));
             }
         }
-        Ok(())
+        self.worker.limits.validate()
     }
 }
 

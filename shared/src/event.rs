@@ -4,7 +4,7 @@
 //! `{"seq":7,"type":"WorkflowToolCallCompleted","task_id":"…","agent_id":"…","timestamp":"…","step":2,"data":{…}}`.
 
 use crate::ids::{AgentId, Seq, TaskId};
-use crate::llm::{ToolCall, Usage};
+use crate::llm::{FinishReason, ToolCall, Usage};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -123,6 +123,8 @@ event_kinds! {
     Paused(Reason) = "WorkflowPaused",
     /// The run was resumed.
     Resumed(Reason) = "WorkflowResumed",
+    /// The oldest turns of the conversation were dropped to keep it within its size bound.
+    ConversationTrimmed(ConversationTrimmed) = "WorkflowConversationTrimmed",
     /// A turn of a conversation ended with an answer; the task waits for the next query.
     TurnCompleted(TurnCompleted) = "WorkflowTurnCompleted",
     /// The run finished with a final answer (terminal).
@@ -230,6 +232,22 @@ pub struct LlmCallCompleted {
     pub total_cost_usd: f64,
     /// Wall time of the call.
     pub duration_ms: u64,
+    /// Why the model stopped; `length` when the answer was cut (it is still the answer).
+    #[serde(default)]
+    pub finish_reason: FinishReason,
+}
+
+/// Data of `WorkflowConversationTrimmed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConversationTrimmed {
+    /// Messages dropped (whole turns, oldest first; the instructions are kept).
+    pub dropped_messages: usize,
+    /// Messages kept.
+    pub kept_messages: usize,
+    /// JSON size of the kept conversation.
+    pub bytes: usize,
+    /// The bound, `worker.limits.max_conversation_bytes`.
+    pub limit_bytes: usize,
 }
 
 /// Data of `WorkflowToolCallStarted`.
@@ -483,6 +501,7 @@ mod tests {
                 cost_usd: 0.25,
                 total_cost_usd: 0.75,
                 duration_ms: 12,
+                finish_reason: FinishReason::ToolCalls,
             }),
             EventKind::ToolCallStarted(ToolCallStarted {
                 step: 1,
@@ -521,6 +540,12 @@ mod tests {
                 arguments: json!({}),
                 edited: true,
                 requested_by: None,
+            }),
+            EventKind::ConversationTrimmed(ConversationTrimmed {
+                dropped_messages: 4,
+                kept_messages: 3,
+                bytes: 900,
+                limit_bytes: 1000,
             }),
             EventKind::TurnCompleted(TurnCompleted {
                 turn: 2,
@@ -564,7 +589,7 @@ mod tests {
             .is_terminal()
         );
         assert!(!EventKind::StepStarted(StepStarted { step: 1 }).is_terminal());
-        assert_eq!(EventKind::TYPE_NAMES.len(), 20);
+        assert_eq!(EventKind::TYPE_NAMES.len(), 21);
         assert!(
             EventKind::TYPE_NAMES
                 .iter()

@@ -2,6 +2,7 @@
 //!
 //! - [`ids`]: the `TaskId`, `AgentId` and `Seq` newtypes.
 //! - [`event`]: the event log entry and every event type of the contract.
+//! - [`log`]: the dense, checked event log (append, pages, the prefix check).
 //! - [`llm`]: chat messages, tool calls and token usage as the workflow and providers see them.
 //! - [`task`]: task parameters, status, the workflow's input and the state its queries return.
 //! - [`config`]: `agentflow.toml` (agents, models, prices, tools, worker settings) with
@@ -13,6 +14,7 @@ pub mod config;
 pub mod event;
 pub mod ids;
 pub mod llm;
+pub mod log;
 pub mod nullable;
 pub mod sse;
 pub mod task;
@@ -20,3 +22,4 @@ pub mod task;
 pub use config::{AgentConfig, AgentflowConfig, ConfigError, ModelConfig, ProviderKind};
 pub use event::{Event, EventKind};
 pub use ids::{AgentId, Seq, TaskId};
+pub use log::EventLog;

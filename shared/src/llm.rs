@@ -91,6 +91,33 @@ pub struct ToolSpec {
     pub parameters: Value,
 }
 
+/// Why a model stopped generating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A natural end of the answer.
+    #[default]
+    Stop,
+    /// The model asked for tool calls.
+    ToolCalls,
+    /// The answer was cut at a length limit: the vendor's, or the call's event-size cap.
+    Length,
+    /// The vendor's content filter stopped the answer.
+    ContentFilter,
+}
+
+impl FinishReason {
+    /// Reads an OpenAI-style `finish_reason` (`stop`, `length`, `tool_calls`, …).
+    pub fn from_vendor(reason: &str) -> Self {
+        match reason {
+            "length" | "max_tokens" => Self::Length,
+            "tool_calls" | "function_call" | "tool_use" => Self::ToolCalls,
+            "content_filter" => Self::ContentFilter,
+            _ => Self::Stop,
+        }
+    }
+}
+
 /// Token usage of one or more LLM calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {

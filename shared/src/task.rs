@@ -1,6 +1,6 @@
 //! Tasks: parameters, status, the workflow's input and result, and what its queries return.
 
-use crate::config::{AgentConfig, ModelConfig};
+use crate::config::{AgentConfig, ModelConfig, SizeLimits};
 use crate::event::{Decision, Event, Mode};
 use crate::ids::{AgentId, Seq, TaskId};
 use crate::llm::{ChatMessage, Usage};
@@ -127,6 +127,9 @@ pub struct RunSettings {
     /// (or Temporal suggests it).
     #[serde(default = "default_max_events_per_run")]
     pub max_events_per_run: u32,
+    /// Size bounds (histories from before they existed replay with the defaults).
+    #[serde(default)]
+    pub limits: SizeLimits,
 }
 
 fn default_max_events_per_run() -> u32 {
@@ -323,6 +326,11 @@ pub struct EventsRange {
 impl EventsRange {
     /// The default page size.
     pub const DEFAULT_LIMIT: usize = 500;
+    /// The largest page size a request may ask for.
+    pub const MAX_LIMIT: usize = 10_000;
+    /// The most encoded bytes of events in one page (at least one event is always served), so a
+    /// query result stays far below Temporal's 2 MiB payload limit.
+    pub const MAX_PAGE_BYTES: usize = 512 * 1024;
 }
 
 impl Default for EventsRange {
@@ -350,28 +358,6 @@ pub struct EventsPage {
     /// from those runs' close events).
     #[serde(default = "Seq::first")]
     pub first_seq: Seq,
-}
-
-impl EventsPage {
-    /// Cuts a page out of a dense log (whose first event has seq 1).
-    pub fn from_log(log: &[Event], range: EventsRange) -> Self {
-        Self::from_run(log, Seq::first(), range)
-    }
-
-    /// Cuts a page out of one run's part of a dense log, whose first event has `first_seq`.
-    pub fn from_run(log: &[Event], first_seq: Seq, range: EventsRange) -> Self {
-        let offset = first_seq.0.saturating_sub(1);
-        let start = (range.after.0.saturating_sub(offset) as usize).min(log.len());
-        let limit = range.limit.clamp(1, 10_000);
-        let end = start.saturating_add(limit).min(log.len());
-        Self {
-            events: log[start..end].to_vec(),
-            last_seq: Seq(offset + log.len() as u64),
-            has_more: end < log.len(),
-            finished: log.last().is_some_and(Event::is_terminal),
-            first_seq,
-        }
-    }
 }
 
 /// Answer of the `get_current_state` query.

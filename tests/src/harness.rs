@@ -285,6 +285,25 @@ impl WorkerProcess {
         Self { child }
     }
 
+    /// Whether the process is still running (it has not crashed or exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it to exit; returns whether it exited
+    /// within `deadline`.
+    pub async fn terminate(mut self, deadline: Duration) -> bool {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        tokio::time::timeout(deadline, self.child.wait())
+            .await
+            .is_ok()
+    }
+
     /// Kills the process with SIGKILL (no graceful shutdown) and reaps it.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("killing the worker");

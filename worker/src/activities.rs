@@ -9,12 +9,13 @@
 use crate::coalesce::Coalescer;
 use crate::llm::{LlmChunk, LlmError, LlmRequest, LlmResponse, provider_for};
 use crate::tools::{ToolError, ToolRegistry};
-use agentflow_shared::config::ModelConfig;
+use agentflow_shared::config::{ModelConfig, SizeLimits};
 use agentflow_shared::event::{
     Event, EventKind, LlmCallCompleted, LlmCallDelta, LlmCallRetrying, LlmCallStarted, Mode,
 };
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
-use agentflow_shared::llm::ChatMessage;
+use agentflow_shared::llm::{ChatMessage, FinishReason, ToolCall};
+use agentflow_shared::log::{EventLog, LogError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tokio::sync::watch;
 
 /// Application failure type of a retryable LLM error.
 pub const LLM_ERROR: &str = "LlmError";
@@ -57,10 +59,22 @@ pub struct LlmCallInput {
     /// The attempt, when the workflow retries the call itself (else Temporal's count).
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// The most JSON bytes the call's events (all attempts) may weigh; past it the answer is
+    /// truncated (`finish_reason: "length"`).
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
 }
 
 fn first_attempt() -> u32 {
     1
+}
+
+fn default_max_event_bytes() -> usize {
+    SizeLimits::default().max_call_event_bytes
+}
+
+fn default_max_result_bytes() -> usize {
+    SizeLimits::default().max_tool_result_bytes
 }
 
 /// Output of [`AgentActivities::llm_call`].
@@ -83,6 +97,9 @@ pub struct ToolCallInput {
     pub tool_call_id: String,
     /// Arguments from the model.
     pub arguments: Value,
+    /// The most JSON bytes of a result the model reads; longer ones are cut with a marker.
+    #[serde(default = "default_max_result_bytes")]
+    pub max_result_bytes: usize,
 }
 
 /// Output of [`AgentActivities::tool_call`].
@@ -112,6 +129,8 @@ pub struct AgentActivities {
     http: reqwest::Client,
     tools: ToolRegistry,
     coalesce: CoalesceSettings,
+    heartbeat_interval: Duration,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl AgentActivities {
@@ -121,42 +140,178 @@ impl AgentActivities {
             http: reqwest::Client::new(),
             tools,
             coalesce,
+            heartbeat_interval: Duration::from_millis(30),
+            shutdown: watch::channel(false).1,
         }
+    }
+
+    /// The shortest interval between two heartbeats of an LLM call (it grows with the call's
+    /// size, see [`PACING_STEP_BYTES`]).
+    pub fn with_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Fails in-flight calls retryably, with their events, once `shutdown` turns true.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 }
 
-/// The events of one LLM call across attempts.
+/// The events of one LLM call across attempts, on the shared dense log.
 struct CallLog {
-    input_task: TaskId,
+    task_id: TaskId,
     agent_id: AgentId,
     step: u32,
-    next_seq: Seq,
-    events: Vec<Event>,
+    log: EventLog,
 }
 
 impl CallLog {
-    fn resume(input: &LlmCallInput, previous: Vec<Event>) -> Self {
-        let next_seq = Seq(input.seq_base.0 + previous.len() as u64);
-        Self {
-            input_task: input.task_id,
+    /// The call's log, holding the events of earlier attempts (dense from `seq_base`).
+    fn resume(input: &LlmCallInput, previous: Vec<Event>) -> Result<Self, LogError> {
+        Ok(Self {
+            task_id: input.task_id,
             agent_id: input.agent_id.clone(),
             step: input.step,
-            next_seq,
-            events: previous,
-        }
+            log: EventLog::from_events(input.seq_base, previous)?,
+        })
     }
 
     fn push(&mut self, kind: EventKind) {
-        self.events.push(Event {
-            seq: self.next_seq,
+        let event = Event {
+            seq: self.log.next_seq(),
             kind,
-            task_id: self.input_task,
+            task_id: self.task_id,
             agent_id: self.agent_id.clone(),
             timestamp: chrono::Utc::now(),
             step: self.step,
-        });
-        self.next_seq = self.next_seq.next();
+        };
+        self.log
+            .append(event)
+            .expect("a call log is only appended at its next seq, before any terminal event");
     }
+
+    fn events(&self) -> Vec<Event> {
+        self.log.events().to_vec()
+    }
+
+    fn into_events(self) -> Vec<Event> {
+        self.log.into_events()
+    }
+}
+
+/// Heartbeats carry every event of the call, so their spacing grows with the call's size:
+/// one every `interval × ⌈bytes / PACING_STEP_BYTES⌉`. The bytes heartbeated per second stay
+/// bounded, and a call's heartbeat cost stays linear in its output.
+const PACING_STEP_BYTES: usize = 32 * 1024;
+
+/// When the next heartbeat of a call may go.
+struct HeartbeatPacer {
+    interval: Duration,
+    last: Instant,
+    sent: usize,
+}
+
+impl HeartbeatPacer {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// When the events not yet heartbeated may be, if there are any.
+    fn due(&self, log: &EventLog) -> Option<Instant> {
+        (log.len() > self.sent).then(|| {
+            let steps = log.encoded_bytes().div_ceil(PACING_STEP_BYTES).max(1);
+            self.last + self.interval * u32::try_from(steps).unwrap_or(u32::MAX)
+        })
+    }
+
+    async fn beat(&mut self, ctx: &ActivityContext, log: &CallLog) -> Result<(), ActivityError> {
+        self.last = Instant::now();
+        self.sent = log.log.len();
+        ctx.record_heartbeat(log.events()).await?;
+        Ok(())
+    }
+}
+
+/// Room kept in a call's event budget for its `WorkflowLLMCallCompleted` envelope.
+const COMPLETED_ENVELOPE_BYTES: usize = 1024;
+
+/// Keeps a call's events within `max_event_bytes`: the streamed text appears twice (in the
+/// deltas and in `WorkflowLLMCallCompleted`), so each delta counts double.
+struct EventBudget {
+    max_event_bytes: usize,
+    truncated: bool,
+}
+
+impl EventBudget {
+    /// What the call's events would weigh once completed with the text streamed so far.
+    fn projected(log: &EventLog, streamed: usize) -> usize {
+        log.encoded_bytes() + streamed + COMPLETED_ENVELOPE_BYTES
+    }
+
+    /// Cuts `text` so that a delta carrying it fits; marks the call truncated when it had to.
+    fn fit_delta(&mut self, log: &EventLog, streamed: usize, text: String) -> String {
+        /// A delta event's size without its text.
+        const DELTA_ENVELOPE_BYTES: usize = 256;
+        let room = self
+            .max_event_bytes
+            .saturating_sub(Self::projected(log, streamed) + DELTA_ENVELOPE_BYTES)
+            / 2;
+        self.cut(text, room)
+    }
+
+    /// Cuts a batch answer so that the completed event fits: the text first, and the tool
+    /// calls too when they alone do not fit.
+    fn fit_answer(&mut self, log: &EventLog, response: &mut LlmResponse) {
+        let json_len = |calls: &[ToolCall]| serde_json::to_vec(calls).map_or(0, |b| b.len());
+        if Self::projected(log, 0) + json_len(&response.tool_calls) > self.max_event_bytes
+            && !response.tool_calls.is_empty()
+        {
+            response.tool_calls.clear();
+            self.truncated = true;
+        }
+        let room = self
+            .max_event_bytes
+            .saturating_sub(Self::projected(log, 0) + json_len(&response.tool_calls));
+        response.content = self.cut(std::mem::take(&mut response.content), room);
+    }
+
+    /// `text` cut to at most `room` JSON-escaped bytes, on a character boundary.
+    fn cut(&mut self, text: String, room: usize) -> String {
+        if escaped_len(&text) <= room {
+            return text;
+        }
+        self.truncated = true;
+        let mut used = 0;
+        let end = text
+            .char_indices()
+            .take_while(|&(_, c)| {
+                used += escaped_char_len(c);
+                used <= room
+            })
+            .last()
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        text[..end].to_owned()
+    }
+}
+
+/// Bytes of a character inside a JSON string.
+fn escaped_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{08}' | '\u{0c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// Bytes of a string's content inside JSON quotes.
+fn escaped_len(text: &str) -> usize {
+    text.chars().map(escaped_char_len).sum()
 }
 
 fn failure(error: &LlmError, events: Vec<Event>) -> ActivityError {
@@ -186,8 +341,13 @@ impl AgentActivities {
         } else {
             input.previous_events.clone()
         };
-        let mut log = CallLog::resume(&input, previous);
-        if log.events.is_empty() {
+        let mut log = CallLog::resume(&input, previous).map_err(|error| {
+            ApplicationFailure::builder(format!("the call's earlier events are not dense: {error}"))
+                .type_name(LLM_ERROR.to_owned())
+                .non_retryable(true)
+                .build()
+        })?;
+        if log.log.is_empty() {
             log.push(EventKind::LlmCallStarted(LlmCallStarted {
                 step: input.step,
                 model: input.model_name.clone(),
@@ -199,12 +359,13 @@ impl AgentActivities {
                 attempt,
             }));
         }
-        ctx.record_heartbeat(log.events.clone()).await?;
+        let mut pacer = HeartbeatPacer::new(self.heartbeat_interval);
+        pacer.beat(&ctx, &log).await?;
 
         let started = Instant::now();
         let provider = match provider_for(&input.model, &self.http) {
             Ok(provider) => provider,
-            Err(error) => return Err(failure(&error, log.events)),
+            Err(error) => return Err(failure(&error, log.into_events())),
         };
         let request = LlmRequest {
             model: input
@@ -218,42 +379,72 @@ impl AgentActivities {
         };
         let mut chunks = provider.call(request);
         let mut coalescer = Coalescer::new(self.coalesce.interval, self.coalesce.max_chars);
+        let mut budget = EventBudget {
+            max_event_bytes: input.max_event_bytes,
+            truncated: false,
+        };
+        let mut streamed = 0usize;
+        let mut shutdown = self.shutdown.clone();
         let mut keep_alive = tokio::time::interval(Duration::from_secs(1));
-        let response = loop {
+        let mut response = loop {
+            let due = pacer.due(&log.log);
             tokio::select! {
                 _ = ctx.cancelled() => {
-                    if let Some(text) = coalescer.flush() {
-                        push_delta(&mut log, input.step, &mut coalescer, text);
-                    }
-                    return Err(ActivityError::cancelled_with_details(log.events));
+                    flush(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed);
+                    return Err(ActivityError::cancelled_with_details(log.into_events()));
+                }
+                _ = stopping(&mut shutdown) => {
+                    flush(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed);
+                    let error = LlmError::retryable("the worker is shutting down");
+                    return Err(failure(&error, log.into_events()));
+                }
+                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
+                    pacer.beat(&ctx, &log).await?;
                 }
                 _ = keep_alive.tick() => {
-                    ctx.record_heartbeat(log.events.clone()).await?;
+                    pacer.beat(&ctx, &log).await?;
                 }
                 chunk = chunks.next() => match chunk {
                     Some(Ok(LlmChunk::Text(text))) => {
-                        if let Some(text) = coalescer.push(&text, Instant::now()) {
-                            push_delta(&mut log, input.step, &mut coalescer, text);
-                            ctx.record_heartbeat(log.events.clone()).await?;
+                        // Past the cap the stream is still read to its end (for the usage the
+                        // vendor bills), but nothing more is emitted.
+                        if !budget.truncated
+                            && let Some(text) = coalescer.push(&text, Instant::now())
+                        {
+                            push_delta(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed, text);
                         }
+                        tokio::task::consume_budget().await;
                     }
                     Some(Ok(LlmChunk::Done(response))) => break response,
                     Some(Err(error)) => {
                         tracing::warn!(error = %error.message, retryable = error.retryable, "LLM call failed");
-                        if let Some(text) = coalescer.flush() {
-                            push_delta(&mut log, input.step, &mut coalescer, text);
-                        }
-                        return Err(failure(&error, log.events));
+                        flush(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed);
+                        return Err(failure(&error, log.into_events()));
                     }
                     None => {
                         let error = LlmError::retryable("the provider stream ended without an answer");
-                        return Err(failure(&error, log.events));
+                        return Err(failure(&error, log.into_events()));
                     }
                 }
             }
         };
-        if let Some(text) = coalescer.flush() {
-            push_delta(&mut log, input.step, &mut coalescer, text);
+        flush(
+            &mut log,
+            input.step,
+            &mut coalescer,
+            &mut budget,
+            &mut streamed,
+        );
+        if input.mode == Mode::Streaming {
+            if budget.truncated {
+                response.content = streamed_text(&log.log);
+                response.tool_calls.clear();
+            }
+        } else {
+            budget.fit_answer(&log.log, &mut response);
+        }
+        if budget.truncated {
+            response.finish_reason = FinishReason::Length;
         }
         let cost_usd = input.model.cost_usd(response.usage);
         log.push(EventKind::LlmCallCompleted(LlmCallCompleted {
@@ -265,9 +456,10 @@ impl AgentActivities {
             cost_usd,
             total_cost_usd: input.cost_before_usd + cost_usd,
             duration_ms: started.elapsed().as_millis() as u64,
+            finish_reason: response.finish_reason,
         }));
         Ok(LlmCallOutput {
-            events: log.events,
+            events: log.into_events(),
             response,
             cost_usd,
         })
@@ -282,39 +474,121 @@ impl AgentActivities {
         input: ToolCallInput,
     ) -> Result<ToolCallOutput, ActivityError> {
         let started = Instant::now();
+        let mut shutdown = self.shutdown.clone();
         let outcome = match self.tools.get(&input.tool_name) {
             None => Err(format!("unknown tool `{}`", input.tool_name)),
-            Some(tool) => match tool.call(input.arguments).await {
-                Ok(value) => Ok(value),
-                Err(ToolError::Transient(message)) => {
-                    return Err(ApplicationFailure::new(message).into());
+            Some(tool) => {
+                let result = tokio::select! {
+                    result = tool.call(input.arguments) => result,
+                    _ = stopping(&mut shutdown) => {
+                        return Err(ApplicationFailure::new("the worker is shutting down").into());
+                    }
+                };
+                match result {
+                    Ok(value) => Ok(value),
+                    Err(ToolError::Transient(message)) => {
+                        return Err(ApplicationFailure::new(message).into());
+                    }
+                    Err(error) => Err(error.to_string()),
                 }
-                Err(error) => Err(error.to_string()),
-            },
+            }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
+        let limit = input.max_result_bytes;
         Ok(match outcome {
             Ok(value) => ToolCallOutput {
                 success: true,
-                result: Some(value),
+                result: Some(cap_result(value, limit)),
                 error: None,
                 duration_ms,
             },
             Err(error) => ToolCallOutput {
                 success: false,
                 result: None,
-                error: Some(error),
+                error: Some(cap_text(error, limit)),
                 duration_ms,
             },
         })
     }
 }
 
-fn push_delta(log: &mut CallLog, step: u32, coalescer: &mut Coalescer, text: String) {
+/// A result whose JSON is longer than `limit` becomes the start of that JSON as a string,
+/// with a marker the model reads.
+fn cap_result(value: Value, limit: usize) -> Value {
+    let json = value.to_string();
+    if json.len() <= limit {
+        return value;
+    }
+    Value::String(cap_text(json, limit))
+}
+
+/// `text` cut to about `limit` bytes (on a character boundary) with a truncation marker.
+fn cap_text(text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let marker = format!(" … [truncated: {} bytes, limit {limit}]", text.len());
+    let mut end = limit.saturating_sub(marker.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{marker}", &text[..end])
+}
+
+/// Resolves once the worker starts shutting down (never, when nobody can tell it to).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Emits a delta with as much of `text` as the call's event budget allows.
+fn push_delta(
+    log: &mut CallLog,
+    step: u32,
+    coalescer: &mut Coalescer,
+    budget: &mut EventBudget,
+    streamed: &mut usize,
+    text: String,
+) {
+    let text = budget.fit_delta(&log.log, *streamed, text);
+    if text.is_empty() {
+        return;
+    }
+    *streamed += escaped_len(&text);
     let chunk_index = coalescer.take_index();
     log.push(EventKind::LlmCallDelta(LlmCallDelta {
         step,
         text,
         chunk_index,
     }));
+}
+
+/// Emits what the coalescer still holds, within the budget.
+fn flush(
+    log: &mut CallLog,
+    step: u32,
+    coalescer: &mut Coalescer,
+    budget: &mut EventBudget,
+    streamed: &mut usize,
+) {
+    if let Some(text) = coalescer.flush().filter(|_| !budget.truncated) {
+        push_delta(log, step, coalescer, budget, streamed, text);
+    }
+}
+
+/// The text of the deltas of this call's latest attempt (what a truncated answer is).
+fn streamed_text(log: &EventLog) -> String {
+    let latest = log
+        .events()
+        .iter()
+        .rposition(|e| matches!(e.kind, EventKind::LlmCallRetrying(_)))
+        .map_or(0, |i| i + 1);
+    log.events()[latest..]
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::LlmCallDelta(delta) => Some(delta.text.as_str()),
+            _ => None,
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use temporalio_client::Client;
 use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tokio::sync::watch;
 
 /// Why the worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +28,9 @@ pub enum WorkerError {
     Run(#[from] temporalio_sdk::WorkerRunError),
 }
 
-/// Runs a worker for `settings.task_queue` with the given tools until `shutdown` resolves,
-/// then drains in-flight tasks and returns.
+/// Runs a worker for `settings.task_queue` with the given tools until `shutdown` resolves;
+/// then fails in-flight activities retryably (their events attached, so another worker resumes
+/// them at once), drains, and returns within `settings.shutdown_timeout_secs`.
 pub async fn run(
     client: Client,
     settings: &WorkerSettings,
@@ -36,13 +38,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
     let runtime = Runtime::from_current_tokio(Default::default())?;
+    let (stopping_tx, stopping_rx) = watch::channel(false);
     let activities = AgentActivities::new(
         tools,
         CoalesceSettings {
             interval: Duration::from_millis(settings.coalesce_ms),
             max_chars: settings.coalesce_chars,
         },
-    );
+    )
+    .with_heartbeat_interval(Duration::from_millis(settings.max_heartbeat_throttle_ms))
+    .with_shutdown(stopping_rx);
     let mut options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<AgentTaskWorkflow>()?
         .register_activities(activities)
@@ -62,11 +67,26 @@ pub async fn run(
     }
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop = worker.shutdown_handle();
+    let deadline = Duration::from_secs(settings.shutdown_timeout_secs);
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         shutdown.await;
+        tracing::info!("worker shutting down");
+        stopping_tx.send_replace(true);
         stop();
+        let _ = stopped_tx.send(());
     });
+    let overdue = async move {
+        if stopped_rx.await.is_ok() {
+            tokio::time::sleep(deadline).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
     tracing::info!(task_queue = %settings.task_queue, "worker polling");
-    worker.run().await?;
+    tokio::select! {
+        result = worker.run() => result?,
+        _ = overdue => tracing::warn!(?deadline, "worker shutdown deadline passed; stopping anyway"),
+    }
     Ok(())
 }

@@ -13,15 +13,16 @@ use crate::activities::{AgentActivities, LlmCallInput, LlmCallOutput, ToolCallIn
 use crate::queries::EventsQuery;
 use agentflow_shared::event::{
     ApprovalReceived, ApprovalRequested, BudgetExceeded, BudgetRaised, BudgetWarning, Completed,
-    Decision, ErrorInfo, Event, EventKind, Failed, Mode, Reason, Started, StepCompleted,
-    StepStarted, ToolCallCompleted, ToolCallStarted, TurnCompleted,
+    ConversationTrimmed, Decision, ErrorInfo, Event, EventKind, Failed, Mode, Reason, Started,
+    StepCompleted, StepStarted, ToolCallCompleted, ToolCallStarted, TurnCompleted,
 };
 use agentflow_shared::ids::Seq;
 use agentflow_shared::llm::{ChatMessage, Role, ToolCall, Usage};
+use agentflow_shared::log::EventLog;
 use agentflow_shared::task::{
     ApprovalDecision, ApprovalRequest, BudgetRequest, Carried, ControlAccepted, ControlRequest,
-    EventsPage, ExecuteAccepted, ExecuteRequest, OnBudgetExceeded, PendingApproval, Rejection,
-    RunSettings, TaskInput, TaskResult, TaskState, TaskStatus,
+    EventsPage, EventsRange, ExecuteAccepted, ExecuteRequest, OnBudgetExceeded, PendingApproval,
+    Rejection, RunSettings, TaskInput, TaskResult, TaskState, TaskStatus,
 };
 use futures::FutureExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,9 +47,8 @@ pub const USER_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("Use
 #[workflow]
 pub struct AgentTaskWorkflow {
     input: TaskInput,
-    /// This run's events; the first one has seq `first_seq`.
-    events: Vec<Event>,
-    first_seq: Seq,
+    /// This run's part of the task's log (from the seq the previous run ended at).
+    log: EventLog,
     status: TaskStatus,
     step: u32,
     turn: u32,
@@ -143,7 +143,7 @@ impl AgentTaskWorkflow {
     }
 
     fn next_seq(&self) -> Seq {
-        Seq(self.first_seq.0 + self.events.len() as u64)
+        self.log.next_seq()
     }
 
     fn emit(&mut self, now: SystemTime, kind: EventKind) {
@@ -155,22 +155,24 @@ impl AgentTaskWorkflow {
             timestamp: now.into(),
             step: self.step,
         };
-        self.events.push(event);
+        if let Err(error) = self.log.append(event) {
+            tracing::error!(task_id = %self.input.task_id, %error, "an event was not appended");
+        }
     }
 
     /// Appends events an activity numbered; they must continue the log densely.
     fn append(&mut self, events: Vec<Event>) -> Result<(), String> {
-        for event in events {
-            if event.seq != self.next_seq() {
-                return Err(format!(
-                    "activity event seq {} does not continue the log at {}",
-                    event.seq,
-                    self.next_seq()
-                ));
-            }
-            self.events.push(event);
-        }
-        Ok(())
+        self.log
+            .extend(events)
+            .map(|_| ())
+            .map_err(|error| format!("an activity's events do not continue the log: {error}"))
+    }
+
+    /// Whether this run's log has room for `bytes` more and, after them, a terminal event that
+    /// repeats half as much again (a final answer is in its LLM call's events and in
+    /// `WorkflowCompleted`), within `max_run_log_bytes`.
+    fn has_room_for(&self, bytes: usize) -> bool {
+        self.log.encoded_bytes() + bytes + bytes / 2 <= self.input.settings.limits.max_run_log_bytes
     }
 
     fn state(&self) -> TaskState {
@@ -185,7 +187,7 @@ impl AgentTaskWorkflow {
             budget_remaining_usd: (limit - self.cost_usd).max(0.0),
             usage: self.usage,
             paused: self.controls.paused || self.controls.budget_paused,
-            last_seq: Seq(self.next_seq().0 - 1),
+            last_seq: self.log.last_seq(),
             final_response: self.final_response.clone(),
             turn: self.turn,
             pending_approvals: self
@@ -194,7 +196,7 @@ impl AgentTaskWorkflow {
                 .filter(|a| a.decision.is_none())
                 .map(|a| a.pending.clone())
                 .collect(),
-            first_seq: self.first_seq,
+            first_seq: self.log.first_seq(),
         }
     }
 
@@ -434,8 +436,7 @@ impl AgentTaskWorkflow {
             .budget_usd
             .unwrap_or(input.agent.agent.budget_usd);
         let mut state = Self {
-            events: Vec::new(),
-            first_seq: Seq::first(),
+            log: EventLog::new(),
             status: TaskStatus::Created,
             step: 0,
             turn: 0,
@@ -452,7 +453,7 @@ impl AgentTaskWorkflow {
         };
         if let Some(carried) = state.input.carried.take() {
             let carried = *carried;
-            state.first_seq = carried.first_seq;
+            state.log = EventLog::starting_at(carried.first_seq);
             state.status = TaskStatus::Waiting;
             state.step = carried.step;
             state.turn = carried.turn;
@@ -524,8 +525,9 @@ impl AgentTaskWorkflow {
                     );
                     set_status(ctx, TaskStatus::Waiting);
                     let full = ctx.state(|s| {
-                        s.events.len() as u64 >= u64::from(s.input.settings.max_events_per_run)
-                            || carried_bytes(s) >= MAX_CARRIED_BYTES
+                        s.log.len() as u64 >= u64::from(s.input.settings.max_events_per_run)
+                            || 2 * s.log.encoded_bytes()
+                                >= s.input.settings.limits.max_run_log_bytes
                     });
                     if full || ctx.continue_as_new_suggested() {
                         return Err(continue_as_new(ctx));
@@ -537,7 +539,7 @@ impl AgentTaskWorkflow {
         finish(ctx, outcome);
         Ok(ctx.state(|s| TaskResult {
             state: s.state(),
-            events: s.events.clone(),
+            events: s.log.events().to_vec(),
         }))
     }
 
@@ -818,7 +820,7 @@ impl AgentTaskWorkflow {
     /// A page of the event log: events with `seq > after`, at most `limit` (this run's part).
     #[query]
     pub fn get_events(&self, _ctx: &WorkflowContextView, query: EventsQuery) -> EventsPage {
-        EventsPage::from_run(&self.events, self.first_seq, query.0)
+        self.log.page(query.0, EventsRange::MAX_PAGE_BYTES)
     }
 
     /// Status, step, cost, budget, pending approvals and the last seq.
@@ -834,16 +836,6 @@ impl AgentTaskWorkflow {
     }
 }
 
-/// A run continues as new before what it would carry over nears Temporal's 2 MiB payload limit.
-const MAX_CARRIED_BYTES: usize = 1024 * 1024;
-
-/// The size of what this run would carry over: its events and the conversation.
-fn carried_bytes(state: &AgentTaskWorkflow) -> usize {
-    let events = serde_json::to_vec(&state.events).map_or(0, |b| b.len());
-    let messages = serde_json::to_vec(&state.messages).map_or(0, |b| b.len());
-    events + messages
-}
-
 /// Ends this run and starts the next with the state it needs (between turns only).
 fn continue_as_new(ctx: &WorkflowContext<AgentTaskWorkflow>) -> WorkflowTermination {
     let input = ctx.state(|s| {
@@ -851,7 +843,7 @@ fn continue_as_new(ctx: &WorkflowContext<AgentTaskWorkflow>) -> WorkflowTerminat
         input.query = None;
         input.carried = Some(Box::new(Carried {
             first_seq: s.next_seq(),
-            previous_events: s.events.clone(),
+            previous_events: s.log.events().to_vec(),
             messages: s.messages.clone(),
             turn: s.turn,
             step: s.step,
@@ -912,16 +904,35 @@ enum LlmFailure {
     },
 }
 
+/// Whether another attempt may succeed. Application failures say so themselves; a server
+/// failure by its `non_retryable` flag; a payload over a size limit never (the same attempt
+/// would produce it again); timeouts and the rest are worth another attempt.
 fn is_retryable(error: &ActivityExecutionError) -> bool {
-    error
-        .reason()
-        .and_then(|r| match r {
-            temporalio_common::error::IncomingError::Application(app) => {
-                Some(!app.is_non_retryable())
-            }
-            _ => None,
-        })
-        .unwrap_or(true)
+    use temporalio_common::error::IncomingError;
+    use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
+    let Some(reason) = error.reason() else {
+        return true;
+    };
+    if is_size_limit(&reason.failure().message) {
+        return false;
+    }
+    match reason {
+        IncomingError::Application(app) => !app.is_non_retryable(),
+        IncomingError::Server(server) => !matches!(
+            &server.failure().failure_info,
+            Some(FailureInfo::ServerFailureInfo(info)) if info.non_retryable
+        ),
+        _ => true,
+    }
+}
+
+/// Whether a failure message is Temporal's (or an SDK's) refusal of an oversized payload.
+fn is_size_limit(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("exceeds size limit")
+        || message.contains("exceeds limit")
+        || message.contains("payloadsizeerror")
+        || message.contains("blob data size exceeds")
 }
 
 /// Runs the LLM activity until it answers, fails for good, or the task is cancelled.
@@ -1062,11 +1073,37 @@ async fn run_agent(
         if let Err(outcome) = checkpoint(ctx).await {
             return outcome;
         }
+        let limits = settings.limits;
+        if !ctx.state(|s| s.has_room_for(limits.max_call_event_bytes)) {
+            return log_limit(ctx, "another LLM call");
+        }
         let step = ctx.state_mut(|s| {
             s.step += 1;
             s.step
         });
         emit(ctx, EventKind::StepStarted(StepStarted { step }));
+        match trim_conversation(&mut messages, limits.max_conversation_bytes) {
+            Ok(None) => {}
+            Ok(Some(trimmed)) => {
+                if conversation {
+                    ctx.state_mut(|s| s.messages = messages.clone());
+                }
+                emit(ctx, EventKind::ConversationTrimmed(trimmed));
+            }
+            Err(bytes) => {
+                return Outcome::Failed(
+                    ErrorInfo {
+                        kind: "context_limit".into(),
+                        message: format!(
+                            "this turn's messages ({bytes} bytes) exceed \
+                             worker.limits.max_conversation_bytes ({})",
+                            limits.max_conversation_bytes
+                        ),
+                    },
+                    false,
+                );
+            }
+        }
         let call = LlmCallInput {
             task_id: input.task_id,
             agent_id: input.agent.agent_id.clone(),
@@ -1080,6 +1117,7 @@ async fn run_agent(
             cost_before_usd: ctx.state(|s| s.cost_usd),
             previous_events: Vec::new(),
             attempt: 1,
+            max_event_bytes: limits.max_call_event_bytes,
         };
         let LlmCallOutput {
             events,
@@ -1173,6 +1211,16 @@ async fn run_agent(
         }
 
         if !response.tool_calls.is_empty() {
+            let tool_bytes: usize = response
+                .tool_calls
+                .iter()
+                .map(|call| {
+                    2 * call.arguments.to_string().len() + limits.max_tool_result_bytes + 1024
+                })
+                .sum();
+            if !ctx.state(|s| s.has_room_for(tool_bytes)) {
+                return log_limit(ctx, "this step's tool calls");
+            }
             messages.push(ChatMessage::assistant(
                 (!response.content.is_empty()).then(|| response.content.clone()),
                 response.tool_calls.clone(),
@@ -1204,6 +1252,62 @@ async fn run_agent(
         },
         false,
     )
+}
+
+/// Ends a turn whose log would outgrow the run: `WorkflowFailed {kind: "log_limit"}`.
+fn log_limit(ctx: &WorkflowContext<AgentTaskWorkflow>, what: &str) -> Outcome {
+    let (bytes, limit) = ctx.state(|s| {
+        (
+            s.log.encoded_bytes(),
+            s.input.settings.limits.max_run_log_bytes,
+        )
+    });
+    Outcome::Failed(
+        ErrorInfo {
+            kind: "log_limit".into(),
+            message: format!(
+                "the log ({bytes} bytes) has no room for {what} within \
+                 worker.limits.max_run_log_bytes ({limit})"
+            ),
+        },
+        false,
+    )
+}
+
+/// Drops the oldest whole turns (a user message up to the next one), keeping the
+/// instructions and the current turn, until the conversation's JSON fits in `limit`. Says what
+/// it dropped, or — when the current turn alone does not fit — its size.
+fn trim_conversation(
+    messages: &mut Vec<ChatMessage>,
+    limit: usize,
+) -> Result<Option<ConversationTrimmed>, usize> {
+    let sizes: Vec<usize> = messages
+        .iter()
+        .map(|m| serde_json::to_vec(m).map_or(0, |b| b.len()))
+        .collect();
+    let total: usize = sizes.iter().sum();
+    if total <= limit {
+        return Ok(None);
+    }
+    let start = usize::from(messages.first().is_some_and(|m| m.role == Role::System));
+    let current = messages
+        .iter()
+        .rposition(|m| m.role == Role::User)
+        .unwrap_or(start)
+        .max(start);
+    let cut = (start + 1..=current)
+        .filter(|&i| messages[i].role == Role::User)
+        .find(|&cut| total - sizes[start..cut].iter().sum::<usize>() <= limit);
+    let Some(cut) = cut else {
+        return Err(total - sizes[start..current].iter().sum::<usize>());
+    };
+    messages.drain(start..cut);
+    Ok(Some(ConversationTrimmed {
+        dropped_messages: cut - start,
+        kept_messages: messages.len(),
+        bytes: total - sizes[start..cut].iter().sum::<usize>(),
+        limit_bytes: limit,
+    }))
 }
 
 fn internal(message: String) -> ErrorInfo {
@@ -1347,6 +1451,7 @@ async fn run_tools(
                     tool_name: call.name.clone(),
                     tool_call_id: call.id.clone(),
                     arguments: call.arguments.clone(),
+                    max_result_bytes: input.settings.limits.max_tool_result_bytes,
                 },
                 options,
             )

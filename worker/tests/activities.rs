@@ -4,8 +4,12 @@
 use agentflow_shared::config::{AgentflowConfig, ModelConfig, ProviderKind};
 use agentflow_shared::event::{Event, EventKind, Mode};
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
+use agentflow_shared::llm::FinishReason;
 use agentflow_shared::llm::{ChatMessage, Role};
-use agentflow_worker::activities::{AgentActivities, CoalesceSettings, LlmCallInput};
+use agentflow_shared::log::{EventLog, encoded_len};
+use agentflow_worker::activities::{
+    AgentActivities, CoalesceSettings, LlmCallInput, ToolCallInput,
+};
 use agentflow_worker::tools::ToolRegistry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +47,7 @@ fn input(query: &str, mode: Mode, model: ModelConfig) -> LlmCallInput {
         cost_before_usd: 0.5,
         previous_events: Vec::new(),
         attempt: 1,
+        max_event_bytes: 256 * 1024,
     }
 }
 
@@ -255,4 +260,165 @@ async fn cancellation_returns_the_streamed_events() {
         "the started event and some deltas: {events:?}"
     );
     assert_dense_from(&events, 5);
+}
+
+fn completed(events: &[Event]) -> &agentflow_shared::event::LlmCallCompleted {
+    match &events.last().expect("events").kind {
+        EventKind::LlmCallCompleted(done) => done,
+        other => panic!("expected the completed event last, got {other:?}"),
+    }
+}
+
+fn delta_text(events: &[Event]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::LlmCallDelta(d) => Some(d.text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_streamed_answer_past_the_cap_is_truncated_cleanly() {
+    let env = ActivityEnvironment::builder_with_default()
+        .register_activities(activities())
+        .build();
+    let call = LlmCallInput {
+        max_event_bytes: 8 * 1024,
+        ..input("Count to 5000", Mode::Streaming, scripted(0))
+    };
+    let output = env.run(AgentActivities::llm_call, call).await.unwrap();
+    let log = EventLog::from_events(Seq(5), output.events.clone()).expect("a dense log");
+    assert!(
+        log.encoded_bytes() <= 8 * 1024,
+        "{} bytes of events",
+        log.encoded_bytes()
+    );
+    let done = completed(&output.events);
+    assert_eq!(done.finish_reason, FinishReason::Length);
+    assert_eq!(done.content, delta_text(&output.events));
+    assert_eq!(output.response.content, done.content);
+    assert!(!done.content.is_empty());
+    assert!(
+        log.encoded_bytes() > 4 * 1024,
+        "most of the room is used: {} bytes",
+        log.encoded_bytes()
+    );
+    let full: Vec<String> = (1..=5000).map(|i| i.to_string()).collect();
+    assert!(full.join(" ").starts_with(&done.content));
+    assert_eq!(
+        output.response.usage.output_tokens, 5000,
+        "the whole call is billed"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_answer_past_the_cap_is_truncated_cleanly() {
+    let env = ActivityEnvironment::builder_with_default()
+        .register_activities(activities())
+        .build();
+    let call = LlmCallInput {
+        max_event_bytes: 8 * 1024,
+        ..input("Count to 5000", Mode::Batch, scripted(0))
+    };
+    let output = env.run(AgentActivities::llm_call, call).await.unwrap();
+    let bytes: usize = output.events.iter().map(encoded_len).sum();
+    assert!(bytes <= 8 * 1024, "{bytes} bytes of events");
+    let done = completed(&output.events);
+    assert_eq!(done.finish_reason, FinishReason::Length);
+    assert!(done.content.len() > 4000);
+    assert!("1 2 3 4 5 6 7 8 9 10".starts_with(&done.content[..20]));
+}
+
+#[tokio::test]
+async fn heartbeat_bytes_stay_linear_in_a_long_streams_output() {
+    let beats: Arc<Mutex<(usize, usize)>> = Arc::default();
+    let sink = beats.clone();
+    let env = ActivityEnvironment::builder_with_default()
+        .register_activities(activities())
+        .on_heartbeat(move |details| {
+            let events = details
+                .downcast::<Vec<Event>>()
+                .expect("heartbeats carry events");
+            let mut beats = sink.lock().unwrap();
+            beats.0 += 1;
+            beats.1 += events.len();
+        })
+        .build();
+    let output = env
+        .run(
+            AgentActivities::llm_call,
+            input("Count to 20000", Mode::Streaming, scripted(0)),
+        )
+        .await
+        .unwrap();
+    let (count, events_sent) = *beats.lock().unwrap();
+    let events = output.events.len();
+    assert!(events > 1000, "a long stream: {events} events");
+    assert!(
+        events_sent <= 20 * events,
+        "{count} heartbeats re-sent {events_sent} events for a call of {events}"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_shutdown_fails_the_call_retryably_with_its_events() {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let streaming = Arc::new(tokio::sync::Notify::new());
+    let beats = streaming.clone();
+    let env = ActivityEnvironment::builder_with_default()
+        .register_activities(activities().with_shutdown(stopping))
+        .on_heartbeat(move |details| {
+            let events = details
+                .downcast::<Vec<Event>>()
+                .expect("heartbeats carry events");
+            if events.len() >= 3 {
+                beats.notify_one();
+            }
+        })
+        .build();
+    let run = env.run(
+        AgentActivities::llm_call,
+        input("Count to 1000", Mode::Streaming, scripted(2)),
+    );
+    let shutdown = async {
+        streaming.notified().await;
+        stop.send_replace(true);
+    };
+    let (result, ()) = tokio::join!(run, shutdown);
+    let Err(ActivityEnvironmentError::Activity(ActivityError::Application(failure))) = result
+    else {
+        panic!("expected an application failure, got {result:?}");
+    };
+    assert!(
+        !failure.is_non_retryable(),
+        "another worker resumes the call"
+    );
+    let events = encoded_details(OutgoingActivityError::Application(failure));
+    assert!(events.len() >= 3, "the streamed events: {events:?}");
+    assert_dense_from(&events, 5);
+}
+
+#[tokio::test]
+async fn a_long_tool_result_is_cut_with_a_marker() {
+    let env = ActivityEnvironment::builder_with_default()
+        .register_activities(activities())
+        .build();
+    let output = env
+        .run(
+            AgentActivities::tool_call,
+            ToolCallInput {
+                tool_name: "no_such_tool_".repeat(100),
+                tool_call_id: "c1".into(),
+                arguments: serde_json::json!({}),
+                max_result_bytes: 200,
+            },
+        )
+        .await
+        .unwrap();
+    let error = output.error.expect("a failed result");
+    assert!(!output.success);
+    assert!(error.len() <= 200, "{} bytes", error.len());
+    assert!(error.contains("[truncated:"), "{error}");
 }

@@ -5,6 +5,7 @@ use crate::extract::{JsonBody, QueryParams};
 use crate::relay::{Frame, RelayError, Subscription};
 use crate::routes::tasks::{closed_result, describe_task, parse_task_id};
 use crate::state::AppState;
+use agentflow_shared::EventLog;
 use agentflow_shared::event::EventKind;
 use agentflow_shared::ids::{Seq, TaskId};
 use agentflow_shared::task::{
@@ -70,7 +71,9 @@ pub async fn page(
             .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))?
     } else {
         let result = closed_result(&state, task).await?;
-        EventsPage::from_run(&result.events, result.state.first_seq, range)
+        EventLog::from_events(result.state.first_seq, result.events)
+            .map_err(|e| ApiError::Internal(format!("the task's stored log is not dense: {e}")))?
+            .page(range, EventsRange::MAX_PAGE_BYTES)
     };
     if range.after.0.saturating_add(1) >= page.first_seq.0 {
         return Ok(Json(page));

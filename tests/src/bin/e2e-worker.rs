@@ -1,5 +1,6 @@
 //! A worker process for the end-to-end tests: the config comes as JSON in
-//! `AGENTFLOW_TEST_CONFIG_JSON`, Temporal from the standard env config. Tests kill it with SIGKILL.
+//! `AGENTFLOW_TEST_CONFIG_JSON`, Temporal from the standard env config. Tests kill it with SIGKILL
+//! or stop it with SIGTERM (graceful shutdown, as in production).
 
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_worker::tools::ToolRegistry;
@@ -16,7 +17,13 @@ async fn main() -> anyhow::Result<()> {
         &config.worker,
         ToolRegistry::with_builtins(),
         async {
-            let _ = tokio::signal::ctrl_c().await;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
         },
     )
     .await?;

@@ -8,7 +8,7 @@ pub use openai::{OpenAiProvider, StreamAccumulator};
 pub use scripted::{ScriptedProvider, respond as scripted_response};
 
 use agentflow_shared::config::{ModelConfig, ProviderKind};
-use agentflow_shared::llm::{ChatMessage, ToolCall, ToolSpec, Usage};
+use agentflow_shared::llm::{ChatMessage, FinishReason, ToolCall, ToolSpec, Usage};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,9 @@ pub struct LlmResponse {
     pub tool_calls: Vec<ToolCall>,
     /// Token usage.
     pub usage: Usage,
+    /// Why the model stopped.
+    #[serde(default)]
+    pub finish_reason: FinishReason,
 }
 
 /// What a provider's stream yields: text as it arrives, then the whole answer once.

@@ -2,7 +2,7 @@
 
 use super::{LlmChunk, LlmError, LlmProvider, LlmRequest, LlmResponse};
 use agentflow_shared::config::ModelConfig;
-use agentflow_shared::llm::{ChatMessage, Role, ToolCall, Usage};
+use agentflow_shared::llm::{ChatMessage, FinishReason, Role, ToolCall, Usage};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -119,6 +119,15 @@ fn usage_of(value: &Value) -> Option<Usage> {
     ))
 }
 
+/// The choice's `finish_reason`, else what the answer implies.
+fn finish_reason_of(choice: &Value, tool_calls: &[ToolCall]) -> FinishReason {
+    match choice["finish_reason"].as_str() {
+        Some(reason) => FinishReason::from_vendor(reason),
+        None if tool_calls.is_empty() => FinishReason::Stop,
+        None => FinishReason::ToolCalls,
+    }
+}
+
 /// Parses a non-streaming Chat Completions response.
 pub fn parse_completion(body: &Value) -> Result<LlmResponse, LlmError> {
     if let Some(message) = body["error"]["message"].as_str() {
@@ -128,7 +137,7 @@ pub fn parse_completion(body: &Value) -> Result<LlmResponse, LlmError> {
     if message.is_null() {
         return Err(LlmError::retryable("response has no choices[0].message"));
     }
-    let tool_calls = message["tool_calls"]
+    let tool_calls: Vec<ToolCall> = message["tool_calls"]
         .as_array()
         .map(|calls| {
             calls
@@ -146,6 +155,7 @@ pub fn parse_completion(body: &Value) -> Result<LlmResponse, LlmError> {
         .unwrap_or_default();
     Ok(LlmResponse {
         content: message["content"].as_str().unwrap_or_default().to_owned(),
+        finish_reason: finish_reason_of(&body["choices"][0], &tool_calls),
         tool_calls,
         usage: usage_of(body).unwrap_or_default(),
     })
@@ -158,6 +168,7 @@ pub struct StreamAccumulator {
     content: String,
     tool_calls: Vec<(String, String, String)>,
     usage: Option<Usage>,
+    finish_reason: Option<String>,
     done: bool,
 }
 
@@ -176,6 +187,9 @@ impl StreamAccumulator {
         }
         if let Some(usage) = usage_of(&chunk) {
             self.usage = Some(usage);
+        }
+        if let Some(reason) = chunk["choices"][0]["finish_reason"].as_str() {
+            self.finish_reason = Some(reason.to_owned());
         }
         let delta = &chunk["choices"][0]["delta"];
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
@@ -210,18 +224,21 @@ impl StreamAccumulator {
 
     /// The assembled response.
     pub fn finish(self) -> LlmResponse {
+        let tool_calls: Vec<ToolCall> = self
+            .tool_calls
+            .into_iter()
+            .filter(|(_, name, _)| !name.is_empty())
+            .map(|(id, name, args)| ToolCall {
+                id,
+                name,
+                arguments: parse_arguments(&args),
+            })
+            .collect();
+        let choice = json!({ "finish_reason": self.finish_reason });
         LlmResponse {
             content: self.content,
-            tool_calls: self
-                .tool_calls
-                .into_iter()
-                .filter(|(_, name, _)| !name.is_empty())
-                .map(|(id, name, args)| ToolCall {
-                    id,
-                    name,
-                    arguments: parse_arguments(&args),
-                })
-                .collect(),
+            finish_reason: finish_reason_of(&choice, &tool_calls),
+            tool_calls,
             usage: self.usage.unwrap_or_default(),
         }
     }

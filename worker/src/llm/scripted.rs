@@ -10,7 +10,7 @@
 //! characters per input token and one output token per streamed token.
 
 use super::{LlmChunk, LlmError, LlmProvider, LlmRequest, LlmResponse};
-use agentflow_shared::llm::{ChatMessage, Role, ToolCall, Usage};
+use agentflow_shared::llm::{ChatMessage, FinishReason, Role, ToolCall, Usage};
 use futures::stream::BoxStream;
 use serde_json::json;
 use std::time::Duration;
@@ -35,7 +35,10 @@ impl LlmProvider for ScriptedProvider {
         Box::pin(async_stream::stream! {
             let tokens = tokenize(&response.content);
             for token in tokens {
-                if !delay.is_zero() {
+                if delay.is_zero() {
+                    // A zero-delay stream still lets the worker's other tasks run.
+                    tokio::task::yield_now().await;
+                } else {
                     tokio::time::sleep(delay).await;
                 }
                 if stream {
@@ -107,6 +110,11 @@ pub fn respond(request: &LlmRequest) -> LlmResponse {
     let output_tokens = tokenize(&content).len() as u64 + 8 * tool_calls.len() as u64;
     LlmResponse {
         content,
+        finish_reason: if tool_calls.is_empty() {
+            FinishReason::Stop
+        } else {
+            FinishReason::ToolCalls
+        },
         tool_calls,
         usage: Usage::new(input_tokens, output_tokens),
     }
