@@ -1,6 +1,7 @@
 //! `spawn_app()`: a worker on a fresh task queue of the shared dev server, with request helpers.
 
 use crate::server::temporal_address;
+use agentflow_shared::EventLog;
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::Event;
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
@@ -21,6 +22,13 @@ use temporalio_client::{
 };
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 use tokio::sync::oneshot;
+
+/// The task's whole log as the shared dense log type; panics (naming the gap, duplicate or
+/// change) unless `events` are dense from seq 1.
+pub fn dense_log(events: &[Event]) -> EventLog {
+    EventLog::from_events(Seq::first(), events.to_vec())
+        .unwrap_or_else(|error| panic!("not a dense log: {error}"))
+}
 
 /// Settings that keep tests quick: a fresh task queue, fast retries, a short heartbeat timeout.
 pub fn test_config() -> AgentflowConfig {

@@ -4,10 +4,10 @@
 
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::{Event, EventKind};
-use agentflow_shared::ids::{Seq, TaskId};
+use agentflow_shared::ids::TaskId;
 use agentflow_tests::api::TestApi;
 use agentflow_tests::fake_openai::{FakeOpenAi, Turn};
-use agentflow_tests::harness::test_config;
+use agentflow_tests::harness::{dense_log, test_config};
 use agentflow_tests::sse::Live;
 use agentflow_tests::{TestApp, spawn_app_with};
 use serde_json::{Value, json};
@@ -87,13 +87,7 @@ async fn execute(api: &TestApi, task: &str, query: &str) {
 }
 
 fn assert_dense(events: &[Event]) {
-    for (i, event) in events.iter().enumerate() {
-        assert_eq!(
-            event.seq,
-            Seq(i as u64 + 1),
-            "gap or duplicate at index {i}"
-        );
-    }
+    dense_log(events);
 }
 
 fn index_of(events: &[Event], name: &str) -> usize {

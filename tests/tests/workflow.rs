@@ -6,7 +6,7 @@ use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::Seq;
 use agentflow_shared::llm::{ChatMessage, Role};
 use agentflow_shared::task::TaskStatus;
-use agentflow_tests::harness::test_config;
+use agentflow_tests::harness::{dense_log, test_config};
 use agentflow_tests::{TestApp, spawn_app, spawn_app_with};
 use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::llm::{LlmRequest, scripted_response};
@@ -20,13 +20,7 @@ fn types(events: &[Event]) -> Vec<&'static str> {
 }
 
 fn assert_dense(events: &[Event]) {
-    for (i, event) in events.iter().enumerate() {
-        assert_eq!(
-            event.seq,
-            Seq(i as u64 + 1),
-            "seq of event {i}: {events:#?}"
-        );
-    }
+    dense_log(events);
 }
 
 fn final_response(events: &[Event]) -> String {
