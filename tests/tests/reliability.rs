@@ -7,8 +7,8 @@ use agentflow_shared::ids::{Seq, TaskId};
 use agentflow_shared::llm::FinishReason;
 use agentflow_shared::log::{EventLog, check_prefix};
 use agentflow_shared::task::{TaskResult, TaskStatus};
-use agentflow_tests::harness::test_config;
-use agentflow_tests::sse::read_with_reconnects;
+use agentflow_tests::harness::{dense_log, test_config};
+use agentflow_tests::sse::{Live, read_with_reconnects};
 use agentflow_tests::{WorkerProcess, spawn_app_with};
 use std::time::{Duration, Instant};
 
@@ -170,4 +170,106 @@ async fn a_stopped_worker_hands_its_call_over_at_once_with_every_event() {
         "the call was resumed on the next worker"
     );
     assert_eq!(llm_completed(&result)[0].content, counting_to(400));
+}
+
+fn failure_kind(result: &TaskResult) -> Option<String> {
+    match &result.events.last()?.kind {
+        EventKind::Failed(failed) => Some(failed.error.kind.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_conversation_drops_its_oldest_turns_and_says_so() {
+    let mut config = test_config();
+    config.worker.limits.max_conversation_bytes = 4096;
+    let app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let mut task = agentflow_worker::tasks::NewTask::default();
+    task.parameters.conversation = Some(true);
+    task.parameters.enable_streaming = Some(false);
+    let task = app.create("assistant", task).await.expect("created");
+    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    for turn in 1..=6 {
+        app.execute(task, &format!("Turn {turn}: {}", "words ".repeat(150)))
+            .await
+            .expect("execute");
+        live.until("WorkflowTurnCompleted").await;
+    }
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/agents/assistant/tasks/{task}/close"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let events = live.rest().await.to_vec();
+    let log = dense_log(&events);
+    let trims: Vec<_> = log
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ConversationTrimmed(trimmed) => Some(trimmed),
+            _ => None,
+        })
+        .collect();
+    assert!(!trims.is_empty(), "the conversation outgrew 4 KiB");
+    for trimmed in &trims {
+        assert!(trimmed.bytes <= 4096 && trimmed.dropped_messages >= 2);
+    }
+    let most_messages = log
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::LlmCallStarted(started) => Some(started.message_count),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert!(
+        most_messages <= 4,
+        "the model read {most_messages} messages"
+    );
+    assert_eq!(events.last().unwrap().type_name(), "WorkflowCompleted");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_larger_than_the_conversation_bound_fails_cleanly() {
+    let mut config = test_config();
+    config.worker.limits.max_conversation_bytes = 4096;
+    let app = spawn_app_with(config, true).await;
+    let task = app.run_query(&"words ".repeat(1000), false).await;
+    let result = app.result(task).await;
+    dense_log(&result.events);
+    assert_eq!(result.state.status, TaskStatus::Failed);
+    assert_eq!(failure_kind(&result).as_deref(), Some("context_limit"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_whose_log_would_outgrow_the_run_fails_with_log_limit() {
+    let mut config = test_config();
+    let limits = &mut config.worker.limits;
+    limits.max_call_event_bytes = 2 * 1024;
+    limits.max_tool_result_bytes = 12 * 1024;
+    limits.max_run_log_bytes = 14 * 1024;
+    config.validate().expect("consistent limits");
+    let app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let task = app.run_query("What is 2+3?", true).await;
+    let received = read_with_reconnects(&api.http, &api.url(&stream_path(task)), &[2]).await;
+    let result = app.result(task).await;
+    let log = dense_log(&result.events);
+    check_prefix(Seq(0), &received, &log).expect("the stream is the log");
+    assert_eq!(received.len(), log.len());
+    assert_eq!(result.state.status, TaskStatus::Failed);
+    assert_eq!(failure_kind(&result).as_deref(), Some("log_limit"));
+    assert!(
+        !result
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ToolCallStarted(_))),
+        "the tools did not run"
+    );
+    api.stop().await;
 }

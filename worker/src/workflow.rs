@@ -523,6 +523,12 @@ impl AgentTaskWorkflow {
                             total_cost_usd,
                         }),
                     );
+                    let limit = ctx.state(|s| s.input.settings.limits.max_conversation_bytes);
+                    let mut messages = ctx.state(|s| s.messages.clone());
+                    if let Ok(Some(trimmed)) = trim_conversation(&mut messages, limit) {
+                        ctx.state_mut(|s| s.messages = messages);
+                        emit(ctx, EventKind::ConversationTrimmed(trimmed));
+                    }
                     set_status(ctx, TaskStatus::Waiting);
                     let full = ctx.state(|s| {
                         s.log.len() as u64 >= u64::from(s.input.settings.max_events_per_run)
