@@ -435,12 +435,11 @@ impl AgentActivities {
             &mut budget,
             &mut streamed,
         );
-        if input.mode == Mode::Streaming {
-            if budget.truncated {
-                response.content = streamed_text(&log.log);
-                response.tool_calls.clear();
-            }
+        if budget.truncated {
+            response.content = streamed_text(&log.log);
+            response.tool_calls.clear();
         } else {
+            // Streamed text already fits (its deltas were budgeted); tool calls may not.
             budget.fit_answer(&log.log, &mut response);
         }
         if budget.truncated {
