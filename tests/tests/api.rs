@@ -757,3 +757,37 @@ async fn agents_health_and_openapi() {
     api.stop().await;
     app.stop_worker().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_path_parameter_is_a_problem_json_400_on_every_route() {
+    let app = spawn_app_with(test_config(), false).await;
+    let api = app.spawn_api().await;
+    let task = uuid::Uuid::new_v4();
+    let tasks = "/api/v1/agents/assistant/tasks";
+    let requests = [
+        ("GET", "/api/v1/agents/%FF".to_owned()),
+        ("GET", "/api/v1/agents/%FF/tasks".to_owned()),
+        ("POST", "/api/v1/agents/%FF/tasks".to_owned()),
+        ("POST", "/api/v1/agents/%FF/tasks/stream".to_owned()),
+        ("GET", format!("{tasks}/%FF")),
+        ("DELETE", format!("{tasks}/%FF")),
+        ("POST", format!("{tasks}/%FF/execute")),
+        ("POST", format!("{tasks}/%FF/pause")),
+        ("POST", format!("{tasks}/{task}/approvals/%FF")),
+        ("GET", format!("{tasks}/%FF/events")),
+        (
+            "GET",
+            format!("/api/v1/agents/%FF/tasks/{task}/events/stream"),
+        ),
+    ];
+    for (method, path) in requests {
+        let request = match method {
+            "GET" => api.http.get(api.url(&path)),
+            "DELETE" => api.http.delete(api.url(&path)),
+            _ => api.http.post(api.url(&path)).json(&json!({"query": "q"})),
+        };
+        let response = request.send().await.unwrap();
+        check_problem(response, 400, "UTF-8", &format!("{method} {path}")).await;
+    }
+    api.stop().await;
+}

@@ -3,7 +3,7 @@
 //! once whether it was accepted (`202` with the task's state) or not (`409`, `404`, `422`).
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, OptionalJsonBody};
+use crate::extract::{JsonBody, OptionalJsonBody, PathParams};
 use crate::routes::tasks::{describe_task, parse_task_id};
 use crate::state::AppState;
 use agentflow_shared::ids::TaskId;
@@ -13,7 +13,7 @@ use agentflow_shared::task::{
 };
 use agentflow_worker::AgentTaskWorkflow;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{RpcOptions, WorkflowExecuteUpdateOptions};
@@ -86,7 +86,7 @@ macro_rules! control_update {
 #[tracing::instrument(skip(state, body))]
 pub async fn pause(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -103,7 +103,7 @@ pub async fn pause(
 #[tracing::instrument(skip(state, body))]
 pub async fn resume(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -120,7 +120,7 @@ pub async fn resume(
 #[tracing::instrument(skip(state, body))]
 pub async fn cancel(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -136,7 +136,7 @@ pub async fn cancel(
 #[tracing::instrument(skip(state))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
     control_update!(
@@ -157,7 +157,7 @@ pub async fn delete(
 #[tracing::instrument(skip(state, body))]
 pub async fn close(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -177,7 +177,7 @@ pub async fn close(
 #[tracing::instrument(skip(state, body))]
 pub async fn decide(
     State(state): State<AppState>,
-    Path((agent_id, task_id, approval_id)): Path<(String, String, String)>,
+    PathParams((agent_id, task_id, approval_id)): PathParams<(String, String, String)>,
     JsonBody(body): JsonBody<ApprovalRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -198,7 +198,7 @@ pub async fn decide(
 #[tracing::instrument(skip(state, body))]
 pub async fn budget(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<BudgetRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;

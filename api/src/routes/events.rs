@@ -1,7 +1,7 @@
 //! A task's event log: a page (`…/events`) and the live SSE stream (`…/events/stream`).
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::relay::{Frame, RelayError, Subscription};
 use crate::routes::tasks::{closed_result, describe_task, parse_task_id};
 use crate::state::AppState;
@@ -14,7 +14,7 @@ use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::queries::EventsQuery;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -42,7 +42,7 @@ pub struct PageParams {
 #[tracing::instrument(skip(state))]
 pub async fn page(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     QueryParams(params): QueryParams<PageParams>,
 ) -> Result<Json<EventsPage>, ApiError> {
     let task = parse_task_id(&task_id)?;
@@ -187,7 +187,7 @@ fn cursor(headers: &HeaderMap, params: &StreamParams) -> Result<Seq, ApiError> {
 #[tracing::instrument(skip(state, headers))]
 pub async fn stream(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     QueryParams(params): QueryParams<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -363,7 +363,7 @@ pub struct StreamTaskRequest {
 #[tracing::instrument(skip(state, body))]
 pub async fn create_and_stream(
     State(state): State<AppState>,
-    Path(agent_id): Path<String>,
+    PathParams(agent_id): PathParams<String>,
     JsonBody(body): JsonBody<StreamTaskRequest>,
 ) -> Result<Response, ApiError> {
     if body.query.trim().is_empty() {

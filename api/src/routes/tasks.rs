@@ -1,7 +1,7 @@
 //! Tasks: create, list, show, execute.
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::state::AppState;
 use crate::temporal::{self, DescribeError, TaskDescription};
 use agentflow_shared::ids::{AgentId, TaskId};
@@ -11,7 +11,7 @@ use agentflow_shared::task::{
 use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::tasks::{CreateTaskError, NewTask, start_task, task_input};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -213,7 +213,7 @@ async fn live_state(state: &AppState, task: TaskId) -> Result<TaskState, ApiErro
 #[tracing::instrument(skip(state, body))]
 pub async fn create(
     State(state): State<AppState>,
-    Path(agent_id): Path<String>,
+    PathParams(agent_id): PathParams<String>,
     JsonBody(body): JsonBody<CreateTaskRequest>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     let runs_now = body.query.as_deref().is_some_and(|q| !q.trim().is_empty());
@@ -283,7 +283,7 @@ fn create_error(error: CreateTaskError) -> ApiError {
 #[tracing::instrument(skip(state))]
 pub async fn list(
     State(state): State<AppState>,
-    Path(agent_id): Path<String>,
+    PathParams(agent_id): PathParams<String>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<TaskList>, ApiError> {
     check_agent(&state, &agent_id)?;
@@ -345,7 +345,7 @@ pub async fn list(
 #[tracing::instrument(skip(state))]
 pub async fn show(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
 ) -> Result<Json<Task>, ApiError> {
     let task = parse_task_id(&task_id)?;
     let description = describe_task(&state, &agent_id, task).await?;
@@ -374,7 +374,7 @@ pub async fn show(
 #[tracing::instrument(skip(state, body))]
 pub async fn execute(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<ExecuteRequest>,
 ) -> Result<(StatusCode, Json<ExecuteAccepted>), ApiError> {
     let task = parse_task_id(&task_id)?;
