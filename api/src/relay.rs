@@ -88,6 +88,7 @@ pub struct Relay {
     agent_id: Option<AgentId>,
     frames: RwLock<Vec<Frame>>,
     published: watch::Sender<usize>,
+    caught_up: watch::Sender<bool>,
     life: Mutex<Life>,
     idle: Notify,
     joined: Notify,
@@ -116,6 +117,13 @@ impl Subscription {
     pub fn ended_at(&self, after: Seq) -> bool {
         let frames = self.relay.frames.read().expect("relay lock");
         frames.last().is_some_and(|f| f.terminal) && after.0 as usize >= frames.len()
+    }
+
+    /// Waits until the relay has read what Temporal had when it started (or tried to, when
+    /// Temporal or the task's worker did not answer), so an empty log means "nothing yet".
+    pub async fn caught_up(&self) {
+        let mut caught_up = self.relay.caught_up.subscribe();
+        let _ = caught_up.wait_for(|done| *done).await;
     }
 
     /// Waits until the log grows.
@@ -324,6 +332,7 @@ async fn run(
         };
         if !current.running {
             read_closed(&relay, &ctx, &current).await;
+            relay.caught_up.send_replace(true);
             continue;
         }
         match ctx.query_events(task, Seq(relay.len() as u64)).await {
@@ -342,6 +351,7 @@ async fn run(
             }
             Err(error) => tracing::warn!(%task, %error, "relay: get_events failed"),
         }
+        relay.caught_up.send_replace(true);
         if let Some(events) = pending_llm_events(&current)
             && relay.publish(events)
         {
@@ -554,11 +564,13 @@ impl Registry {
                 DescribeError::Rpc(status) => RelayError::Unavailable(status.message().to_owned()),
             })?;
         let (published, _) = watch::channel(0);
+        let (caught_up, _) = watch::channel(false);
         let relay = Arc::new(Relay {
             task_id: task,
             agent_id: description.agent_id.clone(),
             frames: RwLock::default(),
             published,
+            caught_up,
             life: Mutex::default(),
             idle: Notify::new(),
             joined: Notify::new(),

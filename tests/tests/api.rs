@@ -758,6 +758,19 @@ async fn agents_health_and_openapi() {
     app.stop_worker().await;
 }
 
+/// Polls `/metrics` until `ready` holds for it; panics after a generous bound.
+async fn await_metrics(api: &TestApi, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = api.get("/metrics").await;
+        if ready(&metrics) {
+            return metrics;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_undecodable_path_parameter_is_a_problem_json_400_on_every_route() {
     let app = spawn_app_with(test_config(), false).await;
@@ -790,4 +803,48 @@ async fn an_undecodable_path_parameter_is_a_problem_json_400_on_every_route() {
         check_problem(response, 400, "UTF-8", &format!("{method} {path}")).await;
     }
     api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_reconnect_gets_204_and_a_cursor_past_the_end_closes_with_the_log() {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({"enable_streaming": false})).await;
+    execute(&api, &task, "What is 2+2?").await;
+    let url = api.url(&stream_path(&task));
+    let first = read(&api.http, &url, None, usize::MAX).await;
+    assert!(first.ended);
+    let last = first.events.last().unwrap().seq.0;
+
+    // Nobody has watched the task for longer than the relay's linger: a fresh relay answers.
+    for cursor in [last, last + 100] {
+        await_metrics(&api, "the relay to stop", |m| m["relays"] == 0).await;
+        let late = tokio::time::timeout(
+            Duration::from_secs(60),
+            read(&api.http, &url, Some(cursor), usize::MAX),
+        )
+        .await
+        .expect("a reconnect after the end is answered, not kept open");
+        assert_eq!(late.status, 204, "cursor {cursor} of a {last}-event log");
+    }
+
+    // A cursor past the end of a running task: nothing to send, and the stream closes when the
+    // log ends.
+    let running = create_idle(&api, json!({})).await;
+    let url = api.url(&stream_path(&running));
+    let reader = {
+        let http = api.http.clone();
+        tokio::spawn(async move { read(&http, &url, Some(10_000), usize::MAX).await })
+    };
+    await_metrics(&api, "the subscriber", |m| m["subscribers"] == 1).await;
+    execute(&api, &running, "What is 3+3?").await;
+    let received = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the stream closes once the log has ended")
+        .unwrap();
+    assert_eq!(received.status, 200);
+    assert!(received.ended);
+    assert!(received.events.is_empty(), "{:?}", received.events);
+    api.stop().await;
+    app.stop_worker().await;
 }

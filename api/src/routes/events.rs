@@ -214,6 +214,12 @@ pub async fn stream(
     {
         return Err(not_found());
     }
+    if subscription.frames_after(position, 1).is_empty() {
+        // A fresh relay may not have read the log yet: wait (briefly) before deciding that a
+        // cursor is at the end.
+        let wait = Duration::from_millis(state.config.api.query_timeout_ms);
+        let _ = tokio::time::timeout(wait, subscription.caught_up()).await;
+    }
     if subscription.ended_at(position) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -270,7 +276,7 @@ fn sse_response(
         loop {
             let frames = subscription.frames_after(position, 256);
             if frames.is_empty() {
-                if *shutting_down.borrow() {
+                if subscription.ended_at(position) || *shutting_down.borrow() {
                     if let Some(guard) = guard.as_mut() {
                         guard.armed = false;
                     }
