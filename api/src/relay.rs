@@ -19,6 +19,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use temporalio_client::tonic::Code;
 use temporalio_client::{
     Client, WorkflowGetResultOptions, WorkflowQueryOptions, errors::WorkflowQueryError,
 };
@@ -124,6 +125,19 @@ impl Subscription {
     pub async fn caught_up(&self) {
         let mut caught_up = self.relay.caught_up.subscribe();
         let _ = caught_up.wait_for(|done| *done).await;
+    }
+
+    /// Waits until the log has ended.
+    pub async fn ended(&mut self) {
+        while !self.relay.ended() {
+            self.changed().await;
+        }
+    }
+
+    /// Every event of the log so far.
+    pub fn events(&self) -> Vec<Event> {
+        let frames = self.relay.frames.read().expect("relay lock");
+        frames.iter().map(|f| (*f.event).clone()).collect()
     }
 
     /// Waits until the log grows.
@@ -436,8 +450,57 @@ async fn read_earlier_runs(relay: &Relay, ctx: &RelayContext, run_id: String) ->
     }
 }
 
-/// Reads a closed task's log from its result; a workflow that did not complete (terminated,
-/// timed out outside agentflow) gets a terminal event made from its close status.
+/// Whether a query failed for good (a workflow closed before its first workflow task
+/// completed has no state to query), rather than for want of a worker.
+fn never_answers(error: &WorkflowQueryError) -> bool {
+    match error {
+        WorkflowQueryError::Rejected { .. } | WorkflowQueryError::NotFound(_) => true,
+        WorkflowQueryError::Rpc(status) => matches!(
+            status.code(),
+            Code::FailedPrecondition | Code::InvalidArgument
+        ),
+        _ => false,
+    }
+}
+
+/// Publishes every page of `get_events` after the relay's log (the earlier runs' events first,
+/// when the current run starts later); `false` when a page could not be read now (no worker
+/// answered), `true` once the log is read as far as it can ever be.
+async fn read_all_pages(relay: &Relay, ctx: &RelayContext, description: &TaskDescription) -> bool {
+    let task = relay.task_id;
+    loop {
+        let before = relay.len();
+        let page = match ctx.query_events(task, Seq(before as u64)).await {
+            Ok(page) => page,
+            Err(error) if never_answers(&error) => {
+                tracing::warn!(%task, %error, "relay: a closed task's log cannot be read further");
+                return true;
+            }
+            Err(error) => {
+                tracing::warn!(%task, %error, "relay: get_events of a closed task failed; retrying");
+                return false;
+            }
+        };
+        if page.first_seq.0 > before as u64 + 1
+            && !read_earlier_runs(relay, ctx, description.run_id()).await
+        {
+            return false;
+        }
+        let more = page.has_more;
+        if !relay.publish(page.events) {
+            tracing::warn!(%task, "relay: get_events answered a page that does not continue the log");
+            return false;
+        }
+        if !more || relay.len() == before {
+            return true;
+        }
+    }
+}
+
+/// Reads a closed task's log from its result. A workflow that did not complete (terminated,
+/// timed out outside agentflow) has no result: its whole log is read with `get_events` (a
+/// worker replays the closed workflow to answer) and a terminal event made from its close
+/// status is appended after it; while no worker answers, nothing is appended (the caller retries).
 async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescription) {
     let task = relay.task_id;
     RpcCounters::count(&ctx.counters.result);
@@ -457,8 +520,9 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
         }
         Err(error) => {
             tracing::warn!(%task, %error, "relay: the workflow closed without a result");
-            if let Ok(page) = ctx.query_events(task, Seq(relay.len() as u64)).await {
-                relay.publish(page.events);
+            if !read_all_pages(relay, ctx, description).await {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return;
             }
             let seq = Seq(relay.len() as u64 + 1);
             let status = description.workflow_status;

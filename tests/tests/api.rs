@@ -2,6 +2,7 @@
 
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::{Seq, TaskId};
+use agentflow_shared::task::EventsRange;
 use agentflow_tests::api::TestApi;
 use agentflow_tests::harness::test_config;
 use agentflow_tests::sse::{read, read_with_reconnects};
@@ -845,6 +846,75 @@ async fn a_late_reconnect_gets_204_and_a_cursor_past_the_end_closes_with_the_log
     assert_eq!(received.status, 200);
     assert!(received.ended);
     assert!(received.events.is_empty(), "{:?}", received.events);
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminated_task_serves_its_whole_log_then_workflow_closed() {
+    let mut config = test_config();
+    // One delta per token: one turn of `Count to 700` makes a log of more than one page.
+    config.worker.coalesce_chars = 1;
+    config.worker.coalesce_ms = 1;
+    let mut app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(
+        &api,
+        json!({"enable_streaming": true, "conversation": true}),
+    )
+    .await;
+    let url = api.url(&stream_path(&task));
+    let mut live = agentflow_tests::sse::Live::open(&api.http, &url).await;
+    execute(&api, &task, "Count to 700").await;
+    live.until("WorkflowTurnCompleted").await;
+    drop(live);
+    let id: TaskId = task.parse().unwrap();
+    let durable = app.events(id, 1000).await;
+    assert!(
+        durable.len() > EventsRange::DEFAULT_LIMIT,
+        "the log spans pages: {} events",
+        durable.len()
+    );
+    app.handle(id)
+        .terminate(
+            temporalio_client::WorkflowTerminateOptions::builder()
+                .reason("test".to_owned())
+                .build(),
+        )
+        .await
+        .expect("terminating the workflow");
+    await_metrics(&api, "the relay to stop", |m| m["relays"] == 0).await;
+
+    let received = tokio::time::timeout(
+        Duration::from_secs(60),
+        read(&api.http, &url, None, usize::MAX),
+    )
+    .await
+    .expect("the stream of a terminated task ends");
+    assert!(received.ended);
+    assert_eq!(received.events.len(), durable.len() + 1);
+    assert_eq!(received.events[..durable.len()], durable[..]);
+    let terminal = received.events.last().unwrap();
+    match &terminal.kind {
+        EventKind::Failed(failed) => assert_eq!(failed.error.kind, "workflow_closed"),
+        other => panic!("the log ends with {other:?}"),
+    }
+
+    let mut paged: Vec<Event> = Vec::new();
+    loop {
+        let (status, page) = api
+            .get(&format!(
+                "/api/v1/agents/assistant/tasks/{task}/events?after={}&limit=1000",
+                paged.len()
+            ))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        paged.extend(serde_json::from_value::<Vec<Event>>(page["events"].clone()).unwrap());
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    assert_eq!(paged, received.events, "…/events serves the stream's log");
     api.stop().await;
     app.stop_worker().await;
 }

@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::relay::{Frame, RelayError, Subscription};
-use crate::routes::tasks::{closed_result, describe_task, parse_task_id};
+use crate::routes::tasks::{closed_log, describe_task, parse_task_id};
 use crate::state::AppState;
 use agentflow_shared::event::EventKind;
 use agentflow_shared::ids::{Seq, TaskId};
@@ -69,8 +69,10 @@ pub async fn page(
             .await
             .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))?
     } else {
-        let result = closed_result(&state, task).await?;
-        EventsPage::from_run(&result.events, result.state.first_seq, range)
+        match closed_log(&state, task).await? {
+            Some(result) => EventsPage::from_run(&result.events, result.state.first_seq, range),
+            None => relayed_page(&state, task, range).await?,
+        }
     };
     if range.after.0.saturating_add(1) >= page.first_seq.0 {
         return Ok(Json(page));
@@ -106,6 +108,32 @@ pub async fn page(
         finished: page.finished,
         first_seq: Seq::first(),
     }))
+}
+
+/// A page of a task that closed without a result (terminated or timed out from outside), from
+/// its relay: the same log as its stream, the relay's closing event included.
+async fn relayed_page(
+    state: &AppState,
+    task: TaskId,
+    range: EventsRange,
+) -> Result<EventsPage, ApiError> {
+    let mut subscription = state.relays.subscribe(task).await.map_err(|e| match e {
+        RelayError::NotFound => ApiError::NotFound(format!("task `{task}` does not exist")),
+        RelayError::Unavailable(message) => ApiError::Unavailable(message),
+    })?;
+    let wait = 2 * Duration::from_millis(state.config.api.query_timeout_ms);
+    tokio::time::timeout(wait, subscription.ended())
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "the log of task `{task}` could not be read in time (no worker answered); retry"
+            ))
+        })?;
+    Ok(EventsPage::from_run(
+        &subscription.events(),
+        Seq::first(),
+        range,
+    ))
 }
 
 /// Options of the SSE stream.

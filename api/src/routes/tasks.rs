@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
+use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError, WorkflowUpdateError};
 use temporalio_client::{
     RpcOptions, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
 };
@@ -175,15 +175,40 @@ fn query_options(state: &AppState) -> WorkflowQueryOptions {
     ))
 }
 
-/// The result of a closed task.
-pub(crate) async fn closed_result(state: &AppState, task: TaskId) -> Result<TaskResult, ApiError> {
+/// The result of a closed task; `None` when its workflow closed without one (terminated or
+/// timed out from outside agentflow).
+pub(crate) async fn closed_log(
+    state: &AppState,
+    task: TaskId,
+) -> Result<Option<TaskResult>, ApiError> {
     crate::temporal::RpcCounters::count(&state.handler_rpcs.result);
-    state
+    let result = state
         .client
         .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
         .get_result(WorkflowGetResultOptions::default())
-        .await
-        .map_err(|e| ApiError::Conflict(format!("task `{task}` closed without a result: {e}")))
+        .await;
+    match result {
+        Ok(result) => Ok(Some(result)),
+        Err(WorkflowGetResultError::NotFound(_)) => {
+            Err(ApiError::NotFound(format!("task `{task}` does not exist")))
+        }
+        Err(
+            WorkflowGetResultError::Terminated { .. }
+            | WorkflowGetResultError::TimedOut
+            | WorkflowGetResultError::Failed(_)
+            | WorkflowGetResultError::Cancelled { .. },
+        ) => Ok(None),
+        Err(error) => Err(ApiError::Unavailable(format!(
+            "reading the result of task `{task}` failed: {error}"
+        ))),
+    }
+}
+
+/// The result of a closed task (409 when it closed without one).
+async fn closed_result(state: &AppState, task: TaskId) -> Result<TaskResult, ApiError> {
+    closed_log(state, task)
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("task `{task}` closed without a result")))
 }
 
 /// The live state of a running task, from its worker.
