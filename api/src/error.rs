@@ -45,6 +45,14 @@ pub enum ApiError {
     /// Temporal is unreachable or a query timed out → 503 (retry later).
     #[error("{0}")]
     Unavailable(String),
+    /// The api is at a limit or shutting down → 503 with `Retry-After`.
+    #[error("{detail}")]
+    Overloaded {
+        /// What is exhausted.
+        detail: String,
+        /// Seconds after which a retry may succeed.
+        retry_after_secs: u64,
+    },
     /// Anything else: logged with context, answered without details → 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -63,7 +71,18 @@ impl ApiError {
             }
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-request"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// Seconds after which the client may retry, sent as `Retry-After`.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -98,6 +117,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

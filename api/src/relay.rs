@@ -20,9 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use temporalio_client::tonic::Code;
-use temporalio_client::{
-    Client, WorkflowGetResultOptions, WorkflowQueryOptions, errors::WorkflowQueryError,
-};
+use temporalio_client::{Client, WorkflowQueryOptions, errors::WorkflowQueryError};
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use tokio::sync::{Notify, OnceCell, watch};
 
@@ -35,6 +33,8 @@ pub struct RelaySettings {
     pub max_describe_interval: Duration,
     /// Timeout of one workflow query.
     pub query_timeout: Duration,
+    /// Timeout of every other RPC but the history long poll.
+    pub rpc_timeout: Duration,
     /// How long a relay with no subscriber lives on.
     pub linger: Duration,
 }
@@ -335,14 +335,18 @@ async fn run(
         }
         let current = match description.take() {
             Some(d) => d,
-            None => match temporal::describe(&ctx.client, &ctx.counters, task).await {
-                Ok(d) => d,
-                Err(error) => {
-                    tracing::warn!(%task, %error, "relay: describe failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
+            None => {
+                match temporal::describe(&ctx.client, &ctx.counters, task, ctx.settings.rpc_timeout)
+                    .await
+                {
+                    Ok(d) => d,
+                    Err(error) => {
+                        tracing::warn!(%task, %error, "relay: describe failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         if !current.running {
             read_closed(&relay, &ctx, &current).await;
@@ -414,7 +418,14 @@ async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
         if relay.subscribers() == 0 {
             return;
         }
-        match temporal::describe(&ctx.client, &ctx.counters, relay.task_id).await {
+        match temporal::describe(
+            &ctx.client,
+            &ctx.counters,
+            relay.task_id,
+            ctx.settings.rpc_timeout,
+        )
+        .await
+        {
             Ok(description) if description.running => match pending_llm_events(&description) {
                 Some(events) => match relay.append(events) {
                     Some(new_events) => {
@@ -437,7 +448,15 @@ async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
 /// log; `false` (after a pause) when Temporal could not be read.
 async fn read_earlier_runs(relay: &Relay, ctx: &RelayContext, run_id: String) -> bool {
     let after = Seq(relay.len() as u64);
-    match temporal::earlier_events(&ctx.client, &ctx.counters, relay.task_id, run_id, after).await {
+    let read = temporal::earlier_events(
+        &ctx.client,
+        &ctx.counters,
+        relay.task_id,
+        run_id,
+        after,
+        ctx.settings.rpc_timeout,
+    );
+    match read.await {
         Ok(events) => {
             relay.publish(events);
             true
@@ -507,8 +526,9 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
     let handle = ctx
         .client
         .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
-    let result: Result<TaskResult, _> =
-        handle.get_result(WorkflowGetResultOptions::default()).await;
+    let result: Result<TaskResult, _> = handle
+        .get_result(temporal::result_options(ctx.settings.rpc_timeout))
+        .await;
     match result {
         Ok(result) => {
             if result.state.first_seq.0 > relay.len() as u64 + 1
@@ -621,12 +641,17 @@ impl Registry {
     }
 
     async fn start(self: &Arc<Self>, task: TaskId) -> Result<Arc<Relay>, RelayError> {
-        let description = temporal::describe(&self.client, &self.counters, task)
-            .await
-            .map_err(|error| match error {
-                DescribeError::NotFound => RelayError::NotFound,
-                DescribeError::Rpc(status) => RelayError::Unavailable(status.message().to_owned()),
-            })?;
+        let description = temporal::describe(
+            &self.client,
+            &self.counters,
+            task,
+            self.settings.rpc_timeout,
+        )
+        .await
+        .map_err(|error| match error {
+            DescribeError::NotFound => RelayError::NotFound,
+            DescribeError::Rpc(status) => RelayError::Unavailable(status.message().to_owned()),
+        })?;
         let (published, _) = watch::channel(0);
         let (caught_up, _) = watch::channel(false);
         let relay = Arc::new(Relay {
@@ -670,6 +695,7 @@ mod tests {
             describe_interval: Duration::from_millis(20),
             max_describe_interval: Duration::from_millis(100),
             query_timeout: Duration::from_secs(1),
+            rpc_timeout: Duration::from_secs(1),
             linger: Duration::from_secs(1),
         };
         let mut interval = settings.describe_interval;

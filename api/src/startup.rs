@@ -34,7 +34,8 @@ impl Application {
                     .max_describe_interval_ms
                     .max(config.api.describe_interval_ms.max(1)),
             ),
-            query_timeout: Duration::from_millis(config.api.query_timeout_ms),
+            query_timeout: config.api.query_timeout(),
+            rpc_timeout: config.api.rpc_timeout(),
             linger: Duration::from_millis(config.api.relay_linger_ms),
         };
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
@@ -72,7 +73,9 @@ impl Application {
 }
 
 /// Serves the api on `listener` until `shutdown` resolves. The state's `shutting_down` must
-/// turn `true` by then, so that open streams end and the graceful shutdown completes.
+/// turn `true` by then, so that open streams end and the graceful shutdown completes; requests
+/// still waiting after half of `api.shutdown_timeout_secs` get 503, and connections still open
+/// after all of it are closed, so this returns within that deadline.
 ///
 /// A plain hyper HTTP/1 loop rather than `axum::serve`, for one setting: `half_close`, which
 /// stops hyper from reading a connection while its response streams. Without it hyper's
@@ -84,6 +87,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(address = ?listener.local_addr().ok(), "api listening");
+    let deadline = state.config.api.shutdown_timeout();
     let app = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.half_close(true)
@@ -91,8 +95,10 @@ pub async fn run(
         .header_read_timeout(Duration::from_secs(30));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -108,13 +114,22 @@ pub async fn run(
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let connection =
             graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "shutdown deadline passed; closing the connections still open"
+        );
+    }
+    connections.shutdown().await;
     Ok(())
 }

@@ -7,6 +7,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The default configuration shipped with agentflow.
 pub const DEFAULT_CONFIG: &str = include_str!("../../agentflow.toml");
@@ -222,6 +223,12 @@ pub struct ApiSettings {
     pub max_describe_interval_ms: u64,
     /// Timeout of one workflow query (queries wait for a worker).
     pub query_timeout_ms: u64,
+    /// Timeout of every other Temporal RPC a request makes (updates such as execute, pause or
+    /// cancel wait for the task's worker; describe, start, list, result reads); past it → 503.
+    pub rpc_timeout_ms: u64,
+    /// On SIGTERM, requests still waiting get 503 after half of this, and connections still
+    /// open after all of it are closed: the api always stops within it.
+    pub shutdown_timeout_secs: u64,
     /// Page size limit of task lists.
     pub max_page_size: usize,
 }
@@ -237,8 +244,27 @@ impl Default for ApiSettings {
             describe_interval_ms: 25,
             max_describe_interval_ms: 100,
             query_timeout_ms: 3000,
+            rpc_timeout_ms: 10_000,
+            shutdown_timeout_secs: 10,
             max_page_size: 200,
         }
+    }
+}
+
+impl ApiSettings {
+    /// [`ApiSettings::query_timeout_ms`] as a duration.
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.query_timeout_ms.max(1))
+    }
+
+    /// [`ApiSettings::rpc_timeout_ms`] as a duration.
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms.max(1))
+    }
+
+    /// [`ApiSettings::shutdown_timeout_secs`] as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
     }
 }
 

@@ -918,3 +918,68 @@ async fn a_terminated_task_serves_its_whole_log_then_workflow_closed() {
     api.stop().await;
     app.stop_worker().await;
 }
+
+/// Sends a request and reads its answer: (status, content type, `Retry-After`, body).
+async fn answer(request: reqwest::RequestBuilder) -> (u16, String, Option<String>, String) {
+    let response = request.send().await.expect("an answer");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (content_type, retry_after) = (
+        header("content-type").unwrap_or_default(),
+        header("retry-after"),
+    );
+    let status = response.status().as_u16();
+    (
+        status,
+        content_type,
+        retry_after,
+        response.text().await.unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_completes_in_time_while_requests_wait_for_a_missing_worker() {
+    let mut config = test_config();
+    config.api.shutdown_timeout_secs = 4;
+    config.api.rpc_timeout_ms = 120_000;
+    // No worker polls this task queue: updates wait for one.
+    let app = spawn_app_with(config, false).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({})).await;
+    let stream = {
+        let (http, url) = (api.http.clone(), api.url(&stream_path(&task)));
+        tokio::spawn(async move { read(&http, &url, None, usize::MAX).await })
+    };
+    let execute = tokio::spawn(answer(
+        api.http
+            .post(api.url(&format!("/api/v1/agents/assistant/tasks/{task}/execute")))
+            .json(&json!({"query": "Hi"})),
+    ));
+    let one_request_stream = tokio::spawn(answer(
+        api.http
+            .post(api.url("/api/v1/agents/assistant/tasks/stream"))
+            .json(&json!({"query": "Hi"})),
+    ));
+    await_metrics(&api, "both updates in flight and two subscribers", |m| {
+        m["handler_rpcs"]["update"].as_u64() == Some(2) && m["subscribers"] == 2
+    })
+    .await;
+
+    tokio::time::timeout(Duration::from_secs(60), api.stop())
+        .await
+        .expect("the api stops within its shutdown deadline");
+    for (what, request) in [
+        ("execute", execute),
+        ("POST …/tasks/stream", one_request_stream),
+    ] {
+        let (status, content_type, retry_after, body) = request.await.unwrap();
+        assert_eq!(status, 503, "{what}: {body}");
+        assert_eq!(content_type, "application/problem+json", "{what}");
+        assert!(retry_after.is_some(), "{what}: Retry-After");
+    }
+    assert!(stream.await.unwrap().ended, "the open stream ended cleanly");
+}

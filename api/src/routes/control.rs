@@ -15,20 +15,29 @@ use agentflow_worker::AgentTaskWorkflow;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use std::future::Future;
 use temporalio_client::errors::WorkflowUpdateError;
-use temporalio_client::{RpcOptions, WorkflowExecuteUpdateOptions};
 
 /// What a control answers.
 type Accepted = Result<(StatusCode, Json<TaskState>), ApiError>;
 
-fn update_options() -> WorkflowExecuteUpdateOptions {
-    WorkflowExecuteUpdateOptions::builder()
-        .rpc_options(
-            RpcOptions::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build(),
-        )
-        .build()
+/// Runs a workflow update (made with [`crate::temporal::update_options`]), counted and bounded
+/// by `api.rpc_timeout_ms` as a whole: the client repeats its start RPC until a worker accepts
+/// the update, so without a worker it would wait forever. Past the bound → 503.
+pub(crate) async fn bounded_update<T>(
+    state: &AppState,
+    task: TaskId,
+    update: impl Future<Output = Result<T, WorkflowUpdateError>>,
+) -> Result<Result<T, WorkflowUpdateError>, ApiError> {
+    crate::temporal::RpcCounters::count(&state.handler_rpcs.update);
+    tokio::time::timeout(state.config.api.rpc_timeout(), update)
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "the worker of task {task} did not answer within {} ms; retry",
+                state.config.api.rpc_timeout_ms
+            ))
+        })
 }
 
 /// Maps a refused or failed update to its problem.
@@ -66,11 +75,12 @@ macro_rules! control_update {
     ($state:expr, $task:expr, $update:path, $arg:expr) => {{
         let state: &AppState = &$state;
         let task: TaskId = $task;
-        let accepted = state
+        let handle = state
             .client
-            .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-            .execute_update($update, $arg, update_options())
-            .await
+            .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+        let options = crate::temporal::update_options(state.config.api.rpc_timeout());
+        let accepted = bounded_update(state, task, handle.execute_update($update, $arg, options))
+            .await?
             .map_err(|error| update_error(task, error))?;
         Ok((StatusCode::ACCEPTED, Json(accepted)))
     }};

@@ -59,9 +59,7 @@ pub async fn page(
     let running = describe_task(&state, &agent_id, task).await?.running;
     let page = if running {
         crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
-        let options = crate::temporal::query_options(Duration::from_millis(
-            state.config.api.query_timeout_ms,
-        ));
+        let options = crate::temporal::query_options(state.config.api.query_timeout());
         state
             .client
             .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
@@ -86,6 +84,7 @@ pub async fn page(
         task,
         latest.run_id(),
         range.after,
+        state.config.api.rpc_timeout(),
     )
     .await
     .map_err(|status| {
@@ -121,7 +120,7 @@ async fn relayed_page(
         RelayError::NotFound => ApiError::NotFound(format!("task `{task}` does not exist")),
         RelayError::Unavailable(message) => ApiError::Unavailable(message),
     })?;
-    let wait = 2 * Duration::from_millis(state.config.api.query_timeout_ms);
+    let wait = 2 * state.config.api.query_timeout();
     tokio::time::timeout(wait, subscription.ended())
         .await
         .map_err(|_| {
@@ -242,10 +241,10 @@ pub async fn stream(
     {
         return Err(not_found());
     }
-    if subscription.frames_after(position, 1).is_empty() {
+    if position > Seq(0) && subscription.frames_after(position, 1).is_empty() {
         // A fresh relay may not have read the log yet: wait (briefly) before deciding that a
-        // cursor is at the end.
-        let wait = Duration::from_millis(state.config.api.query_timeout_ms);
+        // cursor is at the end (an ended log is never empty, so cursor 0 never is).
+        let wait = state.config.api.query_timeout();
         let _ = tokio::time::timeout(wait, subscription.caught_up()).await;
     }
     if subscription.ended_at(position) {
@@ -264,7 +263,7 @@ struct CancelOnDisconnect {
 
 impl Drop for CancelOnDisconnect {
     fn drop(&mut self) {
-        if !self.armed {
+        if !self.armed || *self.state.shutting_down.borrow() {
             return;
         }
         let (state, task) = (self.state.clone(), self.task);
@@ -274,13 +273,19 @@ impl Drop for CancelOnDisconnect {
                 reason: Some("the streaming client disconnected".into()),
                 requested_by: None,
             };
-            let result = state
+            let handle = state
                 .client
-                .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-                .execute_update(AgentTaskWorkflow::cancel, request, Default::default())
-                .await;
-            if let Err(error) = result {
-                tracing::info!(%task, %error, "cancel after disconnect not applied");
+                .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+            let options = crate::temporal::update_options(state.config.api.rpc_timeout());
+            let update = handle.execute_update(AgentTaskWorkflow::cancel, request, options);
+            match crate::routes::control::bounded_update(&state, task, update).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::info!(%task, %error, "cancel after disconnect not applied");
+                }
+                Err(error) => {
+                    tracing::warn!(%task, %error, "cancel after disconnect not applied");
+                }
             }
         });
     }
@@ -435,11 +440,13 @@ pub async fn create_and_stream(
         query: body.query,
         enable_streaming: body.enable_streaming,
     };
-    state
+    let handle = state
         .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-        .execute_update(AgentTaskWorkflow::execute, request, Default::default())
-        .await
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+    let options = crate::temporal::update_options(state.config.api.rpc_timeout());
+    let update = handle.execute_update(AgentTaskWorkflow::execute, request, options);
+    crate::routes::control::bounded_update(&state, task, update)
+        .await?
         .map_err(|error| crate::routes::control::update_error(task, error))?;
     let filter = Filter {
         types: None,

@@ -123,6 +123,7 @@ impl Metrics {
                 ("query", counts.query),
                 ("history_poll", counts.history_poll),
                 ("result", counts.result),
+                ("update", counts.update),
             ] {
                 out.push_str(&format!("{name}{{kind=\"{kind}\"}} {value}\n"));
             }

@@ -10,7 +10,9 @@ pub mod tasks;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 /// The whole api.
@@ -79,6 +81,36 @@ pub fn app(state: AppState) -> Router {
             ApiError::MethodNotAllowed("this method is not allowed on this route".into())
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            answer_before_shutdown,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Once the server shuts down, a request still waiting (for a worker, for Temporal) after half
+/// of `api.shutdown_timeout_secs` is answered 503 with `Retry-After`, so the graceful shutdown
+/// completes in time and the client learns to retry elsewhere.
+async fn answer_before_shutdown(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut shutting_down = state.shutting_down.clone();
+    let grace = state.config.api.shutdown_timeout() / 2;
+    let cut_off = async move {
+        if shutting_down.wait_for(|down| *down).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        response = next.run(request) => response,
+        () = cut_off => ApiError::Overloaded {
+            detail: "the api is shutting down; retry".into(),
+            retry_after_secs: 1,
+        }
+        .into_response(),
+    }
 }

@@ -17,10 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use temporalio_client::WorkflowQueryOptions;
 use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError, WorkflowUpdateError};
-use temporalio_client::{
-    RpcOptions, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
-};
 
 /// Body of `POST /api/v1/agents/{agent_id}/tasks`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -155,14 +153,19 @@ pub(crate) async fn describe_task(
     check_agent(state, agent)?;
     let not_found =
         || ApiError::NotFound(format!("task `{task}` does not exist for agent `{agent}`"));
-    let description = temporal::describe(&state.client, &state.handler_rpcs, task)
-        .await
-        .map_err(|error| match error {
-            DescribeError::NotFound => not_found(),
-            DescribeError::Rpc(status) => {
-                ApiError::Unavailable(format!("Temporal did not answer: {}", status.message()))
-            }
-        })?;
+    let description = temporal::describe(
+        &state.client,
+        &state.handler_rpcs,
+        task,
+        state.config.api.rpc_timeout(),
+    )
+    .await
+    .map_err(|error| match error {
+        DescribeError::NotFound => not_found(),
+        DescribeError::Rpc(status) => {
+            ApiError::Unavailable(format!("Temporal did not answer: {}", status.message()))
+        }
+    })?;
     match &description.agent_id {
         Some(id) if id.as_str() == agent => Ok(description),
         _ => Err(not_found()),
@@ -170,9 +173,7 @@ pub(crate) async fn describe_task(
 }
 
 fn query_options(state: &AppState) -> WorkflowQueryOptions {
-    temporal::query_options(std::time::Duration::from_millis(
-        state.config.api.query_timeout_ms,
-    ))
+    temporal::query_options(state.config.api.query_timeout())
 }
 
 /// The result of a closed task; `None` when its workflow closed without one (terminated or
@@ -185,7 +186,7 @@ pub(crate) async fn closed_log(
     let result = state
         .client
         .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-        .get_result(WorkflowGetResultOptions::default())
+        .get_result(temporal::result_options(state.config.api.rpc_timeout()))
         .await;
     match result {
         Ok(result) => Ok(Some(result)),
@@ -278,8 +279,10 @@ pub(crate) async fn start(
     )
     .map_err(create_error)?;
     let (id, created_at) = (input.task_id, input.created_at);
-    start_task(&state.client, &state.config.worker.task_queue, input)
+    let started = start_task(&state.client, &state.config.worker.task_queue, input);
+    tokio::time::timeout(state.config.api.rpc_timeout(), started)
         .await
+        .map_err(|_| ApiError::Unavailable("Temporal did not start the task in time".into()))?
         .map_err(create_error)?;
     Ok((id, created_at))
 }
@@ -334,7 +337,8 @@ pub async fn list(
         })?,
         None => Vec::new(),
     };
-    let (executions, next) = temporal::list(&state.client, query, page_size as i32, token)
+    let timeout = state.config.api.rpc_timeout();
+    let (executions, next) = temporal::list(&state.client, query, page_size as i32, token, timeout)
         .await
         .map_err(|status| match status.code() {
             temporalio_client::tonic::Code::InvalidArgument => {
@@ -415,18 +419,13 @@ pub async fn execute(
             "task {task} is already {status}; create a new task to run another query"
         )));
     }
-    let options = WorkflowExecuteUpdateOptions::builder()
-        .rpc_options(
-            RpcOptions::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build(),
-        )
-        .build();
-    let accepted = state
+    let options = temporal::update_options(state.config.api.rpc_timeout());
+    let handle = state
         .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-        .execute_update(AgentTaskWorkflow::execute, body, options)
-        .await
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+    let update = handle.execute_update(AgentTaskWorkflow::execute, body, options);
+    let accepted = crate::routes::control::bounded_update(&state, task, update)
+        .await?
         .map_err(|error| match error {
             WorkflowUpdateError::Failed(failure) => ApiError::Conflict(failure.message.clone()),
             WorkflowUpdateError::NotFound(_) => {
