@@ -17,6 +17,7 @@ use agentflow_worker::activities::AgentActivities;
 use agentflow_worker::queries::EventsQuery;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use temporalio_client::tonic::Code;
@@ -24,7 +25,7 @@ use temporalio_client::{Client, WorkflowQueryOptions, errors::WorkflowQueryError
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use tokio::sync::{Notify, OnceCell, watch};
 
-/// How relays talk to Temporal.
+/// How relays talk to Temporal, and how many relays and subscribers there may be.
 #[derive(Debug, Clone, Copy)]
 pub struct RelaySettings {
     /// `Describe` interval while an LLM call streams and its heartbeats change.
@@ -37,6 +38,12 @@ pub struct RelaySettings {
     pub rpc_timeout: Duration,
     /// How long a relay with no subscriber lives on.
     pub linger: Duration,
+    /// Most relays at once.
+    pub max_relays: usize,
+    /// Most subscribers at once, over all relays.
+    pub max_streams: usize,
+    /// Most subscribers of one relay.
+    pub max_streams_per_task: usize,
 }
 
 /// One event of the log, encoded once for every subscriber.
@@ -75,6 +82,12 @@ pub enum RelayError {
     /// Temporal is unreachable.
     #[error("Temporal is unavailable: {0}")]
     Unavailable(String),
+    /// The task, or the process, has as many subscribers as allowed.
+    #[error("{0}")]
+    TooManyStreams(String),
+    /// The process runs as many relays as allowed.
+    #[error("{0}")]
+    TooManyRelays(String),
 }
 
 #[derive(Default)]
@@ -90,6 +103,7 @@ pub struct Relay {
     frames: RwLock<Vec<Frame>>,
     published: watch::Sender<usize>,
     caught_up: watch::Sender<bool>,
+    streams: Arc<AtomicUsize>,
     life: Mutex<Life>,
     idle: Notify,
     joined: Notify,
@@ -152,6 +166,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let mut life = self.relay.life.lock().expect("relay lock");
         life.subscribers -= 1;
+        self.relay.streams.fetch_sub(1, Ordering::Relaxed);
         if life.subscribers == 0 {
             self.relay.idle.notify_one();
         }
@@ -159,17 +174,38 @@ impl Drop for Subscription {
 }
 
 impl Relay {
-    fn join(self: &Arc<Self>) -> Option<Subscription> {
+    /// A new subscription, within the limits; `None` when the relay has stopped.
+    fn join(
+        self: &Arc<Self>,
+        settings: &RelaySettings,
+    ) -> Result<Option<Subscription>, RelayError> {
         let mut life = self.life.lock().expect("relay lock");
         if life.stopped {
-            return None;
+            return Ok(None);
+        }
+        if life.subscribers >= settings.max_streams_per_task {
+            return Err(RelayError::TooManyStreams(format!(
+                "task {} has {} streams, the most allowed (api.max_streams_per_task)",
+                self.task_id, settings.max_streams_per_task
+            )));
+        }
+        let room = |open: usize| (open < settings.max_streams).then_some(open + 1);
+        if self
+            .streams
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, room)
+            .is_err()
+        {
+            return Err(RelayError::TooManyStreams(format!(
+                "the api serves {} streams, the most allowed (api.max_streams)",
+                settings.max_streams
+            )));
         }
         life.subscribers += 1;
         self.joined.notify_one();
-        Some(Subscription {
+        Ok(Some(Subscription {
             relay: self.clone(),
             changes: self.published.subscribe(),
-        })
+        }))
     }
 
     fn len(&self) -> usize {
@@ -583,6 +619,7 @@ pub struct Registry {
     counters: Arc<RpcCounters>,
     settings: RelaySettings,
     relays: Mutex<HashMap<TaskId, Arc<OnceCell<Arc<Relay>>>>>,
+    streams: Arc<AtomicUsize>,
 }
 
 impl Registry {
@@ -593,6 +630,7 @@ impl Registry {
             counters: Arc::default(),
             settings,
             relays: Mutex::default(),
+            streams: Arc::default(),
         })
     }
 
@@ -612,19 +650,43 @@ impl Registry {
         (relays.len(), subscribers)
     }
 
-    /// Subscribes to a task's relay, starting it if needed.
+    /// Whether one more stream of a new task would be within the limits.
+    pub fn has_room(&self) -> Result<(), RelayError> {
+        if self.streams.load(Ordering::Relaxed) >= self.settings.max_streams {
+            return Err(RelayError::TooManyStreams(format!(
+                "the api serves {} streams, the most allowed (api.max_streams)",
+                self.settings.max_streams
+            )));
+        }
+        if self.relays.lock().expect("registry lock").len() >= self.settings.max_relays {
+            return Err(self.too_many_relays());
+        }
+        Ok(())
+    }
+
+    fn too_many_relays(&self) -> RelayError {
+        RelayError::TooManyRelays(format!(
+            "the api follows {} tasks, the most allowed (api.max_relays)",
+            self.settings.max_relays
+        ))
+    }
+
+    /// Subscribes to a task's relay, starting it if needed (within `max_relays`).
     pub async fn subscribe(self: &Arc<Self>, task: TaskId) -> Result<Subscription, RelayError> {
         loop {
-            let cell = self
-                .relays
-                .lock()
-                .expect("registry lock")
-                .entry(task)
-                .or_default()
-                .clone();
+            let cell = {
+                let mut relays = self.relays.lock().expect("registry lock");
+                match relays.get(&task) {
+                    Some(cell) => cell.clone(),
+                    None if relays.len() >= self.settings.max_relays => {
+                        return Err(self.too_many_relays());
+                    }
+                    None => relays.entry(task).or_default().clone(),
+                }
+            };
             match cell.get_or_try_init(|| self.start(task)).await {
                 Ok(relay) => {
-                    if let Some(subscription) = relay.join() {
+                    if let Some(subscription) = relay.join(&self.settings)? {
                         return Ok(subscription);
                     }
                     self.remove(task, relay);
@@ -660,6 +722,7 @@ impl Registry {
             frames: RwLock::default(),
             published,
             caught_up,
+            streams: self.streams.clone(),
             life: Mutex::default(),
             idle: Notify::new(),
             joined: Notify::new(),
@@ -697,6 +760,9 @@ mod tests {
             query_timeout: Duration::from_secs(1),
             rpc_timeout: Duration::from_secs(1),
             linger: Duration::from_secs(1),
+            max_relays: 1,
+            max_streams: 1,
+            max_streams_per_task: 1,
         };
         let mut interval = settings.describe_interval;
         let mut seen = Vec::new();

@@ -1,11 +1,12 @@
 //! The REST api and the live SSE relay end to end: real dev server, worker and api over HTTP.
 
+use agentflow_shared::config::ApiSettings;
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::{Seq, TaskId};
 use agentflow_shared::task::EventsRange;
 use agentflow_tests::api::TestApi;
 use agentflow_tests::harness::test_config;
-use agentflow_tests::sse::{read, read_with_reconnects};
+use agentflow_tests::sse::{Live, read, read_with_reconnects};
 use agentflow_tests::{TestApp, WorkerProcess, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -864,7 +865,7 @@ async fn a_terminated_task_serves_its_whole_log_then_workflow_closed() {
     )
     .await;
     let url = api.url(&stream_path(&task));
-    let mut live = agentflow_tests::sse::Live::open(&api.http, &url).await;
+    let mut live = Live::open(&api.http, &url).await;
     execute(&api, &task, "Count to 700").await;
     live.until("WorkflowTurnCompleted").await;
     drop(live);
@@ -982,4 +983,172 @@ async fn shutdown_completes_in_time_while_requests_wait_for_a_missing_worker() {
         assert!(retry_after.is_some(), "{what}: Retry-After");
     }
     assert!(stream.await.unwrap().ended, "the open stream ended cleanly");
+}
+
+/// Checks a refusal for a limit: its status, problem+json, `Retry-After`, the limit named.
+fn assert_limit(answer: (u16, String, Option<String>, String), status: u16, limit: &str) {
+    let (got, content_type, retry_after, body) = answer;
+    assert_eq!(got, status, "{limit}: {body}");
+    assert_eq!(content_type, "application/problem+json", "{limit}");
+    assert!(retry_after.is_some(), "{limit}: Retry-After");
+    assert!(body.contains(limit), "{limit}: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_and_relays_are_bounded() {
+    let mut config = test_config();
+    config.api.max_streams_per_task = 2;
+    config.api.max_streams = 3;
+    config.api.max_relays = 2;
+    config.api.keep_alive_secs = 1;
+    let app = spawn_app_with(config, false).await;
+    let api = app.spawn_api().await;
+    let (a, b, c) = (
+        create_idle(&api, json!({})).await,
+        create_idle(&api, json!({})).await,
+        create_idle(&api, json!({})).await,
+    );
+    let open = |task: &str| {
+        let (http, url) = (api.http.clone(), api.url(&stream_path(task)));
+        async move { Live::open(&http, &url).await }
+    };
+    let refusal = |task: &str| answer(api.http.get(api.url(&stream_path(task))));
+    let a1 = open(&a).await;
+    let a2 = open(&a).await;
+    assert_limit(refusal(&a).await, 429, "api.max_streams_per_task");
+    let b1 = open(&b).await;
+    assert_limit(refusal(&b).await, 429, "api.max_streams");
+    assert_limit(
+        answer(
+            api.http
+                .post(api.url("/api/v1/agents/assistant/tasks/stream"))
+                .json(&json!({"query": "Hi"})),
+        )
+        .await,
+        429,
+        "api.max_streams",
+    );
+    drop(a2);
+    await_metrics(&api, "the departed stream", |m| m["subscribers"] == 2).await;
+    assert_limit(refusal(&c).await, 503, "api.max_relays");
+    drop((a1, b1));
+    api.stop().await;
+}
+
+/// Reads one HTTP/1.1 response from a raw socket: the head and a `content-length` body.
+async fn read_response(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    loop {
+        let mut buffer = [0u8; 4096];
+        let read = socket.read(&mut buffer).await.unwrap_or(0);
+        raw.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if read == 0 {
+            return text;
+        }
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|line| {
+                    line.to_lowercase()
+                        .strip_prefix("content-length: ")?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_bounded_and_a_stalled_body_gets_408() {
+    let mut config = test_config();
+    config.api.max_connections = 2;
+    config.api.keep_alive_secs = 1;
+    config.api.request_read_timeout_secs = 1;
+    let app = spawn_app_with(config.clone(), false).await;
+    let api = app.spawn_api().await;
+    let task = app
+        .create("assistant", Default::default())
+        .await
+        .expect("creating a task");
+    let url = api.url(&stream_path(&task.to_string()));
+    let first = Live::open(&reqwest::Client::new(), &url).await;
+    let second = Live::open(&reqwest::Client::new(), &url).await;
+    let refused = answer(reqwest::Client::new().get(api.url("/healthz"))).await;
+    assert_limit(refused, 503, "api.max_connections");
+    drop(first);
+    // Once the departed stream is noticed, a new connection is served again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answer(reqwest::Client::new().get(api.url("/healthz")))
+        .await
+        .0
+        != 200
+    {
+        assert!(Instant::now() < deadline, "a connection was never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    drop(second);
+    api.stop().await;
+
+    // A body that stops arriving: 408 once the read timeout passes.
+    config.api.max_connections = ApiSettings::default().max_connections;
+    let api = agentflow_tests::api::spawn_api(&config).await;
+    use tokio::io::AsyncWriteExt;
+    let address = api.base_url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    socket
+        .write_all(
+            b"POST /api/v1/agents/assistant/tasks HTTP/1.1\r\nhost: api\r\n\
+              content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"descr",
+        )
+        .await
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(60), read_response(&mut socket))
+        .await
+        .expect("a stalled body is answered");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response
+            .to_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{response}"
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn departed_stream_clients_are_noticed_while_their_task_is_silent() {
+    // The shipped keep-alive interval; nothing else is written to an idle task's streams.
+    let app = spawn_app_with(test_config(), false).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({})).await;
+    let url = api.url(&stream_path(&task));
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        streams.push(Live::open(&api.http, &url).await);
+    }
+    await_metrics(&api, "five subscribers", |m| m["subscribers"] == 5).await;
+    drop(streams);
+    let left = Instant::now();
+    // A generous bound: two keep-alive intervals (10 s) notice it; the old 15 s interval did not.
+    let deadline = left + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = api.get("/metrics").await;
+        if metrics["subscribers"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "departed clients still counted: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("departed clients noticed after {:?}", left.elapsed());
+    api.stop().await;
 }

@@ -109,6 +109,28 @@ pub async fn page(
     }))
 }
 
+/// The problem of a subscription the registry refused: the limits answer 429 or 503 with
+/// `Retry-After` (a departed subscriber is noticed within two keep-alives; a relay with no
+/// subscriber stops after its linger).
+fn relay_error(
+    state: &AppState,
+    error: RelayError,
+    not_found: impl FnOnce() -> ApiError,
+) -> ApiError {
+    match error {
+        RelayError::NotFound => not_found(),
+        RelayError::Unavailable(message) => ApiError::Unavailable(message),
+        RelayError::TooManyStreams(detail) => ApiError::TooManyRequests {
+            detail,
+            retry_after_secs: state.config.api.keep_alive_secs.max(1),
+        },
+        RelayError::TooManyRelays(detail) => ApiError::Overloaded {
+            detail,
+            retry_after_secs: state.config.api.relay_linger_ms.div_ceil(1000).max(1),
+        },
+    }
+}
+
 /// A page of a task that closed without a result (terminated or timed out from outside), from
 /// its relay: the same log as its stream, the relay's closing event included.
 async fn relayed_page(
@@ -116,10 +138,12 @@ async fn relayed_page(
     task: TaskId,
     range: EventsRange,
 ) -> Result<EventsPage, ApiError> {
-    let mut subscription = state.relays.subscribe(task).await.map_err(|e| match e {
-        RelayError::NotFound => ApiError::NotFound(format!("task `{task}` does not exist")),
-        RelayError::Unavailable(message) => ApiError::Unavailable(message),
-    })?;
+    let not_found = || ApiError::NotFound(format!("task `{task}` does not exist"));
+    let mut subscription = state
+        .relays
+        .subscribe(task)
+        .await
+        .map_err(|e| relay_error(state, e, not_found))?;
     let wait = 2 * state.config.api.query_timeout();
     tokio::time::timeout(wait, subscription.ended())
         .await
@@ -231,10 +255,11 @@ pub async fn stream(
             "task `{task}` does not exist for agent `{agent_id}`"
         ))
     };
-    let subscription = state.relays.subscribe(task).await.map_err(|e| match e {
-        RelayError::NotFound => not_found(),
-        RelayError::Unavailable(message) => ApiError::Unavailable(message),
-    })?;
+    let subscription = state
+        .relays
+        .subscribe(task)
+        .await
+        .map_err(|e| relay_error(&state, e, not_found))?;
     if subscription
         .agent_id()
         .is_none_or(|a| a.as_str() != agent_id)
@@ -415,6 +440,11 @@ pub async fn create_and_stream(
                 .into(),
         ));
     }
+    state.relays.has_room().map_err(|e| {
+        relay_error(&state, e, || {
+            ApiError::internal("checking the stream limits", "an unexpected not found")
+        })
+    })?;
     let (task, _) = crate::routes::tasks::start(
         &state,
         &agent_id,
@@ -427,10 +457,12 @@ pub async fn create_and_stream(
         },
     )
     .await?;
-    let subscription = state.relays.subscribe(task).await.map_err(|e| match e {
-        RelayError::NotFound => ApiError::Unavailable(format!("task {task} vanished")),
-        RelayError::Unavailable(message) => ApiError::Unavailable(message),
-    })?;
+    let vanished = || ApiError::Unavailable(format!("task {task} vanished"));
+    let subscription = state
+        .relays
+        .subscribe(task)
+        .await
+        .map_err(|e| relay_error(&state, e, vanished))?;
     let guard = (body.on_disconnect == OnDisconnect::Cancel).then(|| CancelOnDisconnect {
         state: state.clone(),
         task,
