@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The request conflicts with the task's state → 409.
     #[error("{0}")]
     Conflict(String),
+    /// The request body did not arrive in time → 408.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The body is larger than allowed → 413.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -42,9 +45,25 @@ pub enum ApiError {
     /// Well-formed but invalid fields → 422.
     #[error("{0}")]
     Unprocessable(String),
+    /// Too many streams → 429 with `Retry-After`.
+    #[error("{detail}")]
+    TooManyRequests {
+        /// Which limit was reached.
+        detail: String,
+        /// Seconds after which a retry may succeed.
+        retry_after_secs: u64,
+    },
     /// Temporal is unreachable or a query timed out → 503 (retry later).
     #[error("{0}")]
     Unavailable(String),
+    /// The api is at a limit or shutting down → 503 with `Retry-After`.
+    #[error("{detail}")]
+    Overloaded {
+        /// What is exhausted.
+        detail: String,
+        /// Seconds after which a retry may succeed.
+        retry_after_secs: u64,
+    },
     /// Anything else: logged with context, answered without details → 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,13 +76,29 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-request"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
+            Self::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// Seconds after which the client may retry, sent as `Retry-After`.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded {
+                retry_after_secs, ..
+            }
+            | Self::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -98,6 +133,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

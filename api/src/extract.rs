@@ -1,8 +1,8 @@
-//! Extractors whose rejections are problem+json: `JsonBody`, `OptionalJsonBody` and
-//! `QueryParams`.
+//! Extractors whose rejections are problem+json: `JsonBody`, `OptionalJsonBody`,
+//! `QueryParams` and `PathParams`.
 
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -84,5 +84,29 @@ where
             .await
             .map(|q| Self(q.0))
             .map_err(|e: QueryRejection| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// Path parameters: undecodable ones (`%FF`, not UTF-8) → 400 naming the problem.
+pub struct PathParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e: PathRejection| {
+                if e.status().is_server_error() {
+                    ApiError::internal("extracting path parameters", e.body_text())
+                } else {
+                    ApiError::BadRequest(e.body_text())
+                }
+            })
     }
 }

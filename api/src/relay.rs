@@ -17,15 +17,15 @@ use agentflow_worker::activities::AgentActivities;
 use agentflow_worker::queries::EventsQuery;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use temporalio_client::{
-    Client, WorkflowGetResultOptions, WorkflowQueryOptions, errors::WorkflowQueryError,
-};
+use temporalio_client::tonic::Code;
+use temporalio_client::{Client, WorkflowQueryOptions, errors::WorkflowQueryError};
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use tokio::sync::{Notify, OnceCell, watch};
 
-/// How relays talk to Temporal.
+/// How relays talk to Temporal, and how many relays and subscribers there may be.
 #[derive(Debug, Clone, Copy)]
 pub struct RelaySettings {
     /// `Describe` interval while an LLM call streams and its heartbeats change.
@@ -34,8 +34,16 @@ pub struct RelaySettings {
     pub max_describe_interval: Duration,
     /// Timeout of one workflow query.
     pub query_timeout: Duration,
+    /// Timeout of every other RPC but the history long poll.
+    pub rpc_timeout: Duration,
     /// How long a relay with no subscriber lives on.
     pub linger: Duration,
+    /// Most relays at once.
+    pub max_relays: usize,
+    /// Most subscribers at once, over all relays.
+    pub max_streams: usize,
+    /// Most subscribers of one relay.
+    pub max_streams_per_task: usize,
 }
 
 /// One event of the log, encoded once for every subscriber.
@@ -74,6 +82,12 @@ pub enum RelayError {
     /// Temporal is unreachable.
     #[error("Temporal is unavailable: {0}")]
     Unavailable(String),
+    /// The task, or the process, has as many subscribers as allowed.
+    #[error("{0}")]
+    TooManyStreams(String),
+    /// The process runs as many relays as allowed.
+    #[error("{0}")]
+    TooManyRelays(String),
 }
 
 #[derive(Default)]
@@ -88,6 +102,8 @@ pub struct Relay {
     agent_id: Option<AgentId>,
     frames: RwLock<Vec<Frame>>,
     published: watch::Sender<usize>,
+    caught_up: watch::Sender<bool>,
+    streams: Arc<AtomicUsize>,
     life: Mutex<Life>,
     idle: Notify,
     joined: Notify,
@@ -118,6 +134,26 @@ impl Subscription {
         frames.last().is_some_and(|f| f.terminal) && after.0 as usize >= frames.len()
     }
 
+    /// Waits until the relay has read what Temporal had when it started (or tried to, when
+    /// Temporal or the task's worker did not answer), so an empty log means "nothing yet".
+    pub async fn caught_up(&self) {
+        let mut caught_up = self.relay.caught_up.subscribe();
+        let _ = caught_up.wait_for(|done| *done).await;
+    }
+
+    /// Waits until the log has ended.
+    pub async fn ended(&mut self) {
+        while !self.relay.ended() {
+            self.changed().await;
+        }
+    }
+
+    /// Every event of the log so far.
+    pub fn events(&self) -> Vec<Event> {
+        let frames = self.relay.frames.read().expect("relay lock");
+        frames.iter().map(|f| (*f.event).clone()).collect()
+    }
+
     /// Waits until the log grows.
     pub async fn changed(&mut self) {
         if self.changes.changed().await.is_err() {
@@ -130,6 +166,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let mut life = self.relay.life.lock().expect("relay lock");
         life.subscribers -= 1;
+        self.relay.streams.fetch_sub(1, Ordering::Relaxed);
         if life.subscribers == 0 {
             self.relay.idle.notify_one();
         }
@@ -137,17 +174,38 @@ impl Drop for Subscription {
 }
 
 impl Relay {
-    fn join(self: &Arc<Self>) -> Option<Subscription> {
+    /// A new subscription, within the limits; `None` when the relay has stopped.
+    fn join(
+        self: &Arc<Self>,
+        settings: &RelaySettings,
+    ) -> Result<Option<Subscription>, RelayError> {
         let mut life = self.life.lock().expect("relay lock");
         if life.stopped {
-            return None;
+            return Ok(None);
+        }
+        if life.subscribers >= settings.max_streams_per_task {
+            return Err(RelayError::TooManyStreams(format!(
+                "task {} has {} streams, the most allowed (api.max_streams_per_task)",
+                self.task_id, settings.max_streams_per_task
+            )));
+        }
+        let room = |open: usize| (open < settings.max_streams).then_some(open + 1);
+        if self
+            .streams
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, room)
+            .is_err()
+        {
+            return Err(RelayError::TooManyStreams(format!(
+                "the api serves {} streams, the most allowed (api.max_streams)",
+                settings.max_streams
+            )));
         }
         life.subscribers += 1;
         self.joined.notify_one();
-        Some(Subscription {
+        Ok(Some(Subscription {
             relay: self.clone(),
             changes: self.published.subscribe(),
-        })
+        }))
     }
 
     fn len(&self) -> usize {
@@ -313,17 +371,22 @@ async fn run(
         }
         let current = match description.take() {
             Some(d) => d,
-            None => match temporal::describe(&ctx.client, &ctx.counters, task).await {
-                Ok(d) => d,
-                Err(error) => {
-                    tracing::warn!(%task, %error, "relay: describe failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
+            None => {
+                match temporal::describe(&ctx.client, &ctx.counters, task, ctx.settings.rpc_timeout)
+                    .await
+                {
+                    Ok(d) => d,
+                    Err(error) => {
+                        tracing::warn!(%task, %error, "relay: describe failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         if !current.running {
             read_closed(&relay, &ctx, &current).await;
+            relay.caught_up.send_replace(true);
             continue;
         }
         match ctx.query_events(task, Seq(relay.len() as u64)).await {
@@ -342,6 +405,7 @@ async fn run(
             }
             Err(error) => tracing::warn!(%task, %error, "relay: get_events failed"),
         }
+        relay.caught_up.send_replace(true);
         if let Some(events) = pending_llm_events(&current)
             && relay.publish(events)
         {
@@ -390,7 +454,14 @@ async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
         if relay.subscribers() == 0 {
             return;
         }
-        match temporal::describe(&ctx.client, &ctx.counters, relay.task_id).await {
+        match temporal::describe(
+            &ctx.client,
+            &ctx.counters,
+            relay.task_id,
+            ctx.settings.rpc_timeout,
+        )
+        .await
+        {
             Ok(description) if description.running => match pending_llm_events(&description) {
                 Some(events) => match relay.append(events) {
                     Some(new_events) => {
@@ -413,7 +484,15 @@ async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
 /// log; `false` (after a pause) when Temporal could not be read.
 async fn read_earlier_runs(relay: &Relay, ctx: &RelayContext, run_id: String) -> bool {
     let after = Seq(relay.len() as u64);
-    match temporal::earlier_events(&ctx.client, &ctx.counters, relay.task_id, run_id, after).await {
+    let read = temporal::earlier_events(
+        &ctx.client,
+        &ctx.counters,
+        relay.task_id,
+        run_id,
+        after,
+        ctx.settings.rpc_timeout,
+    );
+    match read.await {
         Ok(events) => {
             relay.publish(events);
             true
@@ -426,16 +505,66 @@ async fn read_earlier_runs(relay: &Relay, ctx: &RelayContext, run_id: String) ->
     }
 }
 
-/// Reads a closed task's log from its result; a workflow that did not complete (terminated,
-/// timed out outside agentflow) gets a terminal event made from its close status.
+/// Whether a query failed for good (a workflow closed before its first workflow task
+/// completed has no state to query), rather than for want of a worker.
+fn never_answers(error: &WorkflowQueryError) -> bool {
+    match error {
+        WorkflowQueryError::Rejected { .. } | WorkflowQueryError::NotFound(_) => true,
+        WorkflowQueryError::Rpc(status) => matches!(
+            status.code(),
+            Code::FailedPrecondition | Code::InvalidArgument
+        ),
+        _ => false,
+    }
+}
+
+/// Publishes every page of `get_events` after the relay's log (the earlier runs' events first,
+/// when the current run starts later); `false` when a page could not be read now (no worker
+/// answered), `true` once the log is read as far as it can ever be.
+async fn read_all_pages(relay: &Relay, ctx: &RelayContext, description: &TaskDescription) -> bool {
+    let task = relay.task_id;
+    loop {
+        let before = relay.len();
+        let page = match ctx.query_events(task, Seq(before as u64)).await {
+            Ok(page) => page,
+            Err(error) if never_answers(&error) => {
+                tracing::warn!(%task, %error, "relay: a closed task's log cannot be read further");
+                return true;
+            }
+            Err(error) => {
+                tracing::warn!(%task, %error, "relay: get_events of a closed task failed; retrying");
+                return false;
+            }
+        };
+        if page.first_seq.0 > before as u64 + 1
+            && !read_earlier_runs(relay, ctx, description.run_id()).await
+        {
+            return false;
+        }
+        let more = page.has_more;
+        if !relay.publish(page.events) {
+            tracing::warn!(%task, "relay: get_events answered a page that does not continue the log");
+            return false;
+        }
+        if !more || relay.len() == before {
+            return true;
+        }
+    }
+}
+
+/// Reads a closed task's log from its result. A workflow that did not complete (terminated,
+/// timed out outside agentflow) has no result: its whole log is read with `get_events` (a
+/// worker replays the closed workflow to answer) and a terminal event made from its close
+/// status is appended after it; while no worker answers, nothing is appended (the caller retries).
 async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescription) {
     let task = relay.task_id;
     RpcCounters::count(&ctx.counters.result);
     let handle = ctx
         .client
         .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
-    let result: Result<TaskResult, _> =
-        handle.get_result(WorkflowGetResultOptions::default()).await;
+    let result: Result<TaskResult, _> = handle
+        .get_result(temporal::result_options(ctx.settings.rpc_timeout))
+        .await;
     match result {
         Ok(result) => {
             if result.state.first_seq.0 > relay.len() as u64 + 1
@@ -447,8 +576,9 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
         }
         Err(error) => {
             tracing::warn!(%task, %error, "relay: the workflow closed without a result");
-            if let Ok(page) = ctx.query_events(task, Seq(relay.len() as u64)).await {
-                relay.publish(page.events);
+            if !read_all_pages(relay, ctx, description).await {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return;
             }
             let seq = Seq(relay.len() as u64 + 1);
             let status = description.workflow_status;
@@ -489,6 +619,7 @@ pub struct Registry {
     counters: Arc<RpcCounters>,
     settings: RelaySettings,
     relays: Mutex<HashMap<TaskId, Arc<OnceCell<Arc<Relay>>>>>,
+    streams: Arc<AtomicUsize>,
 }
 
 impl Registry {
@@ -499,6 +630,7 @@ impl Registry {
             counters: Arc::default(),
             settings,
             relays: Mutex::default(),
+            streams: Arc::default(),
         })
     }
 
@@ -518,19 +650,43 @@ impl Registry {
         (relays.len(), subscribers)
     }
 
-    /// Subscribes to a task's relay, starting it if needed.
+    /// Whether one more stream of a new task would be within the limits.
+    pub fn has_room(&self) -> Result<(), RelayError> {
+        if self.streams.load(Ordering::Relaxed) >= self.settings.max_streams {
+            return Err(RelayError::TooManyStreams(format!(
+                "the api serves {} streams, the most allowed (api.max_streams)",
+                self.settings.max_streams
+            )));
+        }
+        if self.relays.lock().expect("registry lock").len() >= self.settings.max_relays {
+            return Err(self.too_many_relays());
+        }
+        Ok(())
+    }
+
+    fn too_many_relays(&self) -> RelayError {
+        RelayError::TooManyRelays(format!(
+            "the api follows {} tasks, the most allowed (api.max_relays)",
+            self.settings.max_relays
+        ))
+    }
+
+    /// Subscribes to a task's relay, starting it if needed (within `max_relays`).
     pub async fn subscribe(self: &Arc<Self>, task: TaskId) -> Result<Subscription, RelayError> {
         loop {
-            let cell = self
-                .relays
-                .lock()
-                .expect("registry lock")
-                .entry(task)
-                .or_default()
-                .clone();
+            let cell = {
+                let mut relays = self.relays.lock().expect("registry lock");
+                match relays.get(&task) {
+                    Some(cell) => cell.clone(),
+                    None if relays.len() >= self.settings.max_relays => {
+                        return Err(self.too_many_relays());
+                    }
+                    None => relays.entry(task).or_default().clone(),
+                }
+            };
             match cell.get_or_try_init(|| self.start(task)).await {
                 Ok(relay) => {
-                    if let Some(subscription) = relay.join() {
+                    if let Some(subscription) = relay.join(&self.settings)? {
                         return Ok(subscription);
                     }
                     self.remove(task, relay);
@@ -547,18 +703,26 @@ impl Registry {
     }
 
     async fn start(self: &Arc<Self>, task: TaskId) -> Result<Arc<Relay>, RelayError> {
-        let description = temporal::describe(&self.client, &self.counters, task)
-            .await
-            .map_err(|error| match error {
-                DescribeError::NotFound => RelayError::NotFound,
-                DescribeError::Rpc(status) => RelayError::Unavailable(status.message().to_owned()),
-            })?;
+        let description = temporal::describe(
+            &self.client,
+            &self.counters,
+            task,
+            self.settings.rpc_timeout,
+        )
+        .await
+        .map_err(|error| match error {
+            DescribeError::NotFound => RelayError::NotFound,
+            DescribeError::Rpc(status) => RelayError::Unavailable(status.message().to_owned()),
+        })?;
         let (published, _) = watch::channel(0);
+        let (caught_up, _) = watch::channel(false);
         let relay = Arc::new(Relay {
             task_id: task,
             agent_id: description.agent_id.clone(),
             frames: RwLock::default(),
             published,
+            caught_up,
+            streams: self.streams.clone(),
             life: Mutex::default(),
             idle: Notify::new(),
             joined: Notify::new(),
@@ -594,7 +758,11 @@ mod tests {
             describe_interval: Duration::from_millis(20),
             max_describe_interval: Duration::from_millis(100),
             query_timeout: Duration::from_secs(1),
+            rpc_timeout: Duration::from_secs(1),
             linger: Duration::from_secs(1),
+            max_relays: 1,
+            max_streams: 1,
+            max_streams_per_task: 1,
         };
         let mut interval = settings.describe_interval;
         let mut seen = Vec::new();

@@ -1,14 +1,33 @@
 //! `Application`: build (bind, connect), port, run until stopped.
 
+use crate::error::ApiError;
 use crate::relay::{Registry, RelaySettings};
 use crate::routes::app;
 use crate::state::AppState;
 use agentflow_shared::config::AgentflowConfig;
+use axum::response::IntoResponse;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use temporalio_client::Client;
 use tokio::net::TcpListener;
+
+/// Counts a served connection in [`AppState::connections`] while it lives.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A bound, ready-to-run api.
 pub struct Application {
@@ -34,8 +53,12 @@ impl Application {
                     .max_describe_interval_ms
                     .max(config.api.describe_interval_ms.max(1)),
             ),
-            query_timeout: Duration::from_millis(config.api.query_timeout_ms),
+            query_timeout: config.api.query_timeout(),
+            rpc_timeout: config.api.rpc_timeout(),
             linger: Duration::from_millis(config.api.relay_linger_ms),
+            max_relays: config.api.max_relays,
+            max_streams: config.api.max_streams,
+            max_streams_per_task: config.api.max_streams_per_task,
         };
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
         let state = AppState {
@@ -44,6 +67,7 @@ impl Application {
             config: Arc::new(config),
             handler_rpcs: Arc::default(),
             shutting_down: shutdown_seen,
+            connections: Arc::default(),
         };
         Self {
             listener,
@@ -72,27 +96,41 @@ impl Application {
 }
 
 /// Serves the api on `listener` until `shutdown` resolves. The state's `shutting_down` must
-/// turn `true` by then, so that open streams end and the graceful shutdown completes.
+/// turn `true` by then, so that open streams end and the graceful shutdown completes; requests
+/// still waiting after half of `api.shutdown_timeout_secs` get 503, and connections still open
+/// after all of it are closed, so this returns within that deadline.
 ///
 /// A plain hyper HTTP/1 loop rather than `axum::serve`, for one setting: `half_close`, which
 /// stops hyper from reading a connection while its response streams. Without it hyper's
 /// end-of-stream probe grows every SSE connection's read buffer to 16 KiB; with it a client
 /// that leaves is noticed at the next write (an event or the keep-alive comment).
+///
+/// At most `api.max_connections` connections are served at once; one more is answered 503
+/// (problem+json, `Retry-After`) and closed. Headers must arrive within
+/// `api.request_read_timeout_secs` (the connection is closed otherwise).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(address = ?listener.local_addr().ok(), "api listening");
+    let deadline = state.config.api.shutdown_timeout();
+    let max_connections = state.config.api.max_connections;
+    let read_timeout = state.config.api.request_read_timeout();
+    let open = state.connections.clone();
     let app = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.half_close(true)
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(read_timeout);
+    let mut refusing = http.clone();
+    refusing.keep_alive(false);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -105,16 +143,46 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        if open.load(Ordering::Relaxed) >= max_connections {
+            let refusal = refusing.serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper::service::service_fn(move |_| async move {
+                    let problem = ApiError::Overloaded {
+                        detail: format!(
+                            "the api has {max_connections} connections open, the most allowed \
+                             (api.max_connections)"
+                        ),
+                        retry_after_secs: 1,
+                    };
+                    Ok::<_, std::convert::Infallible>(problem.into_response())
+                }),
+            );
+            connections.spawn(async move {
+                let _ = tokio::time::timeout(read_timeout, refusal).await;
+            });
+            continue;
+        }
+        let counted = OpenConnection::new(&open);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let connection =
             graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
+            drop(counted);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "shutdown deadline passed; closing the connections still open"
+        );
+    }
+    connections.shutdown().await;
     Ok(())
 }

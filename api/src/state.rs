@@ -4,6 +4,7 @@ use crate::relay::Registry;
 use crate::temporal::RpcCounters;
 use agentflow_shared::config::AgentflowConfig;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use temporalio_client::Client;
 
 /// Shared state of the api.
@@ -19,4 +20,6 @@ pub struct AppState {
     pub handler_rpcs: Arc<RpcCounters>,
     /// Becomes `true` when the server shuts down; open streams then end so clients reconnect.
     pub shutting_down: tokio::sync::watch::Receiver<bool>,
+    /// HTTP connections open now (kept by the accept loop).
+    pub connections: Arc<AtomicUsize>,
 }

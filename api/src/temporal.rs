@@ -30,6 +30,8 @@ pub struct RpcCounters {
     pub history_poll: AtomicU64,
     /// Reads of a closed task's result, and of earlier runs' start events.
     pub result: AtomicU64,
+    /// Workflow updates (execute and the controls).
+    pub update: AtomicU64,
 }
 
 /// A snapshot of [`RpcCounters`].
@@ -43,6 +45,8 @@ pub struct RpcCounts {
     pub history_poll: u64,
     /// Result reads.
     pub result: u64,
+    /// Workflow updates.
+    pub update: u64,
     /// All of them.
     pub total: u64,
 }
@@ -54,12 +58,14 @@ impl RpcCounters {
         let query = self.query.load(Ordering::Relaxed);
         let history_poll = self.history_poll.load(Ordering::Relaxed);
         let result = self.result.load(Ordering::Relaxed);
+        let update = self.update.load(Ordering::Relaxed);
         RpcCounts {
             describe,
             query,
             history_poll,
             result,
-            total: describe + query + history_poll + result,
+            update,
+            total: describe + query + history_poll + result + update,
         }
     }
 
@@ -71,6 +77,29 @@ impl RpcCounters {
 /// Options of a workflow query that gives up after `timeout` (a query waits for a worker).
 pub fn query_options(timeout: Duration) -> temporalio_client::WorkflowQueryOptions {
     temporalio_client::WorkflowQueryOptions::builder()
+        .rpc_options(
+            temporalio_client::RpcOptions::builder()
+                .timeout(timeout)
+                .build(),
+        )
+        .build()
+}
+
+/// Options of a workflow update whose every RPC gives up after `timeout`. The client repeats
+/// the start RPC until a worker accepts the update, so callers also bound the whole call.
+pub fn update_options(timeout: Duration) -> temporalio_client::WorkflowExecuteUpdateOptions {
+    temporalio_client::WorkflowExecuteUpdateOptions::builder()
+        .rpc_options(
+            temporalio_client::RpcOptions::builder()
+                .timeout(timeout)
+                .build(),
+        )
+        .build()
+}
+
+/// Options of a result read whose every RPC gives up after `timeout`.
+pub fn result_options(timeout: Duration) -> temporalio_client::WorkflowGetResultOptions {
+    temporalio_client::WorkflowGetResultOptions::builder()
         .rpc_options(
             temporalio_client::RpcOptions::builder()
                 .timeout(timeout)
@@ -141,11 +170,12 @@ pub fn task_fields(
     (agent, status, started)
 }
 
-/// Describes a task's workflow.
+/// Describes a task's workflow, giving up after `timeout`.
 pub async fn describe(
     client: &Client,
     counters: &RpcCounters,
     task: TaskId,
+    timeout: Duration,
 ) -> Result<TaskDescription, DescribeError> {
     RpcCounters::count(&counters.describe);
     let mut client = client.clone();
@@ -158,7 +188,7 @@ pub async fn describe(
         }),
     }
     .into_request();
-    request.set_timeout(Duration::from_secs(10));
+    request.set_timeout(timeout);
     let raw = WorkflowService::describe_workflow_execution(&mut client, request)
         .await
         .map_err(|status| match status.code() {
@@ -214,13 +244,14 @@ pub async fn poll_history(
 
 /// The events of the task's earlier runs with `seq > after`, walking back from run `run_id`:
 /// each run's start event carries the previous run's events (the input a run hands on when it
-/// continues as new), and names that run.
+/// continues as new), and names that run. Each read gives up after `timeout`.
 pub async fn earlier_events(
     client: &Client,
     counters: &RpcCounters,
     task: TaskId,
     run_id: String,
     after: Seq,
+    timeout: Duration,
 ) -> Result<Vec<Event>, Status> {
     use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
     let mut collected: Vec<Event> = Vec::new();
@@ -242,7 +273,7 @@ pub async fn earlier_events(
             skip_archival: true,
         }
         .into_request();
-        request.set_timeout(Duration::from_secs(10));
+        request.set_timeout(timeout);
         let history = WorkflowService::get_workflow_execution_history(&mut rpc, request)
             .await?
             .into_inner();
@@ -274,12 +305,13 @@ pub async fn earlier_events(
     Ok(collected)
 }
 
-/// A page of tasks from visibility.
+/// A page of tasks from visibility, giving up after `timeout`.
 pub async fn list(
     client: &Client,
     query: String,
     page_size: i32,
     token: Vec<u8>,
+    timeout: Duration,
 ) -> Result<(Vec<WorkflowExecutionInfo>, Vec<u8>), Status> {
     let mut client = client.clone();
     let namespace = temporalio_client::NamespacedClient::namespace(&client);
@@ -290,7 +322,7 @@ pub async fn list(
         query,
     }
     .into_request();
-    request.set_timeout(Duration::from_secs(10));
+    request.set_timeout(timeout);
     let response = WorkflowService::list_workflow_executions(&mut client, request)
         .await?
         .into_inner();

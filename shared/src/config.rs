@@ -7,6 +7,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The default configuration shipped with agentflow.
 pub const DEFAULT_CONFIG: &str = include_str!("../../agentflow.toml");
@@ -293,7 +294,8 @@ pub struct ApiSettings {
     pub listen: String,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// Interval of SSE keep-alive comments.
+    /// Interval of SSE keep-alive comments; a departed client is noticed by the second write
+    /// after it left, so within two intervals even while its task is silent.
     pub keep_alive_secs: u64,
     /// Reconnect delay sent to clients in the first frame (`retry:`).
     pub sse_retry_ms: u64,
@@ -306,8 +308,26 @@ pub struct ApiSettings {
     pub max_describe_interval_ms: u64,
     /// Timeout of one workflow query (queries wait for a worker).
     pub query_timeout_ms: u64,
+    /// Timeout of every other Temporal RPC a request makes (updates such as execute, pause or
+    /// cancel wait for the task's worker; describe, start, list, result reads); past it → 503.
+    pub rpc_timeout_ms: u64,
+    /// On SIGTERM, requests still waiting get 503 after half of this, and connections still
+    /// open after all of it are closed: the api always stops within it.
+    pub shutdown_timeout_secs: u64,
     /// Page size limit of task lists.
     pub max_page_size: usize,
+    /// Most HTTP connections open at once; one more gets 503 (problem+json) and is closed.
+    pub max_connections: usize,
+    /// Most SSE streams open at once, over all tasks; one more gets 429 with `Retry-After`.
+    pub max_streams: usize,
+    /// Most SSE streams of one task at once; one more gets 429 with `Retry-After`.
+    pub max_streams_per_task: usize,
+    /// Most relays at once (tasks followed, lingering ones included); a stream that needs one
+    /// more gets 503 with `Retry-After`.
+    pub max_relays: usize,
+    /// A request's headers and body must arrive within this long: a late body gets 408, late
+    /// headers get the connection closed.
+    pub request_read_timeout_secs: u64,
 }
 
 impl Default for ApiSettings {
@@ -315,14 +335,43 @@ impl Default for ApiSettings {
         Self {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
-            keep_alive_secs: 15,
+            keep_alive_secs: 5,
             sse_retry_ms: 1000,
             relay_linger_ms: 5000,
             describe_interval_ms: 25,
             max_describe_interval_ms: 100,
             query_timeout_ms: 3000,
+            rpc_timeout_ms: 10_000,
+            shutdown_timeout_secs: 10,
             max_page_size: 200,
+            max_connections: 16_384,
+            max_streams: 16_000,
+            max_streams_per_task: 10_000,
+            max_relays: 4096,
+            request_read_timeout_secs: 30,
         }
+    }
+}
+
+impl ApiSettings {
+    /// [`ApiSettings::query_timeout_ms`] as a duration.
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.query_timeout_ms.max(1))
+    }
+
+    /// [`ApiSettings::rpc_timeout_ms`] as a duration.
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms.max(1))
+    }
+
+    /// [`ApiSettings::request_read_timeout_secs`] as a duration.
+    pub fn request_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_read_timeout_secs.max(1))
+    }
+
+    /// [`ApiSettings::shutdown_timeout_secs`] as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
     }
 }
 

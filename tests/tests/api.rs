@@ -1,10 +1,12 @@
 //! The REST api and the live SSE relay end to end: real dev server, worker and api over HTTP.
 
+use agentflow_shared::config::ApiSettings;
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::{Seq, TaskId};
+use agentflow_shared::task::EventsRange;
 use agentflow_tests::api::TestApi;
 use agentflow_tests::harness::test_config;
-use agentflow_tests::sse::{read, read_with_reconnects};
+use agentflow_tests::sse::{Live, read, read_with_reconnects};
 use agentflow_tests::{TestApp, WorkerProcess, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -756,4 +758,397 @@ async fn agents_health_and_openapi() {
 
     api.stop().await;
     app.stop_worker().await;
+}
+
+/// Polls `/metrics` until `ready` holds for it; panics after a generous bound.
+async fn await_metrics(api: &TestApi, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = api.get("/metrics").await;
+        if ready(&metrics) {
+            return metrics;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_path_parameter_is_a_problem_json_400_on_every_route() {
+    let app = spawn_app_with(test_config(), false).await;
+    let api = app.spawn_api().await;
+    let task = uuid::Uuid::new_v4();
+    let tasks = "/api/v1/agents/assistant/tasks";
+    let requests = [
+        ("GET", "/api/v1/agents/%FF".to_owned()),
+        ("GET", "/api/v1/agents/%FF/tasks".to_owned()),
+        ("POST", "/api/v1/agents/%FF/tasks".to_owned()),
+        ("POST", "/api/v1/agents/%FF/tasks/stream".to_owned()),
+        ("GET", format!("{tasks}/%FF")),
+        ("DELETE", format!("{tasks}/%FF")),
+        ("POST", format!("{tasks}/%FF/execute")),
+        ("POST", format!("{tasks}/%FF/pause")),
+        ("POST", format!("{tasks}/{task}/approvals/%FF")),
+        ("GET", format!("{tasks}/%FF/events")),
+        (
+            "GET",
+            format!("/api/v1/agents/%FF/tasks/{task}/events/stream"),
+        ),
+    ];
+    for (method, path) in requests {
+        let request = match method {
+            "GET" => api.http.get(api.url(&path)),
+            "DELETE" => api.http.delete(api.url(&path)),
+            _ => api.http.post(api.url(&path)).json(&json!({"query": "q"})),
+        };
+        let response = request.send().await.unwrap();
+        check_problem(response, 400, "UTF-8", &format!("{method} {path}")).await;
+    }
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_reconnect_gets_204_and_a_cursor_past_the_end_closes_with_the_log() {
+    let mut app = spawn_app().await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({"enable_streaming": false})).await;
+    execute(&api, &task, "What is 2+2?").await;
+    let url = api.url(&stream_path(&task));
+    let first = read(&api.http, &url, None, usize::MAX).await;
+    assert!(first.ended);
+    let last = first.events.last().unwrap().seq.0;
+
+    // Nobody has watched the task for longer than the relay's linger: a fresh relay answers.
+    for cursor in [last, last + 100] {
+        await_metrics(&api, "the relay to stop", |m| m["relays"] == 0).await;
+        let late = tokio::time::timeout(
+            Duration::from_secs(60),
+            read(&api.http, &url, Some(cursor), usize::MAX),
+        )
+        .await
+        .expect("a reconnect after the end is answered, not kept open");
+        assert_eq!(late.status, 204, "cursor {cursor} of a {last}-event log");
+    }
+
+    // A cursor past the end of a running task: nothing to send, and the stream closes when the
+    // log ends.
+    let running = create_idle(&api, json!({})).await;
+    let url = api.url(&stream_path(&running));
+    let reader = {
+        let http = api.http.clone();
+        tokio::spawn(async move { read(&http, &url, Some(10_000), usize::MAX).await })
+    };
+    await_metrics(&api, "the subscriber", |m| m["subscribers"] == 1).await;
+    execute(&api, &running, "What is 3+3?").await;
+    let received = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the stream closes once the log has ended")
+        .unwrap();
+    assert_eq!(received.status, 200);
+    assert!(received.ended);
+    assert!(received.events.is_empty(), "{:?}", received.events);
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminated_task_serves_its_whole_log_then_workflow_closed() {
+    let mut config = test_config();
+    // One delta per token: one turn of `Count to 700` makes a log of more than one page.
+    config.worker.coalesce_chars = 1;
+    config.worker.coalesce_ms = 1;
+    let mut app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(
+        &api,
+        json!({"enable_streaming": true, "conversation": true}),
+    )
+    .await;
+    let url = api.url(&stream_path(&task));
+    let mut live = Live::open(&api.http, &url).await;
+    execute(&api, &task, "Count to 700").await;
+    live.until("WorkflowTurnCompleted").await;
+    drop(live);
+    let id: TaskId = task.parse().unwrap();
+    let durable = app.events(id, 1000).await;
+    assert!(
+        durable.len() > EventsRange::DEFAULT_LIMIT,
+        "the log spans pages: {} events",
+        durable.len()
+    );
+    app.handle(id)
+        .terminate(
+            temporalio_client::WorkflowTerminateOptions::builder()
+                .reason("test".to_owned())
+                .build(),
+        )
+        .await
+        .expect("terminating the workflow");
+    await_metrics(&api, "the relay to stop", |m| m["relays"] == 0).await;
+
+    let received = tokio::time::timeout(
+        Duration::from_secs(60),
+        read(&api.http, &url, None, usize::MAX),
+    )
+    .await
+    .expect("the stream of a terminated task ends");
+    assert!(received.ended);
+    assert_eq!(received.events.len(), durable.len() + 1);
+    assert_eq!(received.events[..durable.len()], durable[..]);
+    let terminal = received.events.last().unwrap();
+    match &terminal.kind {
+        EventKind::Failed(failed) => assert_eq!(failed.error.kind, "workflow_closed"),
+        other => panic!("the log ends with {other:?}"),
+    }
+
+    let mut paged: Vec<Event> = Vec::new();
+    loop {
+        let (status, page) = api
+            .get(&format!(
+                "/api/v1/agents/assistant/tasks/{task}/events?after={}&limit=1000",
+                paged.len()
+            ))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        paged.extend(serde_json::from_value::<Vec<Event>>(page["events"].clone()).unwrap());
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    assert_eq!(paged, received.events, "…/events serves the stream's log");
+    api.stop().await;
+    app.stop_worker().await;
+}
+
+/// Sends a request and reads its answer: (status, content type, `Retry-After`, body).
+async fn answer(request: reqwest::RequestBuilder) -> (u16, String, Option<String>, String) {
+    let response = request.send().await.expect("an answer");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (content_type, retry_after) = (
+        header("content-type").unwrap_or_default(),
+        header("retry-after"),
+    );
+    let status = response.status().as_u16();
+    (
+        status,
+        content_type,
+        retry_after,
+        response.text().await.unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_completes_in_time_while_requests_wait_for_a_missing_worker() {
+    let mut config = test_config();
+    config.api.shutdown_timeout_secs = 4;
+    config.api.rpc_timeout_ms = 120_000;
+    // No worker polls this task queue: updates wait for one.
+    let app = spawn_app_with(config, false).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({})).await;
+    let stream = {
+        let (http, url) = (api.http.clone(), api.url(&stream_path(&task)));
+        tokio::spawn(async move { read(&http, &url, None, usize::MAX).await })
+    };
+    let execute = tokio::spawn(answer(
+        api.http
+            .post(api.url(&format!("/api/v1/agents/assistant/tasks/{task}/execute")))
+            .json(&json!({"query": "Hi"})),
+    ));
+    let one_request_stream = tokio::spawn(answer(
+        api.http
+            .post(api.url("/api/v1/agents/assistant/tasks/stream"))
+            .json(&json!({"query": "Hi"})),
+    ));
+    await_metrics(&api, "both updates in flight and two subscribers", |m| {
+        m["handler_rpcs"]["update"].as_u64() == Some(2) && m["subscribers"] == 2
+    })
+    .await;
+
+    tokio::time::timeout(Duration::from_secs(60), api.stop())
+        .await
+        .expect("the api stops within its shutdown deadline");
+    for (what, request) in [
+        ("execute", execute),
+        ("POST …/tasks/stream", one_request_stream),
+    ] {
+        let (status, content_type, retry_after, body) = request.await.unwrap();
+        assert_eq!(status, 503, "{what}: {body}");
+        assert_eq!(content_type, "application/problem+json", "{what}");
+        assert!(retry_after.is_some(), "{what}: Retry-After");
+    }
+    assert!(stream.await.unwrap().ended, "the open stream ended cleanly");
+}
+
+/// Checks a refusal for a limit: its status, problem+json, `Retry-After`, the limit named.
+fn assert_limit(answer: (u16, String, Option<String>, String), status: u16, limit: &str) {
+    let (got, content_type, retry_after, body) = answer;
+    assert_eq!(got, status, "{limit}: {body}");
+    assert_eq!(content_type, "application/problem+json", "{limit}");
+    assert!(retry_after.is_some(), "{limit}: Retry-After");
+    assert!(body.contains(limit), "{limit}: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_and_relays_are_bounded() {
+    let mut config = test_config();
+    config.api.max_streams_per_task = 2;
+    config.api.max_streams = 3;
+    config.api.max_relays = 2;
+    config.api.keep_alive_secs = 1;
+    let app = spawn_app_with(config, false).await;
+    let api = app.spawn_api().await;
+    let (a, b, c) = (
+        create_idle(&api, json!({})).await,
+        create_idle(&api, json!({})).await,
+        create_idle(&api, json!({})).await,
+    );
+    let open = |task: &str| {
+        let (http, url) = (api.http.clone(), api.url(&stream_path(task)));
+        async move { Live::open(&http, &url).await }
+    };
+    let refusal = |task: &str| answer(api.http.get(api.url(&stream_path(task))));
+    let a1 = open(&a).await;
+    let a2 = open(&a).await;
+    assert_limit(refusal(&a).await, 429, "api.max_streams_per_task");
+    let b1 = open(&b).await;
+    assert_limit(refusal(&b).await, 429, "api.max_streams");
+    assert_limit(
+        answer(
+            api.http
+                .post(api.url("/api/v1/agents/assistant/tasks/stream"))
+                .json(&json!({"query": "Hi"})),
+        )
+        .await,
+        429,
+        "api.max_streams",
+    );
+    drop(a2);
+    await_metrics(&api, "the departed stream", |m| m["subscribers"] == 2).await;
+    assert_limit(refusal(&c).await, 503, "api.max_relays");
+    drop((a1, b1));
+    api.stop().await;
+}
+
+/// Reads one HTTP/1.1 response from a raw socket: the head and a `content-length` body.
+async fn read_response(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    loop {
+        let mut buffer = [0u8; 4096];
+        let read = socket.read(&mut buffer).await.unwrap_or(0);
+        raw.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if read == 0 {
+            return text;
+        }
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|line| {
+                    line.to_lowercase()
+                        .strip_prefix("content-length: ")?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_bounded_and_a_stalled_body_gets_408() {
+    let mut config = test_config();
+    config.api.max_connections = 2;
+    config.api.keep_alive_secs = 1;
+    config.api.request_read_timeout_secs = 1;
+    let app = spawn_app_with(config.clone(), false).await;
+    let api = app.spawn_api().await;
+    let task = app
+        .create("assistant", Default::default())
+        .await
+        .expect("creating a task");
+    let url = api.url(&stream_path(&task.to_string()));
+    let first = Live::open(&reqwest::Client::new(), &url).await;
+    let second = Live::open(&reqwest::Client::new(), &url).await;
+    let refused = answer(reqwest::Client::new().get(api.url("/healthz"))).await;
+    assert_limit(refused, 503, "api.max_connections");
+    drop(first);
+    // Once the departed stream is noticed, a new connection is served again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answer(reqwest::Client::new().get(api.url("/healthz")))
+        .await
+        .0
+        != 200
+    {
+        assert!(Instant::now() < deadline, "a connection was never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    drop(second);
+    api.stop().await;
+
+    // A body that stops arriving: 408 once the read timeout passes.
+    config.api.max_connections = ApiSettings::default().max_connections;
+    let api = agentflow_tests::api::spawn_api(&config).await;
+    use tokio::io::AsyncWriteExt;
+    let address = api.base_url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    socket
+        .write_all(
+            b"POST /api/v1/agents/assistant/tasks HTTP/1.1\r\nhost: api\r\n\
+              content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"descr",
+        )
+        .await
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(60), read_response(&mut socket))
+        .await
+        .expect("a stalled body is answered");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response
+            .to_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{response}"
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn departed_stream_clients_are_noticed_while_their_task_is_silent() {
+    // The shipped keep-alive interval; nothing else is written to an idle task's streams.
+    let app = spawn_app_with(test_config(), false).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({})).await;
+    let url = api.url(&stream_path(&task));
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        streams.push(Live::open(&api.http, &url).await);
+    }
+    await_metrics(&api, "five subscribers", |m| m["subscribers"] == 5).await;
+    drop(streams);
+    let left = Instant::now();
+    // A generous bound: two keep-alive intervals (10 s) notice it; the old 15 s interval did not.
+    let deadline = left + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = api.get("/metrics").await;
+        if metrics["subscribers"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "departed clients still counted: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("departed clients noticed after {:?}", left.elapsed());
+    api.stop().await;
 }

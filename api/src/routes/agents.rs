@@ -1,10 +1,11 @@
 //! `GET /api/v1/agents`, `GET /api/v1/agents/{agent_id}`.
 
 use crate::error::ApiError;
+use crate::extract::PathParams;
 use crate::state::AppState;
 use agentflow_shared::config::AgentConfig;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 
 /// An agent as the api shows it.
@@ -40,7 +41,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<Agent>> {
     responses((status = 200, body = Agent), (status = 404, body = crate::error::Problem)))]
 pub async fn show(
     State(state): State<AppState>,
-    Path(agent_id): Path<String>,
+    PathParams(agent_id): PathParams<String>,
 ) -> Result<Json<Agent>, ApiError> {
     state
         .config

@@ -3,7 +3,7 @@
 //! once whether it was accepted (`202` with the task's state) or not (`409`, `404`, `422`).
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, OptionalJsonBody};
+use crate::extract::{JsonBody, OptionalJsonBody, PathParams};
 use crate::routes::tasks::{describe_task, parse_task_id};
 use crate::state::AppState;
 use agentflow_shared::ids::TaskId;
@@ -13,22 +13,31 @@ use agentflow_shared::task::{
 };
 use agentflow_worker::AgentTaskWorkflow;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use std::future::Future;
 use temporalio_client::errors::WorkflowUpdateError;
-use temporalio_client::{RpcOptions, WorkflowExecuteUpdateOptions};
 
 /// What a control answers.
 type Accepted = Result<(StatusCode, Json<TaskState>), ApiError>;
 
-fn update_options() -> WorkflowExecuteUpdateOptions {
-    WorkflowExecuteUpdateOptions::builder()
-        .rpc_options(
-            RpcOptions::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build(),
-        )
-        .build()
+/// Runs a workflow update (made with [`crate::temporal::update_options`]), counted and bounded
+/// by `api.rpc_timeout_ms` as a whole: the client repeats its start RPC until a worker accepts
+/// the update, so without a worker it would wait forever. Past the bound → 503.
+pub(crate) async fn bounded_update<T>(
+    state: &AppState,
+    task: TaskId,
+    update: impl Future<Output = Result<T, WorkflowUpdateError>>,
+) -> Result<Result<T, WorkflowUpdateError>, ApiError> {
+    crate::temporal::RpcCounters::count(&state.handler_rpcs.update);
+    tokio::time::timeout(state.config.api.rpc_timeout(), update)
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "the worker of task {task} did not answer within {} ms; retry",
+                state.config.api.rpc_timeout_ms
+            ))
+        })
 }
 
 /// Maps a refused or failed update to its problem.
@@ -66,11 +75,12 @@ macro_rules! control_update {
     ($state:expr, $task:expr, $update:path, $arg:expr) => {{
         let state: &AppState = &$state;
         let task: TaskId = $task;
-        let accepted = state
+        let handle = state
             .client
-            .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-            .execute_update($update, $arg, update_options())
-            .await
+            .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+        let options = crate::temporal::update_options(state.config.api.rpc_timeout());
+        let accepted = bounded_update(state, task, handle.execute_update($update, $arg, options))
+            .await?
             .map_err(|error| update_error(task, error))?;
         Ok((StatusCode::ACCEPTED, Json(accepted)))
     }};
@@ -86,7 +96,7 @@ macro_rules! control_update {
 #[tracing::instrument(skip(state, body))]
 pub async fn pause(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -103,7 +113,7 @@ pub async fn pause(
 #[tracing::instrument(skip(state, body))]
 pub async fn resume(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -120,7 +130,7 @@ pub async fn resume(
 #[tracing::instrument(skip(state, body))]
 pub async fn cancel(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -136,7 +146,7 @@ pub async fn cancel(
 #[tracing::instrument(skip(state))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
     control_update!(
@@ -157,7 +167,7 @@ pub async fn delete(
 #[tracing::instrument(skip(state, body))]
 pub async fn close(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -177,7 +187,7 @@ pub async fn close(
 #[tracing::instrument(skip(state, body))]
 pub async fn decide(
     State(state): State<AppState>,
-    Path((agent_id, task_id, approval_id)): Path<(String, String, String)>,
+    PathParams((agent_id, task_id, approval_id)): PathParams<(String, String, String)>,
     JsonBody(body): JsonBody<ApprovalRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
@@ -198,7 +208,7 @@ pub async fn decide(
 #[tracing::instrument(skip(state, body))]
 pub async fn budget(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<BudgetRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;

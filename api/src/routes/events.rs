@@ -1,9 +1,9 @@
 //! A task's event log: a page (`…/events`) and the live SSE stream (`…/events/stream`).
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::relay::{Frame, RelayError, Subscription};
-use crate::routes::tasks::{closed_result, describe_task, parse_task_id};
+use crate::routes::tasks::{closed_log, describe_task, parse_task_id};
 use crate::state::AppState;
 use agentflow_shared::EventLog;
 use agentflow_shared::event::EventKind;
@@ -15,7 +15,7 @@ use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::queries::EventsQuery;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -43,7 +43,7 @@ pub struct PageParams {
 #[tracing::instrument(skip(state))]
 pub async fn page(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     QueryParams(params): QueryParams<PageParams>,
 ) -> Result<Json<EventsPage>, ApiError> {
     let task = parse_task_id(&task_id)?;
@@ -60,9 +60,7 @@ pub async fn page(
     let running = describe_task(&state, &agent_id, task).await?.running;
     let page = if running {
         crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
-        let options = crate::temporal::query_options(Duration::from_millis(
-            state.config.api.query_timeout_ms,
-        ));
+        let options = crate::temporal::query_options(state.config.api.query_timeout());
         state
             .client
             .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
@@ -70,10 +68,14 @@ pub async fn page(
             .await
             .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))?
     } else {
-        let result = closed_result(&state, task).await?;
-        EventLog::from_events(result.state.first_seq, result.events)
-            .map_err(|e| ApiError::Internal(format!("the task's stored log is not dense: {e}")))?
-            .page(range, EventsRange::MAX_PAGE_BYTES)
+        match closed_log(&state, task).await? {
+            Some(result) => EventLog::from_events(result.state.first_seq, result.events)
+                .map_err(|e| {
+                    ApiError::Internal(format!("the task's stored log is not dense: {e}"))
+                })?
+                .page(range, EventsRange::MAX_PAGE_BYTES),
+            None => relayed_page(&state, task, range).await?,
+        }
     };
     if range.after.0.saturating_add(1) >= page.first_seq.0 {
         return Ok(Json(page));
@@ -87,6 +89,7 @@ pub async fn page(
         task,
         latest.run_id(),
         range.after,
+        state.config.api.rpc_timeout(),
     )
     .await
     .map_err(|status| {
@@ -109,6 +112,54 @@ pub async fn page(
         finished: page.finished,
         first_seq: Seq::first(),
     }))
+}
+
+/// The problem of a subscription the registry refused: the limits answer 429 or 503 with
+/// `Retry-After` (a departed subscriber is noticed within two keep-alives; a relay with no
+/// subscriber stops after its linger).
+fn relay_error(
+    state: &AppState,
+    error: RelayError,
+    not_found: impl FnOnce() -> ApiError,
+) -> ApiError {
+    match error {
+        RelayError::NotFound => not_found(),
+        RelayError::Unavailable(message) => ApiError::Unavailable(message),
+        RelayError::TooManyStreams(detail) => ApiError::TooManyRequests {
+            detail,
+            retry_after_secs: state.config.api.keep_alive_secs.max(1),
+        },
+        RelayError::TooManyRelays(detail) => ApiError::Overloaded {
+            detail,
+            retry_after_secs: state.config.api.relay_linger_ms.div_ceil(1000).max(1),
+        },
+    }
+}
+
+/// A page of a task that closed without a result (terminated or timed out from outside), from
+/// its relay: the same log as its stream, the relay's closing event included.
+async fn relayed_page(
+    state: &AppState,
+    task: TaskId,
+    range: EventsRange,
+) -> Result<EventsPage, ApiError> {
+    let not_found = || ApiError::NotFound(format!("task `{task}` does not exist"));
+    let mut subscription = state
+        .relays
+        .subscribe(task)
+        .await
+        .map_err(|e| relay_error(state, e, not_found))?;
+    let wait = 2 * state.config.api.query_timeout();
+    tokio::time::timeout(wait, subscription.ended())
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "the log of task `{task}` could not be read in time (no worker answered); retry"
+            ))
+        })?;
+    Ok(EventLog::from_events(Seq::first(), subscription.events())
+        .map_err(|e| ApiError::Internal(format!("the relayed log is not dense: {e}")))?
+        .page(range, EventsRange::MAX_PAGE_BYTES))
 }
 
 /// Options of the SSE stream.
@@ -190,7 +241,7 @@ fn cursor(headers: &HeaderMap, params: &StreamParams) -> Result<Seq, ApiError> {
 #[tracing::instrument(skip(state, headers))]
 pub async fn stream(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     QueryParams(params): QueryParams<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -207,15 +258,22 @@ pub async fn stream(
             "task `{task}` does not exist for agent `{agent_id}`"
         ))
     };
-    let subscription = state.relays.subscribe(task).await.map_err(|e| match e {
-        RelayError::NotFound => not_found(),
-        RelayError::Unavailable(message) => ApiError::Unavailable(message),
-    })?;
+    let subscription = state
+        .relays
+        .subscribe(task)
+        .await
+        .map_err(|e| relay_error(&state, e, not_found))?;
     if subscription
         .agent_id()
         .is_none_or(|a| a.as_str() != agent_id)
     {
         return Err(not_found());
+    }
+    if position > Seq(0) && subscription.frames_after(position, 1).is_empty() {
+        // A fresh relay may not have read the log yet: wait (briefly) before deciding that a
+        // cursor is at the end (an ended log is never empty, so cursor 0 never is).
+        let wait = state.config.api.query_timeout();
+        let _ = tokio::time::timeout(wait, subscription.caught_up()).await;
     }
     if subscription.ended_at(position) {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -233,7 +291,7 @@ struct CancelOnDisconnect {
 
 impl Drop for CancelOnDisconnect {
     fn drop(&mut self) {
-        if !self.armed {
+        if !self.armed || *self.state.shutting_down.borrow() {
             return;
         }
         let (state, task) = (self.state.clone(), self.task);
@@ -243,13 +301,19 @@ impl Drop for CancelOnDisconnect {
                 reason: Some("the streaming client disconnected".into()),
                 requested_by: None,
             };
-            let result = state
+            let handle = state
                 .client
-                .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-                .execute_update(AgentTaskWorkflow::cancel, request, Default::default())
-                .await;
-            if let Err(error) = result {
-                tracing::info!(%task, %error, "cancel after disconnect not applied");
+                .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+            let options = crate::temporal::update_options(state.config.api.rpc_timeout());
+            let update = handle.execute_update(AgentTaskWorkflow::cancel, request, options);
+            match crate::routes::control::bounded_update(&state, task, update).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::info!(%task, %error, "cancel after disconnect not applied");
+                }
+                Err(error) => {
+                    tracing::warn!(%task, %error, "cancel after disconnect not applied");
+                }
             }
         });
     }
@@ -273,7 +337,7 @@ fn sse_response(
         loop {
             let frames = subscription.frames_after(position, 256);
             if frames.is_empty() {
-                if *shutting_down.borrow() {
+                if subscription.ended_at(position) || *shutting_down.borrow() {
                     if let Some(guard) = guard.as_mut() {
                         guard.armed = false;
                     }
@@ -366,7 +430,7 @@ pub struct StreamTaskRequest {
 #[tracing::instrument(skip(state, body))]
 pub async fn create_and_stream(
     State(state): State<AppState>,
-    Path(agent_id): Path<String>,
+    PathParams(agent_id): PathParams<String>,
     JsonBody(body): JsonBody<StreamTaskRequest>,
 ) -> Result<Response, ApiError> {
     if body.query.trim().is_empty() {
@@ -379,6 +443,11 @@ pub async fn create_and_stream(
                 .into(),
         ));
     }
+    state.relays.has_room().map_err(|e| {
+        relay_error(&state, e, || {
+            ApiError::internal("checking the stream limits", "an unexpected not found")
+        })
+    })?;
     let (task, _) = crate::routes::tasks::start(
         &state,
         &agent_id,
@@ -391,10 +460,12 @@ pub async fn create_and_stream(
         },
     )
     .await?;
-    let subscription = state.relays.subscribe(task).await.map_err(|e| match e {
-        RelayError::NotFound => ApiError::Unavailable(format!("task {task} vanished")),
-        RelayError::Unavailable(message) => ApiError::Unavailable(message),
-    })?;
+    let vanished = || ApiError::Unavailable(format!("task {task} vanished"));
+    let subscription = state
+        .relays
+        .subscribe(task)
+        .await
+        .map_err(|e| relay_error(&state, e, vanished))?;
     let guard = (body.on_disconnect == OnDisconnect::Cancel).then(|| CancelOnDisconnect {
         state: state.clone(),
         task,
@@ -404,11 +475,13 @@ pub async fn create_and_stream(
         query: body.query,
         enable_streaming: body.enable_streaming,
     };
-    state
+    let handle = state
         .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-        .execute_update(AgentTaskWorkflow::execute, request, Default::default())
-        .await
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+    let options = crate::temporal::update_options(state.config.api.rpc_timeout());
+    let update = handle.execute_update(AgentTaskWorkflow::execute, request, options);
+    crate::routes::control::bounded_update(&state, task, update)
+        .await?
         .map_err(|error| crate::routes::control::update_error(task, error))?;
     let filter = Filter {
         types: None,

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub relays: usize,
     /// SSE subscribers connected now.
     pub subscribers: usize,
+    /// HTTP connections open now.
+    pub connections: usize,
     /// This process's resident memory and CPU time (Linux; absent elsewhere).
     pub process: Option<ProcessStats>,
 }
@@ -81,6 +83,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         handler_rpcs: state.handler_rpcs.snapshot(),
         relays,
         subscribers,
+        connections: state.connections.load(std::sync::atomic::Ordering::Relaxed),
         process: process_stats(),
     };
     let accept = headers
@@ -123,6 +126,7 @@ impl Metrics {
                 ("query", counts.query),
                 ("history_poll", counts.history_poll),
                 ("result", counts.result),
+                ("update", counts.update),
             ] {
                 out.push_str(&format!("{name}{{kind=\"{kind}\"}} {value}\n"));
             }
@@ -139,6 +143,12 @@ impl Metrics {
                 "gauge",
                 "SSE subscribers connected now.",
                 self.subscribers.to_string(),
+            ),
+            (
+                "agentflow_connections",
+                "gauge",
+                "HTTP connections open now.",
+                self.connections.to_string(),
             ),
         ];
         if let Some(process) = &self.process {

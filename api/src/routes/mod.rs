@@ -10,7 +10,10 @@ pub mod tasks;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 /// The whole api.
@@ -78,7 +81,71 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this method is not allowed on this route".into())
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_body_in_time,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            answer_before_shutdown,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Reads the request body before the handler runs, within `api.request_read_timeout_secs`
+/// (late → 408) and `api.max_body_bytes` (larger → 413), so a client that stalls mid-body
+/// holds no handler.
+async fn read_body_in_time(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let read = Bytes::from_request(Request::from_parts(parts.clone(), body), &state);
+    let bytes = tokio::time::timeout(state.config.api.request_read_timeout(), read)
+        .await
+        .map_err(|_| {
+            ApiError::RequestTimeout(format!(
+                "the request body did not arrive within {} s",
+                state.config.api.request_read_timeout().as_secs()
+            ))
+        })?
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("the request body is too large".into())
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })?;
+    Ok(next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await)
+}
+
+/// Once the server shuts down, a request still waiting (for a worker, for Temporal) after half
+/// of `api.shutdown_timeout_secs` is answered 503 with `Retry-After`, so the graceful shutdown
+/// completes in time and the client learns to retry elsewhere.
+async fn answer_before_shutdown(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut shutting_down = state.shutting_down.clone();
+    let grace = state.config.api.shutdown_timeout() / 2;
+    let cut_off = async move {
+        if shutting_down.wait_for(|down| *down).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        response = next.run(request) => response,
+        () = cut_off => ApiError::Overloaded {
+            detail: "the api is shutting down; retry".into(),
+            retry_after_secs: 1,
+        }
+        .into_response(),
+    }
 }

@@ -1,7 +1,7 @@
 //! Tasks: create, list, show, execute.
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::state::AppState;
 use crate::temporal::{self, DescribeError, TaskDescription};
 use agentflow_shared::ids::{AgentId, TaskId};
@@ -11,16 +11,14 @@ use agentflow_shared::task::{
 use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::tasks::{CreateTaskError, NewTask, start_task, task_input};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
-use temporalio_client::{
-    RpcOptions, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
-};
+use temporalio_client::WorkflowQueryOptions;
+use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError, WorkflowUpdateError};
 
 /// Body of `POST /api/v1/agents/{agent_id}/tasks`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -155,14 +153,19 @@ pub(crate) async fn describe_task(
     check_agent(state, agent)?;
     let not_found =
         || ApiError::NotFound(format!("task `{task}` does not exist for agent `{agent}`"));
-    let description = temporal::describe(&state.client, &state.handler_rpcs, task)
-        .await
-        .map_err(|error| match error {
-            DescribeError::NotFound => not_found(),
-            DescribeError::Rpc(status) => {
-                ApiError::Unavailable(format!("Temporal did not answer: {}", status.message()))
-            }
-        })?;
+    let description = temporal::describe(
+        &state.client,
+        &state.handler_rpcs,
+        task,
+        state.config.api.rpc_timeout(),
+    )
+    .await
+    .map_err(|error| match error {
+        DescribeError::NotFound => not_found(),
+        DescribeError::Rpc(status) => {
+            ApiError::Unavailable(format!("Temporal did not answer: {}", status.message()))
+        }
+    })?;
     match &description.agent_id {
         Some(id) if id.as_str() == agent => Ok(description),
         _ => Err(not_found()),
@@ -170,20 +173,43 @@ pub(crate) async fn describe_task(
 }
 
 fn query_options(state: &AppState) -> WorkflowQueryOptions {
-    temporal::query_options(std::time::Duration::from_millis(
-        state.config.api.query_timeout_ms,
-    ))
+    temporal::query_options(state.config.api.query_timeout())
 }
 
-/// The result of a closed task.
-pub(crate) async fn closed_result(state: &AppState, task: TaskId) -> Result<TaskResult, ApiError> {
+/// The result of a closed task; `None` when its workflow closed without one (terminated or
+/// timed out from outside agentflow).
+pub(crate) async fn closed_log(
+    state: &AppState,
+    task: TaskId,
+) -> Result<Option<TaskResult>, ApiError> {
     crate::temporal::RpcCounters::count(&state.handler_rpcs.result);
-    state
+    let result = state
         .client
         .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-        .get_result(WorkflowGetResultOptions::default())
-        .await
-        .map_err(|e| ApiError::Conflict(format!("task `{task}` closed without a result: {e}")))
+        .get_result(temporal::result_options(state.config.api.rpc_timeout()))
+        .await;
+    match result {
+        Ok(result) => Ok(Some(result)),
+        Err(WorkflowGetResultError::NotFound(_)) => {
+            Err(ApiError::NotFound(format!("task `{task}` does not exist")))
+        }
+        Err(
+            WorkflowGetResultError::Terminated { .. }
+            | WorkflowGetResultError::TimedOut
+            | WorkflowGetResultError::Failed(_)
+            | WorkflowGetResultError::Cancelled { .. },
+        ) => Ok(None),
+        Err(error) => Err(ApiError::Unavailable(format!(
+            "reading the result of task `{task}` failed: {error}"
+        ))),
+    }
+}
+
+/// The result of a closed task (409 when it closed without one).
+async fn closed_result(state: &AppState, task: TaskId) -> Result<TaskResult, ApiError> {
+    closed_log(state, task)
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("task `{task}` closed without a result")))
 }
 
 /// The live state of a running task, from its worker.
@@ -213,7 +239,7 @@ async fn live_state(state: &AppState, task: TaskId) -> Result<TaskState, ApiErro
 #[tracing::instrument(skip(state, body))]
 pub async fn create(
     State(state): State<AppState>,
-    Path(agent_id): Path<String>,
+    PathParams(agent_id): PathParams<String>,
     JsonBody(body): JsonBody<CreateTaskRequest>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     let runs_now = body.query.as_deref().is_some_and(|q| !q.trim().is_empty());
@@ -253,8 +279,10 @@ pub(crate) async fn start(
     )
     .map_err(create_error)?;
     let (id, created_at) = (input.task_id, input.created_at);
-    start_task(&state.client, &state.config.worker.task_queue, input)
+    let started = start_task(&state.client, &state.config.worker.task_queue, input);
+    tokio::time::timeout(state.config.api.rpc_timeout(), started)
         .await
+        .map_err(|_| ApiError::Unavailable("Temporal did not start the task in time".into()))?
         .map_err(create_error)?;
     Ok((id, created_at))
 }
@@ -283,7 +311,7 @@ fn create_error(error: CreateTaskError) -> ApiError {
 #[tracing::instrument(skip(state))]
 pub async fn list(
     State(state): State<AppState>,
-    Path(agent_id): Path<String>,
+    PathParams(agent_id): PathParams<String>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<TaskList>, ApiError> {
     check_agent(&state, &agent_id)?;
@@ -309,7 +337,8 @@ pub async fn list(
         })?,
         None => Vec::new(),
     };
-    let (executions, next) = temporal::list(&state.client, query, page_size as i32, token)
+    let timeout = state.config.api.rpc_timeout();
+    let (executions, next) = temporal::list(&state.client, query, page_size as i32, token, timeout)
         .await
         .map_err(|status| match status.code() {
             temporalio_client::tonic::Code::InvalidArgument => {
@@ -345,7 +374,7 @@ pub async fn list(
 #[tracing::instrument(skip(state))]
 pub async fn show(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
 ) -> Result<Json<Task>, ApiError> {
     let task = parse_task_id(&task_id)?;
     let description = describe_task(&state, &agent_id, task).await?;
@@ -374,7 +403,7 @@ pub async fn show(
 #[tracing::instrument(skip(state, body))]
 pub async fn execute(
     State(state): State<AppState>,
-    Path((agent_id, task_id)): Path<(String, String)>,
+    PathParams((agent_id, task_id)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<ExecuteRequest>,
 ) -> Result<(StatusCode, Json<ExecuteAccepted>), ApiError> {
     let task = parse_task_id(&task_id)?;
@@ -390,18 +419,13 @@ pub async fn execute(
             "task {task} is already {status}; create a new task to run another query"
         )));
     }
-    let options = WorkflowExecuteUpdateOptions::builder()
-        .rpc_options(
-            RpcOptions::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build(),
-        )
-        .build();
-    let accepted = state
+    let options = temporal::update_options(state.config.api.rpc_timeout());
+    let handle = state
         .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-        .execute_update(AgentTaskWorkflow::execute, body, options)
-        .await
+        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+    let update = handle.execute_update(AgentTaskWorkflow::execute, body, options);
+    let accepted = crate::routes::control::bounded_update(&state, task, update)
+        .await?
         .map_err(|error| match error {
             WorkflowUpdateError::Failed(failure) => ApiError::Conflict(failure.message.clone()),
             WorkflowUpdateError::NotFound(_) => {
