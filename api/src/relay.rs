@@ -11,6 +11,7 @@
 use crate::temporal::{self, DescribeError, RpcCounters, TaskDescription};
 use agentflow_shared::event::{ErrorInfo, Event, EventKind, Failed, Reason};
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
+use agentflow_shared::log::{Appended, EventLog, LogError};
 use agentflow_shared::task::{EventsPage, EventsRange, TaskResult};
 use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::activities::AgentActivities;
@@ -57,20 +58,37 @@ pub struct Frame {
     pub terminal: bool,
     /// The SSE frame (`id`, `event`, `data`, blank line).
     pub bytes: Bytes,
-    /// The event itself.
-    pub event: Arc<Event>,
 }
 
 impl Frame {
-    fn new(event: Event) -> Self {
+    fn new(event: &Event) -> Self {
         Self {
             seq: event.seq,
             type_name: event.type_name(),
             terminal: event.is_terminal(),
-            bytes: Bytes::from(agentflow_shared::sse::frame(&event, None)),
-            event: Arc::new(event),
+            bytes: Bytes::from(agentflow_shared::sse::frame(event, None)),
         }
     }
+}
+
+/// The relay's copy of the task's log: the checked dense log, and each event's SSE frame.
+#[derive(Default)]
+struct RelayLog {
+    log: EventLog,
+    frames: Vec<Frame>,
+    /// The relay saw the durable log differ from what it had relayed: it serves nothing more.
+    diverged: bool,
+}
+
+/// What appending to the relay's log did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Published {
+    /// The events continued (or confirmed) the log; this many were new.
+    New(usize),
+    /// The events start beyond the log's end: the durable log must be read first.
+    Ahead,
+    /// An event differs from the one relayed at its seq (never expected: Invariant 1).
+    Diverged,
 }
 
 /// Why a subscription could not be made.
@@ -100,7 +118,7 @@ struct Life {
 pub struct Relay {
     task_id: TaskId,
     agent_id: Option<AgentId>,
-    frames: RwLock<Vec<Frame>>,
+    log: RwLock<RelayLog>,
     published: watch::Sender<usize>,
     caught_up: watch::Sender<bool>,
     streams: Arc<AtomicUsize>,
@@ -123,15 +141,17 @@ impl Subscription {
 
     /// Up to `max` frames with `seq > after`.
     pub fn frames_after(&self, after: Seq, max: usize) -> Vec<Frame> {
-        let frames = self.relay.frames.read().expect("relay lock");
+        let relayed = self.relay.log.read().expect("relay lock");
+        let frames = &relayed.frames;
         let start = (after.0 as usize).min(frames.len());
         frames[start..(start + max).min(frames.len())].to_vec()
     }
 
-    /// Whether the log has ended and holds nothing after `after`.
+    /// Whether the stream after `after` is over: the log has ended and holds nothing after it,
+    /// or the relay stopped serving (its log diverged; a reconnect reads the durable log).
     pub fn ended_at(&self, after: Seq) -> bool {
-        let frames = self.relay.frames.read().expect("relay lock");
-        frames.last().is_some_and(|f| f.terminal) && after.0 as usize >= frames.len()
+        let relayed = self.relay.log.read().expect("relay lock");
+        relayed.diverged || (relayed.log.is_finished() && after.0 as usize >= relayed.frames.len())
     }
 
     /// Waits until the relay has read what Temporal had when it started (or tried to, when
@@ -150,8 +170,8 @@ impl Subscription {
 
     /// Every event of the log so far.
     pub fn events(&self) -> Vec<Event> {
-        let frames = self.relay.frames.read().expect("relay lock");
-        frames.iter().map(|f| (*f.event).clone()).collect()
+        let relayed = self.relay.log.read().expect("relay lock");
+        relayed.log.events().to_vec()
     }
 
     /// Waits until the log grows.
@@ -209,52 +229,65 @@ impl Relay {
     }
 
     fn len(&self) -> usize {
-        self.frames.read().expect("relay lock").len()
+        self.log.read().expect("relay lock").log.len()
     }
 
+    /// Whether the relay has nothing more to do: the log ended, or it diverged.
     fn ended(&self) -> bool {
-        self.frames
-            .read()
-            .expect("relay lock")
-            .last()
-            .is_some_and(|f| f.terminal)
+        let relayed = self.log.read().expect("relay lock");
+        relayed.diverged || relayed.log.is_finished()
     }
 
     fn subscribers(&self) -> usize {
         self.life.lock().expect("relay lock").subscribers
     }
 
+    fn diverged(&self) -> bool {
+        self.log.read().expect("relay lock").diverged
+    }
+
     /// Appends the events that continue the log and checks the ones it already has; returns
     /// `false` when the events start beyond the log's end (the durable log must be read first).
     fn publish(&self, events: impl IntoIterator<Item = Event>) -> bool {
-        self.append(events).is_some()
+        matches!(self.append(events), Published::New(_))
     }
 
-    /// [`Relay::publish`], telling how many events were new (`None`: not contiguous).
-    fn append(&self, events: impl IntoIterator<Item = Event>) -> Option<usize> {
-        let mut contiguous = true;
-        let mut frames = self.frames.write().expect("relay lock");
-        let before = frames.len();
+    /// [`Relay::publish`], telling how many events were new. An event that differs from the
+    /// one relayed at its seq means a client holds something the durable log does not: the
+    /// relay then serves nothing more (its streams end; a reconnect reads the durable log).
+    fn append(&self, events: impl IntoIterator<Item = Event>) -> Published {
+        let mut relayed = self.log.write().expect("relay lock");
+        if relayed.diverged {
+            return Published::Diverged;
+        }
+        let before = relayed.log.len();
+        let mut outcome = None;
         for event in events {
-            let index = event.seq.0 as usize;
-            if index == frames.len() + 1 {
-                frames.push(Frame::new(event));
-            } else if index >= 1 && index <= frames.len() {
-                if *frames[index - 1].event != event {
-                    tracing::error!(task = %self.task_id, seq = %event.seq,
-                        "invariant violated: an event changed after it was relayed");
+            let frame = (event.seq == relayed.log.next_seq()).then(|| Frame::new(&event));
+            match relayed.log.append(event) {
+                Ok(Appended::New) => relayed.frames.extend(frame),
+                Ok(Appended::Known) => {}
+                Err(LogError::Gap { .. }) => {
+                    outcome = Some(Published::Ahead);
+                    break;
                 }
-            } else {
-                contiguous = false;
-                break;
+                Err(error) => {
+                    tracing::error!(task = %self.task_id, %error,
+                        "invariant violated: the durable log differs from what was relayed; \
+                         ending this relay's streams");
+                    relayed.diverged = true;
+                    outcome = Some(Published::Diverged);
+                    break;
+                }
             }
         }
-        let after = frames.len();
-        drop(frames);
-        if after != before {
+        let after = relayed.log.len();
+        let diverged = relayed.diverged;
+        drop(relayed);
+        if after != before || diverged {
             self.published.send_replace(after);
         }
-        contiguous.then_some(after - before)
+        outcome.unwrap_or(Published::New(after - before))
     }
 
     /// Returns `false` as soon as the relay has a subscriber; `true` once it has had none for
@@ -361,7 +394,13 @@ async fn run(
     let task = relay.task_id;
     let mut description = Some(first);
     let mut history_token: Vec<u8> = Vec::new();
+    let mut backoff = Backoff::default();
     loop {
+        if relay.diverged() {
+            // A fresh relay (started by the next subscriber) reads the durable log.
+            relay.life.lock().expect("relay lock").stopped = true;
+            break;
+        }
         if relay.ended() {
             relay.until_unused(ctx.settings.linger).await;
             break;
@@ -385,10 +424,18 @@ async fn run(
             }
         };
         if !current.running {
+            let before = relay.len();
             read_closed(&relay, &ctx, &current).await;
             relay.caught_up.send_replace(true);
+            if !relay.ended() && relay.len() == before {
+                // Nothing new and no end: wait before asking Temporal again (never spin).
+                backoff.wait().await;
+            } else {
+                backoff.reset();
+            }
             continue;
         }
+        backoff.reset();
         match ctx.query_events(task, Seq(relay.len() as u64)).await {
             Ok(page) => {
                 let more = page.has_more;
@@ -436,6 +483,27 @@ async fn run(
     registry.remove(task, &relay);
 }
 
+/// Waits that grow while retries find nothing new: 250 ms, doubling up to 5 s.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+
+    async fn wait(&mut self) {
+        let delay = (Self::FIRST * 2u32.saturating_pow(self.failures)).min(Self::MAX);
+        self.failures = self.failures.saturating_add(1);
+        tokio::time::sleep(delay).await;
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
 /// The next `Describe` interval: back to the base after a change, half as long again (up to
 /// the max) after a poll that found nothing new.
 fn next_interval(current: Duration, new_events: usize, settings: &RelaySettings) -> Duration {
@@ -464,10 +532,10 @@ async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
         {
             Ok(description) if description.running => match pending_llm_events(&description) {
                 Some(events) => match relay.append(events) {
-                    Some(new_events) => {
+                    Published::New(new_events) => {
                         interval = next_interval(interval, new_events, &ctx.settings);
                     }
-                    None => return,
+                    Published::Ahead | Published::Diverged => return,
                 },
                 None => return,
             },
@@ -719,7 +787,7 @@ impl Registry {
         let relay = Arc::new(Relay {
             task_id: task,
             agent_id: description.agent_id.clone(),
-            frames: RwLock::default(),
+            log: RwLock::default(),
             published,
             caught_up,
             streams: self.streams.clone(),
@@ -775,5 +843,67 @@ mod tests {
             next_interval(interval, 3, &settings),
             settings.describe_interval
         );
+    }
+
+    fn event(seq: u64, text: &str, terminal: bool) -> Event {
+        let kind = if terminal {
+            EventKind::Cancelled(Reason::new(text))
+        } else {
+            EventKind::LlmCallDelta(agentflow_shared::event::LlmCallDelta {
+                step: 1,
+                text: text.into(),
+                chunk_index: 0,
+            })
+        };
+        Event {
+            seq: Seq(seq),
+            kind,
+            task_id: TaskId::new(),
+            agent_id: AgentId::from("a"),
+            timestamp: chrono::DateTime::UNIX_EPOCH,
+            step: 1,
+        }
+    }
+
+    fn relay() -> Arc<Relay> {
+        let task_id = TaskId::new();
+        Arc::new(Relay {
+            task_id,
+            agent_id: None,
+            log: RwLock::default(),
+            published: watch::channel(0).0,
+            caught_up: watch::channel(false).0,
+            streams: Arc::default(),
+            life: Mutex::default(),
+            idle: Notify::new(),
+            joined: Notify::new(),
+        })
+    }
+
+    fn with_task(mut event: Event, relay: &Relay) -> Event {
+        event.task_id = relay.task_id;
+        event
+    }
+
+    #[test]
+    fn the_relay_log_is_checked_and_a_divergence_ends_its_streams() {
+        let relay = relay();
+        let e = |seq, text: &str, terminal| with_task(event(seq, text, terminal), &relay);
+        assert_eq!(
+            relay.append([e(1, "a", false), e(2, "b", false)]),
+            Published::New(2)
+        );
+        assert_eq!(
+            relay.append([e(2, "b", false), e(3, "c", false)]),
+            Published::New(1)
+        );
+        assert_eq!(relay.append([e(5, "e", false)]), Published::Ahead);
+        assert_eq!(relay.len(), 3);
+        assert!(!relay.ended());
+        // A terminal event at a seq the relay already served with other content.
+        assert_eq!(relay.append([e(3, "failed", true)]), Published::Diverged);
+        assert!(relay.diverged() && relay.ended(), "the relay stops serving");
+        assert_eq!(relay.append([e(4, "d", false)]), Published::Diverged);
+        assert_eq!(relay.len(), 3, "nothing is appended after a divergence");
     }
 }
