@@ -9,7 +9,8 @@ const EVENT_TYPES = [
   "WorkflowLLMCallDelta", "WorkflowLLMCallRetrying", "WorkflowLLMCallCompleted",
   "WorkflowToolCallStarted", "WorkflowToolCallCompleted", "WorkflowBudgetWarning",
   "WorkflowBudgetExceeded", "WorkflowBudgetRaised", "WorkflowApprovalRequested",
-  "WorkflowApprovalReceived", "WorkflowPaused", "WorkflowResumed", "WorkflowTurnCompleted",
+  "WorkflowApprovalReceived", "WorkflowPaused", "WorkflowResumed", "WorkflowConversationTrimmed",
+  "WorkflowTurnCompleted",
   "WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled",
 ];
 const TERMINAL = new Set(["WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"]);
@@ -179,7 +180,8 @@ function render(event) {
     case "WorkflowLLMCallCompleted": {
       if (view.llm) view.llm.textContent = d.content;
       const tools = d.tool_calls.map((c) => c.name).join(", ");
-      const li = row(event, `LLM answered in ${d.duration_ms} ms — ${d.usage.total_tokens} tokens, ${money(d.cost_usd)}${tools ? `; calls ${tools}` : ""}`);
+      const cut = d.finish_reason === "length" ? " (truncated at the length limit)" : "";
+      const li = row(event, `LLM answered in ${d.duration_ms} ms — ${d.usage.total_tokens} tokens, ${money(d.cost_usd)}${tools ? `; calls ${tools}` : ""}${cut}`);
       li.append(text("pre", d.content, "llm-final"));
       setBudget(d.total_cost_usd);
       break;
@@ -227,6 +229,9 @@ function render(event) {
     case "WorkflowResumed":
       row(event, `Resumed: ${d.reason}${d.requested_by ? ` (by ${d.requested_by})` : ""}`);
       setControls("running");
+      break;
+    case "WorkflowConversationTrimmed":
+      row(event, `Conversation trimmed: ${d.dropped_messages} oldest messages dropped, ${d.kept_messages} kept (${d.bytes} of ${d.limit_bytes} bytes)`);
       break;
     case "WorkflowTurnCompleted":
       row(event, `Turn ${d.turn} answered — ${money(d.total_cost_usd)}`);

@@ -26,3 +26,19 @@ pub async fn style() -> impl IntoResponse {
         include_str!("../../static/style.css"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use agentflow_shared::event::EventKind;
+
+    #[test]
+    fn the_page_listens_to_every_event_type() {
+        let script = include_str!("../../static/app.js");
+        for name in EventKind::TYPE_NAMES {
+            assert!(
+                script.contains(&format!("\"{name}\"")),
+                "app.js does not listen to {name}"
+            );
+        }
+    }
+}
