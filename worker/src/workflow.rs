@@ -935,10 +935,8 @@ fn is_retryable(error: &ActivityExecutionError) -> bool {
 /// Whether a failure message is Temporal's (or an SDK's) refusal of an oversized payload.
 fn is_size_limit(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    message.contains("exceeds size limit")
-        || message.contains("exceeds limit")
+    (message.contains("exceed") && message.contains("limit"))
         || message.contains("payloadsizeerror")
-        || message.contains("blob data size exceeds")
 }
 
 /// Runs the LLM activity until it answers, fails for good, or the task is cancelled.
@@ -1514,4 +1512,56 @@ async fn run_tools(
         emit(ctx, EventKind::ToolCallCompleted(completed));
     }
     Ok(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentflow_shared::llm::ToolCall;
+
+    #[test]
+    fn payload_limit_failures_are_recognised() {
+        for message in [
+            "Complete result exceeds size limit.",
+            "Heartbeat details exceed size limit",
+            "[TMPRL1103] PayloadSizeError: Size: 4194474 bytes, Limit: 2097152 bytes",
+            "Blob data size exceeds limit.",
+        ] {
+            assert!(is_size_limit(message), "{message}");
+        }
+        assert!(!is_size_limit("connection refused"));
+    }
+
+    #[test]
+    fn trimming_drops_whole_old_turns_and_keeps_instructions_and_the_current_turn() {
+        let turn = |n: usize| {
+            vec![
+                ChatMessage::text(Role::User, format!("question {n} {}", "x".repeat(200))),
+                ChatMessage::assistant(
+                    Some(format!("answer {n} {}", "y".repeat(200))),
+                    Vec::<ToolCall>::new(),
+                ),
+            ]
+        };
+        let mut messages = vec![ChatMessage::text(Role::System, "be brief")];
+        for n in 1..=5 {
+            messages.extend(turn(n));
+        }
+        messages.push(ChatMessage::text(Role::User, "the current question"));
+        let trimmed = trim_conversation(&mut messages, 1200)
+            .expect("the current turn fits")
+            .expect("something was dropped");
+        assert_eq!(messages[0].role, Role::System);
+        assert_eq!(messages[1].role, Role::User, "whole turns dropped");
+        assert_eq!(
+            messages.last().unwrap().content.as_deref(),
+            Some("the current question")
+        );
+        assert_eq!(trimmed.kept_messages, messages.len());
+        assert_eq!(trimmed.dropped_messages % 2, 0);
+        assert!(trimmed.bytes <= 1200);
+        assert_eq!(trim_conversation(&mut messages, 1200), Ok(None));
+        let mut huge = vec![ChatMessage::text(Role::User, "z".repeat(5000))];
+        assert!(trim_conversation(&mut huge, 1200).is_err());
+    }
 }
