@@ -74,6 +74,25 @@ fn encoded_details(error: OutgoingActivityError) -> Vec<Event> {
     serde_json::from_slice(&payloads[0].data).expect("details are the event list")
 }
 
+/// An environment running `activities`, and a signal raised once a heartbeat carries three
+/// events (the call is streaming).
+fn streaming_env(activities: AgentActivities) -> (ActivityEnvironment, Arc<tokio::sync::Notify>) {
+    let streaming = Arc::new(tokio::sync::Notify::new());
+    let beats = streaming.clone();
+    let env = ActivityEnvironment::builder_with_default()
+        .register_activities(activities)
+        .on_heartbeat(move |details| {
+            let events = details
+                .downcast::<Vec<Event>>()
+                .expect("heartbeats carry events");
+            if events.len() >= 3 {
+                beats.notify_one();
+            }
+        })
+        .build();
+    (env, streaming)
+}
+
 fn assert_dense_from(events: &[Event], first: u64) {
     for (i, event) in events.iter().enumerate() {
         assert_eq!(event.seq, Seq(first + i as u64), "event {i} of {events:?}");
@@ -228,19 +247,7 @@ async fn a_provider_failure_attaches_every_event_so_far() {
 
 #[tokio::test]
 async fn cancellation_returns_the_streamed_events() {
-    let streaming = Arc::new(tokio::sync::Notify::new());
-    let beats = streaming.clone();
-    let env = ActivityEnvironment::builder_with_default()
-        .register_activities(activities())
-        .on_heartbeat(move |details| {
-            let events = details
-                .downcast::<Vec<Event>>()
-                .expect("heartbeats carry events");
-            if events.len() >= 3 {
-                beats.notify_one();
-            }
-        })
-        .build();
+    let (env, streaming) = streaming_env(activities());
     let run = env.run(
         AgentActivities::llm_call,
         input("Count to 1000", Mode::Streaming, scripted(2)),
@@ -365,19 +372,7 @@ async fn heartbeat_bytes_stay_linear_in_a_long_streams_output() {
 #[tokio::test]
 async fn a_worker_shutdown_fails_the_call_retryably_with_its_events() {
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let streaming = Arc::new(tokio::sync::Notify::new());
-    let beats = streaming.clone();
-    let env = ActivityEnvironment::builder_with_default()
-        .register_activities(activities().with_shutdown(stopping))
-        .on_heartbeat(move |details| {
-            let events = details
-                .downcast::<Vec<Event>>()
-                .expect("heartbeats carry events");
-            if events.len() >= 3 {
-                beats.notify_one();
-            }
-        })
-        .build();
+    let (env, streaming) = streaming_env(activities().with_shutdown(stopping));
     let run = env.run(
         AgentActivities::llm_call,
         input("Count to 1000", Mode::Streaming, scripted(2)),
