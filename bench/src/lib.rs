@@ -3,7 +3,8 @@
 //!
 //! - [`target`]: the stack under test: create, execute, subscribe, read logs and `/metrics`.
 //! - [`stats`]: percentiles and the report every scenario returns.
-//! - [`scenarios`]: latency, fan-out, idle streams, throughput, streaming cost.
+//! - [`scenarios`]: latency, fan-out, idle streams, throughput, streaming cost, neighbours.
+//! - [`fake_llm`]: a local OpenAI-compatible server whose answers (and faults) a script picks.
 //! - [`cli`]: the command line of the `agentflow-bench` binary.
 //! - [`baseline`]: a trivial one-activity workflow and its worker, the Temporal ceiling.
 //!
@@ -14,6 +15,7 @@
 #[allow(missing_docs)]
 pub mod baseline;
 pub mod cli;
+pub mod fake_llm;
 pub mod scenarios;
 pub mod stats;
 pub mod target;

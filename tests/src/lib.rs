@@ -6,7 +6,7 @@
 //! - [`harness`]: `spawn_app()`: a worker on a fresh task queue plus request helpers.
 //! - [`api`]: the api on port 0 with request helpers.
 //! - [`sse`]: an SSE client that reconnects with `Last-Event-ID`.
-//! - [`fake_openai`]: a local Chat Completions server that replays scripted turns.
+//! - [`fake_openai`]: the local Chat Completions server of the bench crate, re-exported.
 
 pub mod api;
 pub mod fake_openai;

@@ -161,7 +161,7 @@ async fn pause_during_a_streaming_call_takes_effect_after_it_then_resume() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_during_a_streaming_call_stops_the_provider_stream() {
     let fake = FakeOpenAi::start(vec![Turn::Endless]).await;
-    let mut app = spawn_app_with(fake.config(), true).await;
+    let mut app = spawn_app_with(fake.config(test_config()), true).await;
     let api = app.spawn_api().await;
     let task = create(&api, json!({"enable_streaming": true, "model": "fake"})).await;
     let mut live = open(&api, &task).await;
@@ -213,7 +213,7 @@ async fn a_cancel_between_llm_attempts_keeps_the_failed_attempts_events() {
         Turn::Text(vec!["never".into()]),
     ])
     .await;
-    let mut config = fake.config();
+    let mut config = fake.config(test_config());
     config.worker.llm_retry_initial_ms = 60_000;
     let mut app = spawn_app_with(config, true).await;
     let api = app.spawn_api().await;

@@ -3,7 +3,7 @@
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::task::TaskStatus;
 use agentflow_tests::fake_openai::{FakeOpenAi, Turn};
-use agentflow_tests::harness::dense_log;
+use agentflow_tests::harness::{dense_log, test_config};
 use agentflow_tests::spawn_app_with;
 use agentflow_worker::tasks::NewTask;
 use serde_json::json;
@@ -36,7 +36,7 @@ async fn streaming_tool_calls_and_text_from_an_openai_compatible_server() {
         Turn::Text(vec!["The answer ".into(), "is ".into(), "42.".into()]),
     ])
     .await;
-    let mut app = spawn_app_with(fake.config(), true).await;
+    let mut app = spawn_app_with(fake.config(test_config()), true).await;
     let id = app
         .create("assistant", task("What is 6*7?", true))
         .await
@@ -102,7 +102,7 @@ async fn a_client_error_fails_the_task_at_once_with_the_vendor_message() {
         "Invalid model 'gpt-fake': the model does not exist".into(),
     )])
     .await;
-    let mut app = spawn_app_with(fake.config(), true).await;
+    let mut app = spawn_app_with(fake.config(test_config()), true).await;
     let id = app.create("assistant", task("hello", false)).await.unwrap();
     let result = app.result(id).await;
     assert_eq!(
@@ -136,7 +136,7 @@ async fn a_server_error_is_retried_and_the_log_stays_dense() {
         Turn::Text(vec!["Fine ".into(), "now.".into()]),
     ])
     .await;
-    let mut app = spawn_app_with(fake.config(), true).await;
+    let mut app = spawn_app_with(fake.config(test_config()), true).await;
     let id = app.create("assistant", task("hello", true)).await.unwrap();
     let result = app.result(id).await;
     assert_eq!(result.state.status, TaskStatus::Completed);
