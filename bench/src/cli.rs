@@ -1,10 +1,12 @@
 //! The `agentflow-bench` command line: parses the scenario, runs it, prints the tables and
 //! writes the JSON report.
 
+use crate::chaos::{self, Binaries, ChaosOptions};
 use crate::scenarios;
 use crate::stats::Report;
 use crate::target::Target;
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The command line: where the stack is, where to write JSON, which scenario.
@@ -32,7 +34,7 @@ pub struct Cli {
     pub worker_pid: Option<u32>,
     /// Write the reports as JSON here.
     #[arg(long)]
-    pub json: Option<std::path::PathBuf>,
+    pub json: Option<PathBuf>,
     /// Which scenario to run.
     #[command(subcommand)]
     pub scenario: Scenario,
@@ -93,7 +95,32 @@ pub enum Scenario {
         #[arg(long, default_value_t = 10)]
         tasks: usize,
     },
-    /// Every scenario with its defaults.
+    /// Seeded rounds of faults on a private stack that it starts itself (a dev server on a
+    /// database file, a worker, an api; `--api` and `--temporal` are not used).
+    Chaos {
+        /// Rounds to run.
+        #[arg(long, default_value_t = 100)]
+        rounds: u64,
+        /// The run's seed (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The first round's number (replay round R alone: `--first-round R --rounds 1`).
+        #[arg(long, default_value_t = 0)]
+        first_round: u64,
+        /// The worker (default: `agentflow-chaos-worker` next to this program).
+        #[arg(long)]
+        worker_bin: Option<PathBuf>,
+        /// The api (default: `agentflow-api` next to this program).
+        #[arg(long)]
+        api_bin: Option<PathBuf>,
+        /// The `temporal` CLI.
+        #[arg(long, default_value = "temporal")]
+        temporal_bin: PathBuf,
+        /// How long one round's task may take to end.
+        #[arg(long, default_value_t = 120)]
+        round_timeout_secs: u64,
+    },
+    /// Every scenario with its defaults (chaos excepted).
     All,
 }
 
@@ -122,6 +149,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
         Scenario::Neighbours { tasks } => {
             vec![scenarios::neighbours(&target, tasks, cli.worker_pid).await?]
         }
+        Scenario::Chaos {
+            rounds,
+            seed,
+            first_round,
+            worker_bin,
+            api_bin,
+            temporal_bin,
+            round_timeout_secs,
+        } => {
+            let options = ChaosOptions {
+                rounds,
+                seed: seed.unwrap_or_else(clock_seed),
+                first_round,
+                binaries: Binaries {
+                    temporal: temporal_bin,
+                    worker: beside_this_program(worker_bin, "agentflow-chaos-worker")?,
+                    api: beside_this_program(api_bin, "agentflow-api")?,
+                },
+                round_timeout: Duration::from_secs(round_timeout_secs),
+            };
+            vec![chaos::chaos(&options).await?]
+        }
         Scenario::All => vec![
             scenarios::latency(&target, 100, 1000).await?,
             scenarios::fanout(&target, &[1, 10, 100, 1000]).await?,
@@ -140,4 +189,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
     let violations: usize = reports.iter().map(|r| r.violations.len()).sum();
     anyhow::ensure!(violations == 0, "{violations} correctness violations");
     Ok(reports)
+}
+
+/// A seed from the clock.
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// `given`, or the program `name` in this program's directory.
+fn beside_this_program(given: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .map(|dir| dir.join(name))
+            .unwrap_or_else(|| PathBuf::from(name))),
+    }
 }

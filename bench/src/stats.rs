@@ -56,7 +56,7 @@ impl Report {
         let mut out = format!("== {} {}\n", self.scenario, self.parameters);
         flatten("", &self.metrics, &mut out);
         if self.violations.is_empty() {
-            out.push_str("  correctness: ok (every subscriber received exactly the final log)\n");
+            out.push_str("  correctness: ok (every subscriber checked against the final log: no violation)\n");
         } else {
             for v in &self.violations {
                 out.push_str(&format!("  VIOLATION: {v}\n"));

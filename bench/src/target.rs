@@ -1,6 +1,7 @@
 //! The stack under test, over HTTP: tasks, SSE subscribers, logs and `/metrics`.
 
 use agentflow_shared::event::Event;
+use agentflow_shared::task::EventsPage;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use eventsource_stream::Eventsource;
@@ -178,6 +179,42 @@ impl Target {
             .json()
             .await?;
         Ok(serde_json::from_value(page["events"].clone())?)
+    }
+
+    /// The URL of the task's SSE stream.
+    pub fn stream_url(&self, id: &str) -> String {
+        format!("{}/{id}/events/stream", self.tasks())
+    }
+
+    /// The task's whole log so far, page by page (`GET …/events?after=…`), and whether it has
+    /// ended.
+    pub async fn paged_log(&self, id: &str) -> anyhow::Result<(Vec<Event>, bool)> {
+        let mut events: Vec<Event> = Vec::new();
+        loop {
+            let after = events.last().map_or(0, |e| e.seq.0);
+            let response = self
+                .http
+                .get(format!(
+                    "{}/{id}/events?after={after}&limit=1000",
+                    self.tasks()
+                ))
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!(
+                    "events: HTTP {}: {}",
+                    response.status(),
+                    response.text().await?
+                );
+            }
+            let page: EventsPage = response.json().await?;
+            let more = page.has_more && !page.events.is_empty();
+            events.extend(page.events);
+            if !more {
+                return Ok((events, page.finished));
+            }
+        }
     }
 
     /// `/metrics`.

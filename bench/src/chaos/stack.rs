@@ -1,0 +1,333 @@
+//! The chaos scenario's private stack: a Temporal dev server persisting to a SQLite file (so a
+//! restart keeps its data, on the same ports), a worker and an api, each a child process that
+//! the scenario kills and restarts.
+
+use anyhow::{Context, bail};
+use std::fs::OpenOptions;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The programs the stack runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// The `temporal` CLI (its `server start-dev`).
+    pub temporal: PathBuf,
+    /// The worker (`agentflow-chaos-worker`: the `lookup` tool's failures need it).
+    pub worker: PathBuf,
+    /// `agentflow-api`.
+    pub api: PathBuf,
+}
+
+/// How long a process may take to start listening, or to stop after SIGTERM.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The running stack. Its processes are killed when it is dropped; [`Stack::stop`] stops them
+/// gracefully and removes the directory with the database, config and logs.
+pub struct Stack {
+    binaries: Binaries,
+    dir: PathBuf,
+    temporal_ports: [u16; 3],
+    api_port: u16,
+    lookup_url: String,
+    http: reqwest::Client,
+    temporal: Child,
+    worker: Child,
+    api: Child,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The chaos config: the assistant on the fake model with `calculator` and `lookup`; short
+/// heartbeat timeout and retries, so a killed worker costs seconds; room for every fault of a
+/// round in the retry budgets.
+fn config(task_queue: &str, api_port: u16, llm_base_url: &str) -> String {
+    format!(
+        r#"[worker]
+task_queue = "{task_queue}"
+coalesce_ms = 20
+coalesce_chars = 32
+sticky_timeout_secs = 1
+llm_heartbeat_timeout_secs = 2
+llm_retry_initial_ms = 100
+llm_max_attempts = 8
+tool_max_attempts = 5
+shutdown_timeout_secs = 5
+
+[api]
+listen = "127.0.0.1:{api_port}"
+keep_alive_secs = 1
+sse_retry_ms = 100
+relay_linger_ms = 1000
+
+[models.fake]
+provider = "openai"
+model = "gpt-fake"
+base_url = "{llm_base_url}"
+request_timeout_secs = 10
+input_price_per_mtok = 1.0
+output_price_per_mtok = 2.0
+
+[agents.assistant]
+name = "Assistant"
+model = "fake"
+instructions = "Look things up, then answer."
+tools = ["calculator", "lookup"]
+max_steps = 4
+budget_usd = 100.0
+enable_streaming = true
+"#
+    )
+}
+
+impl Stack {
+    /// Starts the dev server, a worker and an api; returns once the api is ready (Temporal
+    /// answers it). `llm_base_url` and `lookup_url` are the fake server's.
+    pub async fn start(
+        binaries: Binaries,
+        llm_base_url: &str,
+        lookup_url: &str,
+    ) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("agentflow-chaos-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let api_port = free_port()?;
+        let task_queue = format!("chaos-{}", uuid::Uuid::new_v4());
+        std::fs::write(
+            dir.join("agentflow.toml"),
+            config(&task_queue, api_port, llm_base_url),
+        )?;
+        let temporal_ports = [free_port()?, free_port()?, free_port()?];
+        let temporal = spawn_temporal(&binaries.temporal, &dir, temporal_ports)?;
+        wait_listening(temporal_ports[0]).await?;
+        let stack = Self {
+            worker: spawn_agentflow(&binaries.worker, &dir, "worker", temporal_ports[0], |c| {
+                c.env("CHAOS_LOOKUP_URL", lookup_url);
+            })?,
+            api: spawn_agentflow(&binaries.api, &dir, "api", temporal_ports[0], |_| {})?,
+            binaries,
+            dir,
+            temporal_ports,
+            api_port,
+            lookup_url: lookup_url.to_owned(),
+            http: reqwest::Client::new(),
+            temporal,
+        };
+        stack.wait_api_ready().await?;
+        Ok(stack)
+    }
+
+    /// The api's base URL.
+    pub fn api_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// Where the processes' logs are (until [`Stack::stop`]).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn spawn_worker(&self) -> anyhow::Result<Child> {
+        let url = self.lookup_url.clone();
+        spawn_agentflow(
+            &self.binaries.worker,
+            &self.dir,
+            "worker",
+            self.temporal_ports[0],
+            move |c| {
+                c.env("CHAOS_LOOKUP_URL", url);
+            },
+        )
+    }
+
+    /// SIGKILLs the worker (no graceful shutdown: its activities time out) and starts another.
+    pub async fn kill_worker(&mut self) -> anyhow::Result<()> {
+        if self.worker.try_wait()?.is_none() {
+            self.worker.kill().await.context("killing the worker")?;
+        }
+        self.worker = self.spawn_worker()?;
+        Ok(())
+    }
+
+    /// Stops the api (SIGTERM: its streams end, clients reconnect) and starts another on the
+    /// same port; returns once it is ready.
+    pub async fn restart_api(&mut self) -> anyhow::Result<()> {
+        terminate(&mut self.api).await?;
+        self.api = spawn_agentflow(
+            &self.binaries.api,
+            &self.dir,
+            "api",
+            self.temporal_ports[0],
+            |_| {},
+        )?;
+        self.wait_api_ready().await
+    }
+
+    /// Stops the dev server (SIGTERM) and starts it again on the same ports and database;
+    /// returns once the api reaches it again.
+    pub async fn restart_temporal(&mut self) -> anyhow::Result<()> {
+        terminate(&mut self.temporal).await?;
+        self.temporal = spawn_temporal(&self.binaries.temporal, &self.dir, self.temporal_ports)?;
+        self.wait_temporal().await?;
+        self.wait_api_ready().await
+    }
+
+    /// The processes that exited on their own since the last call (each is started again).
+    pub async fn exited(&mut self) -> anyhow::Result<Vec<String>> {
+        let mut exited = Vec::new();
+        if let Some(status) = self.worker.try_wait()? {
+            exited.push(format!("the worker exited on its own ({status})"));
+            self.worker = self.spawn_worker()?;
+        }
+        if let Some(status) = self.api.try_wait()? {
+            exited.push(format!("the api exited on its own ({status})"));
+            self.api = spawn_agentflow(
+                &self.binaries.api,
+                &self.dir,
+                "api",
+                self.temporal_ports[0],
+                |_| {},
+            )?;
+            self.wait_api_ready().await?;
+        }
+        if let Some(status) = self.temporal.try_wait()? {
+            exited.push(format!("the dev server exited on its own ({status})"));
+            self.temporal =
+                spawn_temporal(&self.binaries.temporal, &self.dir, self.temporal_ports)?;
+            self.wait_temporal().await?;
+            self.wait_api_ready().await?;
+        }
+        Ok(exited)
+    }
+
+    /// Stops every process (SIGTERM, then SIGKILL past the deadline) and removes the directory.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let api = terminate(&mut self.api).await;
+        let worker = terminate(&mut self.worker).await;
+        let temporal = terminate(&mut self.temporal).await;
+        std::fs::remove_dir_all(&self.dir)?;
+        api.and(worker).and(temporal)
+    }
+
+    async fn wait_temporal(&self) -> anyhow::Result<()> {
+        wait_listening(self.temporal_ports[0]).await
+    }
+
+    async fn wait_api_ready(&self) -> anyhow::Result<()> {
+        let url = format!("{}/readyz", self.api_base());
+        let deadline = Instant::now() + PROCESS_DEADLINE;
+        loop {
+            let ready = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the api was not ready at {url} within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // The children are `kill_on_drop`; only the directory is left to remove.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits until something listens on `port` of 127.0.0.1.
+async fn wait_listening(port: u16) -> anyhow::Result<()> {
+    let address = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    while tokio::net::TcpStream::connect(&address).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listened on {address} within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
+    Ok(OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))?
+        .into())
+}
+
+fn spawn_temporal(program: &Path, dir: &Path, ports: [u16; 3]) -> anyhow::Result<Child> {
+    let [port, http_port, metrics_port] = ports.map(|p| p.to_string());
+    Command::new(program)
+        .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+        .args(["--port", &port, "--http-port", &http_port])
+        .args(["--metrics-port", &metrics_port, "--log-level", "error"])
+        .arg("--db-filename")
+        .arg(dir.join("temporal.db"))
+        .args(["--search-attribute", "AgentId=Keyword"])
+        .args(["--search-attribute", "TaskStatus=Keyword"])
+        .args(["--search-attribute", "UserId=Keyword"])
+        .stdin(Stdio::null())
+        .stdout(log_file(dir, "temporal")?)
+        .stderr(log_file(dir, "temporal")?)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))
+}
+
+fn spawn_agentflow(
+    program: &Path,
+    dir: &Path,
+    name: &str,
+    temporal_port: u16,
+    extra: impl FnOnce(&mut Command),
+) -> anyhow::Result<Child> {
+    let config = dir.join("agentflow.toml");
+    let mut command = Command::new(program);
+    command
+        .arg(&config)
+        .env("AGENTFLOW_CONFIG", &config)
+        .env_remove("AGENTFLOW_API__LISTEN")
+        .env_remove("AGENTFLOW_WORKER__TASK_QUEUE")
+        .env("TEMPORAL_ADDRESS", format!("127.0.0.1:{temporal_port}"))
+        .env("TEMPORAL_NAMESPACE", "default")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log_file(dir, name)?)
+        .stderr(log_file(dir, name)?)
+        .kill_on_drop(true);
+    extra(&mut command);
+    command
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))
+}
+
+/// SIGTERM, then SIGKILL if the process has not exited within [`PROCESS_DEADLINE`].
+async fn terminate(child: &mut Child) -> anyhow::Result<()> {
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    if let Some(pid) = child.id() {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        if tokio::time::timeout(PROCESS_DEADLINE, child.wait())
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    child.kill().await?;
+    Ok(())
+}
