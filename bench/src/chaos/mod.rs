@@ -763,3 +763,31 @@ async fn rounds(
     }
     Ok((outcomes, seconds))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_plan_replays_from_the_seed_and_round_number() {
+        let plan = |seed, round| Plan::draw(&mut Rng::for_round(seed, round)).describe();
+        assert_eq!(plan(42, 7), plan(42, 7));
+        assert_ne!(plan(42, 7), plan(42, 8));
+        assert_ne!(plan(42, 7), plan(43, 7));
+    }
+
+    #[test]
+    fn every_plan_has_a_steady_first_subscriber_and_a_process_fault() {
+        for round in 0..1000 {
+            let plan = Plan::draw(&mut Rng::for_round(1, round));
+            assert!(matches!(plan.subscribers[0], Role::Steady), "{plan:?}");
+            assert!((2..=5).contains(&plan.subscribers.len()), "{plan:?}");
+            assert!(!plan.process_faults.is_empty(), "{plan:?}");
+            for fault in &plan.answer_faults {
+                if let AnswerFault::Drop(after) = fault {
+                    assert!((1..plan.answer.len()).contains(after), "{plan:?}");
+                }
+            }
+        }
+    }
+}
