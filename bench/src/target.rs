@@ -1,6 +1,8 @@
 //! The stack under test, over HTTP: tasks, SSE subscribers, logs and `/metrics`.
 
 use agentflow_shared::event::Event;
+use agentflow_shared::ids::Seq;
+use agentflow_shared::log::{EventLog, check_prefix};
 use agentflow_shared::task::EventsPage;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
@@ -45,24 +47,23 @@ impl Received {
     }
 }
 
-/// Why a subscriber's events are not the final log, if they are not.
+/// Why a subscriber's events are not the whole final log, if they are not: lost, duplicated or
+/// diverged events ([`check_prefix`]), or a stream that ended before the log did.
 pub fn check(received: &[Event], log: &[Event]) -> Option<String> {
-    for (i, event) in received.iter().enumerate() {
-        if event.seq.0 != i as u64 + 1 {
-            return Some(format!(
-                "seq {} at position {i}: a gap or a duplicate",
-                event.seq
-            ));
-        }
+    let log = match EventLog::from_events(Seq::first(), log.to_vec()) {
+        Ok(log) => log,
+        Err(error) => return Some(format!("the final log is not dense: {error}")),
+    };
+    if let Err(error) = check_prefix(Seq(0), received, &log) {
+        return Some(error.to_string());
     }
-    if received != log {
-        return Some(format!(
-            "received {} events, the final log has {} (or their contents differ)",
+    (received.len() != log.len()).then(|| {
+        format!(
+            "received {} events, the final log has {}",
             received.len(),
             log.len()
-        ));
-    }
-    None
+        )
+    })
 }
 
 impl Target {
@@ -169,16 +170,9 @@ impl Target {
         Ok(())
     }
 
-    /// The task's whole log (once it has ended).
+    /// The task's log so far, read page by page.
     pub async fn log(&self, id: &str) -> anyhow::Result<Vec<Event>> {
-        let page: Value = self
-            .http
-            .get(format!("{}/{id}/events?limit=1000", self.tasks()))
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(serde_json::from_value(page["events"].clone())?)
+        Ok(self.paged_log(id).await?.0)
     }
 
     /// The URL of the task's SSE stream.
