@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A binary of the workspace, built next to this test's directory (`target/debug`) by
-/// `cargo test --workspace`.
+/// `cargo build --workspace --bins` (`scripts/test` runs it before the tests).
 fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable");
     let dir = exe
@@ -18,7 +18,7 @@ fn workspace_binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: `cargo test --workspace` (or `cargo build --workspace`) builds it",
+        "{} is missing: `cargo build --workspace --bins` builds it (scripts/test does)",
         path.display()
     );
     path
