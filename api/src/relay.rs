@@ -1,23 +1,29 @@
 //! The per-task relay: one per task per api process, shared by all of the task's subscribers.
 //!
 //! It keeps the task's whole log in memory as pre-encoded SSE frames and advances it from
-//! Temporal: the `get_events` query for durable events, the heartbeat details of the pending
-//! LLM activity (polled with `Describe` only while one runs) for live ones, the history long
-//! poll as the wake-up, and the workflow result once the task is closed (no worker needed).
+//! Temporal and the bus: the `get_events` query for durable events, the history long poll as
+//! the wake-up, the workflow result once the task is closed (no worker needed), and for live
+//! ones the task's calls on the bus (a follower, each call through the bus's fold) — or, for a
+//! call on the heartbeat path (no bus, or a call that left it), the heartbeat details of the
+//! pending LLM activity, polled with `Describe` only while one runs. A call on the bus costs
+//! one `Describe` per `bus.marker_interval_ms` (to notice a call that leaves it). Bus events
+//! that run ahead of the durable log wait in the follower until the query has caught up.
 //! Subscribers read frames after their own cursor at their own pace, so a slow subscriber is
 //! never skipped and never slows the others; Temporal RPCs do not depend on how many there are
 //! (DESIGN.md, Invariants 1 and 2).
 
 use crate::temporal::{self, DescribeError, RpcCounters, TaskDescription};
+use agentflow_bus::Bus;
 use agentflow_shared::event::{ErrorInfo, Event, EventKind, Failed, Reason};
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
 use agentflow_shared::log::{Appended, EventLog, LogError};
 use agentflow_shared::task::{EventsPage, EventsRange, TaskResult};
 use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::activities::AgentActivities;
+use agentflow_worker::progress::CallProgress;
 use agentflow_worker::queries::EventsQuery;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -45,6 +51,8 @@ pub struct RelaySettings {
     pub max_streams: usize,
     /// Most subscribers of one relay.
     pub max_streams_per_task: usize,
+    /// How often the pending call's heartbeat marker is read while the call is on the bus.
+    pub marker_interval: Duration,
 }
 
 /// One event of the log, encoded once for every subscriber.
@@ -125,6 +133,8 @@ pub struct Relay {
     life: Mutex<Life>,
     idle: Notify,
     joined: Notify,
+    /// Bus events ran ahead of the log: the durable events before them must be read now.
+    behind: Notify,
 }
 
 /// A subscriber's handle on a relay; leaving is dropping it.
@@ -328,6 +338,7 @@ struct RelayContext {
     client: Client,
     counters: Arc<RpcCounters>,
     settings: RelaySettings,
+    bus: Option<Bus>,
 }
 
 impl RelayContext {
@@ -374,15 +385,27 @@ fn is_busy(error: &WorkflowQueryError) -> bool {
     text.contains("BUSY") || text.contains("busy")
 }
 
-/// The events in the pending LLM activity's heartbeat, if one is pending.
-fn pending_llm_events(description: &TaskDescription) -> Option<Vec<Event>> {
+/// What the pending LLM activity heartbeated (its events, or its marker on the bus), if one is
+/// pending; an activity that has not heartbeated yet counts as carrying no events.
+fn pending_llm_progress(description: &TaskDescription) -> Option<CallProgress> {
     let llm_call = AgentActivities::llm_call.name();
     let pending = description
         .raw
         .pending_activities
         .iter()
         .any(|a| a.activity_type.as_ref().is_some_and(|t| t.name == llm_call));
-    pending.then(|| agentflow_worker::tasks::heartbeat_events(&description.raw))
+    pending.then(|| {
+        agentflow_worker::tasks::heartbeat_progress(&description.raw)
+            .unwrap_or(CallProgress::Events(Vec::new()))
+    })
+}
+
+/// The events in the pending LLM activity's heartbeat, if one is pending on the heartbeat path.
+fn pending_llm_events(description: &TaskDescription) -> Option<Vec<Event>> {
+    match pending_llm_progress(description)? {
+        CallProgress::Events(events) => Some(events),
+        CallProgress::OnBus { .. } => None,
+    }
 }
 
 async fn run(
@@ -392,6 +415,10 @@ async fn run(
     registry: Arc<Registry>,
 ) {
     let task = relay.task_id;
+    let follower = match &ctx.bus {
+        Some(bus) if first.running => tokio::spawn(follow_bus(relay.clone(), bus.clone())),
+        _ => tokio::spawn(async {}),
+    };
     let mut description = Some(first);
     let mut history_token: Vec<u8> = Vec::new();
     let mut backoff = Backoff::default();
@@ -459,28 +486,105 @@ async fn run(
             follow_llm_call(&relay, &ctx).await;
             continue;
         }
+        let on_bus = matches!(
+            pending_llm_progress(&current),
+            Some(CallProgress::OnBus { .. })
+        );
         let poll = temporal::poll_history(&ctx.client, &ctx.counters, task, history_token.clone());
-        let idle = async {
-            loop {
-                relay.idle.notified().await;
-                if relay.subscribers() == 0 {
-                    return;
+        tokio::pin!(poll);
+        let mut marker = tokio::time::interval_at(
+            tokio::time::Instant::now() + ctx.settings.marker_interval,
+            ctx.settings.marker_interval,
+        );
+        loop {
+            let idle = async {
+                loop {
+                    relay.idle.notified().await;
+                    if relay.subscribers() == 0 {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                result = &mut poll => {
+                    match result {
+                        Ok(Some(token)) => history_token = token,
+                        Ok(None) => history_token.clear(),
+                        Err(status) => {
+                            tracing::warn!(%task, %status, "relay: history poll failed");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                    break;
+                }
+                _ = idle => break,
+                _ = relay.behind.notified() => break,
+                _ = marker.tick(), if on_bus => {
+                    // A call on the bus: only notice it leaving the bus (or ending).
+                    match temporal::describe(&ctx.client, &ctx.counters, task, ctx.settings.rpc_timeout).await {
+                        Ok(d) if !d.running || pending_llm_events(&d).is_some() => {
+                            description = Some(d);
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%task, %error, "relay: describe failed"),
+                    }
                 }
             }
-        };
-        tokio::select! {
-            result = poll => match result {
-                Ok(Some(token)) => history_token = token,
-                Ok(None) => history_token.clear(),
-                Err(status) => {
-                    tracing::warn!(%task, %status, "relay: history poll failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            },
-            _ = idle => {}
         }
     }
+    follower.abort();
     registry.remove(task, &relay);
+}
+
+/// Follows the task's calls on the bus for as long as the relay runs: each event the bus's
+/// fold accepts is appended to the relay's log; one that runs ahead of it (the durable events
+/// before the call are not read yet) waits here while the relay reads them (`behind`).
+async fn follow_bus(relay: Arc<Relay>, bus: Bus) {
+    let task = relay.task_id;
+    let mut waiting: BTreeMap<Seq, Event> = BTreeMap::new();
+    let mut published = relay.published.subscribe();
+    loop {
+        let mut follower = match bus.follow_task(task).await {
+            Ok(follower) => follower,
+            Err(error) => {
+                tracing::warn!(%task, %error, "relay: following the bus failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            if relay.ended() || relay.diverged() {
+                return;
+            }
+            tokio::select! {
+                next = follower.next() => match next {
+                    Ok(event) => {
+                        if event.seq.0 > relay.len() as u64 {
+                            waiting.insert(event.seq, event);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%task, %error, "relay: the bus follower failed; following again");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        break;
+                    }
+                },
+                changed = published.changed() => if changed.is_err() {
+                    return;
+                },
+            }
+            if waiting.is_empty() {
+                continue;
+            }
+            let outcome = relay.append(waiting.values().cloned());
+            let len = relay.len() as u64;
+            waiting.retain(|seq, _| seq.0 > len);
+            if outcome == Published::Ahead {
+                relay.behind.notify_one();
+            }
+        }
+    }
 }
 
 /// Waits that grow while retries find nothing new: 250 ms, doubling up to 5 s.
@@ -688,18 +792,25 @@ pub struct Registry {
     settings: RelaySettings,
     relays: Mutex<HashMap<TaskId, Arc<OnceCell<Arc<Relay>>>>>,
     streams: Arc<AtomicUsize>,
+    bus: Option<Bus>,
 }
 
 impl Registry {
-    /// An empty registry.
-    pub fn new(client: Client, settings: RelaySettings) -> Arc<Self> {
+    /// An empty registry; relays follow live events on `bus` when there is one.
+    pub fn new(client: Client, settings: RelaySettings, bus: Option<Bus>) -> Arc<Self> {
         Arc::new(Self {
             client,
             counters: Arc::default(),
             settings,
             relays: Mutex::default(),
             streams: Arc::default(),
+            bus,
         })
+    }
+
+    /// The bus relays follow, if one is configured.
+    pub fn bus(&self) -> Option<&Bus> {
+        self.bus.as_ref()
     }
 
     /// Temporal RPCs made by relays so far.
@@ -794,11 +905,13 @@ impl Registry {
             life: Mutex::default(),
             idle: Notify::new(),
             joined: Notify::new(),
+            behind: Notify::new(),
         });
         let ctx = RelayContext {
             client: self.client.clone(),
             counters: self.counters.clone(),
             settings: self.settings,
+            bus: self.bus.clone(),
         };
         tokio::spawn(run(relay.clone(), ctx, description, self.clone()));
         Ok(relay)
@@ -831,6 +944,7 @@ mod tests {
             max_relays: 1,
             max_streams: 1,
             max_streams_per_task: 1,
+            marker_interval: Duration::from_secs(1),
         };
         let mut interval = settings.describe_interval;
         let mut seen = Vec::new();
@@ -877,6 +991,7 @@ mod tests {
             life: Mutex::default(),
             idle: Notify::new(),
             joined: Notify::new(),
+            behind: Notify::new(),
         })
     }
 

@@ -4,6 +4,7 @@ use crate::error::ApiError;
 use crate::relay::{Registry, RelaySettings};
 use crate::routes::app;
 use crate::state::AppState;
+use agentflow_bus::Bus;
 use agentflow_shared::config::AgentflowConfig;
 use axum::response::IntoResponse;
 use std::future::Future;
@@ -37,14 +38,23 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `config.api.listen` (port 0 picks a free port) and prepares the state.
+    /// Binds `config.api.listen` (port 0 picks a free port), starts connecting to the bus (in
+    /// the background) and prepares the state.
     pub async fn build(config: AgentflowConfig, client: Client) -> std::io::Result<Self> {
         let listener = TcpListener::bind(&config.api.listen).await?;
-        Ok(Self::with_listener(listener, config, client))
+        let bus = Bus::start(&config.bus)
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(Self::with_listener(listener, config, client, bus))
     }
 
-    /// Uses an already bound listener.
-    pub fn with_listener(listener: TcpListener, config: AgentflowConfig, client: Client) -> Self {
+    /// Uses an already bound listener and this bus.
+    pub fn with_listener(
+        listener: TcpListener,
+        config: AgentflowConfig,
+        client: Client,
+        bus: Option<Bus>,
+    ) -> Self {
         let settings = RelaySettings {
             describe_interval: Duration::from_millis(config.api.describe_interval_ms.max(1)),
             max_describe_interval: Duration::from_millis(
@@ -59,10 +69,11 @@ impl Application {
             max_relays: config.api.max_relays,
             max_streams: config.api.max_streams,
             max_streams_per_task: config.api.max_streams_per_task,
+            marker_interval: Duration::from_millis(config.bus.marker_interval_ms.max(1)),
         };
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
         let state = AppState {
-            relays: Registry::new(client.clone(), settings),
+            relays: Registry::new(client.clone(), settings, bus),
             client,
             config: Arc::new(config),
             handler_rpcs: Arc::default(),

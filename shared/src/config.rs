@@ -36,6 +36,9 @@ pub struct AgentflowConfig {
     /// REST/SSE api and relay settings.
     #[serde(default)]
     pub api: ApiSettings,
+    /// The live event bus (NATS JetStream).
+    #[serde(default)]
+    pub bus: BusSettings,
     /// Models by name.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
@@ -375,7 +378,110 @@ impl ApiSettings {
     }
 }
 
+/// The live event bus: NATS with JetStream. Without a `url`, every LLM call streams over its
+/// heartbeats (the degraded path, DESIGN.md Invariant 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusSettings {
+    /// NATS server URL(s), comma-separated; empty: no bus.
+    pub url: String,
+    /// The JetStream stream holding the calls' events.
+    pub stream: String,
+    /// Subject prefix: a call's events go to `<prefix>.<task>.<seq_base>`.
+    pub subject_prefix: String,
+    /// How long a call's messages are kept; must cover the longest a call can live.
+    pub max_age_secs: u64,
+    /// Most bytes the stream holds; past it publishes are refused (calls fall back to
+    /// heartbeats), never is anything dropped.
+    pub max_bytes: i64,
+    /// Window in which a repeated message id is stored once.
+    pub duplicate_window_secs: u64,
+    /// Largest message the stream accepts (an event's JSON).
+    pub max_message_bytes: i32,
+    /// Liveness heartbeat interval of an LLM call on the bus.
+    pub heartbeat_ms: u64,
+    /// Connecting gives up after this long (the process starts without the bus and keeps trying).
+    pub connect_timeout_ms: u64,
+    /// A publish not acknowledged within this long moves its call to the heartbeat path.
+    pub ack_timeout_ms: u64,
+    /// Most publishes of one process awaiting their acknowledgement.
+    pub max_pending_acks: usize,
+    /// How often a relay reads the pending LLM call's heartbeat marker (to notice a call that
+    /// left the bus).
+    pub marker_interval_ms: u64,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            stream: "AGENTFLOW_CALLS".into(),
+            subject_prefix: "agentflow.calls".into(),
+            max_age_secs: 3600,
+            max_bytes: 1 << 30,
+            duplicate_window_secs: 120,
+            max_message_bytes: 1 << 20,
+            heartbeat_ms: 1000,
+            connect_timeout_ms: 2000,
+            ack_timeout_ms: 5000,
+            max_pending_acks: 4096,
+            marker_interval_ms: 1000,
+        }
+    }
+}
+
+impl BusSettings {
+    /// Whether a bus is configured.
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+
+    /// Checks retention against the longest a call can live, and the duplicate window.
+    pub fn validate(&self, worker: &WorkerSettings) -> Result<(), ConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let longest = worker.longest_llm_call();
+        if Duration::from_secs(self.max_age_secs) < longest {
+            return Err(ConfigError::Invalid(format!(
+                "[bus] max_age_secs ({}) is shorter than the longest an LLM call can live \
+                 ({} s: llm_timeout_secs × llm_max_attempts plus the backoffs); a retry could \
+                 find its call's events gone",
+                self.max_age_secs,
+                longest.as_secs()
+            )));
+        }
+        if self.duplicate_window_secs == 0 || self.duplicate_window_secs > self.max_age_secs {
+            return Err(ConfigError::Invalid(
+                "[bus] duplicate_window_secs must be between 1 and max_age_secs".into(),
+            ));
+        }
+        if self.heartbeat_ms == 0 || self.heartbeat_ms >= worker.llm_heartbeat_timeout_secs * 1000 {
+            return Err(ConfigError::Invalid(
+                "[bus] heartbeat_ms must be above 0 and below llm_heartbeat_timeout_secs".into(),
+            ));
+        }
+        if self.max_message_bytes < 1024 || self.max_bytes < i64::from(self.max_message_bytes) {
+            return Err(ConfigError::Invalid(
+                "[bus] max_message_bytes must be at least 1024 and at most max_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl WorkerSettings {
+    /// The longest an LLM call can live: every attempt to its timeout, plus the backoffs
+    /// between them (doubling from `llm_retry_initial_ms`, at most 100 × it).
+    pub fn longest_llm_call(&self) -> Duration {
+        let attempts = self.llm_max_attempts.max(1);
+        let initial = Duration::from_millis(self.llm_retry_initial_ms);
+        let backoffs: Duration = (0..attempts - 1)
+            .map(|i| (initial * 2u32.saturating_pow(i)).min(initial * 100))
+            .sum();
+        Duration::from_secs(self.llm_timeout_secs) * attempts + backoffs
+    }
+
     /// The settings each new task copies.
     pub fn run_settings(&self) -> RunSettings {
         RunSettings {
@@ -434,7 +540,8 @@ impl AgentflowConfig {
                 )));
             }
         }
-        self.worker.limits.validate()
+        self.worker.limits.validate()?;
+        self.bus.validate(&self.worker)
     }
 }
 
@@ -450,6 +557,25 @@ mod tests {
         assert_eq!(assistant.model, "scripted");
         assert_eq!(config.models["scripted"].provider, ProviderKind::Scripted);
         assert!(assistant.tools.contains(&"calculator".to_string()));
+    }
+
+    #[test]
+    fn bus_retention_must_cover_the_longest_call() {
+        let mut config = AgentflowConfig::default_config();
+        config.bus.url = "nats://127.0.0.1:4222".into();
+        config.validate().unwrap();
+        assert_eq!(
+            config.worker.longest_llm_call(),
+            Duration::from_millis(3 * 300_000 + 500 + 1000)
+        );
+        config.bus.max_age_secs = 900;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("max_age_secs"), "{err}");
+        config.bus.max_age_secs = 3600;
+        config.bus.duplicate_window_secs = 7200;
+        assert!(config.validate().is_err());
+        config.bus.url.clear();
+        config.validate().unwrap();
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! `spawn_app()`: a worker on a fresh task queue of the shared dev server, with request helpers.
 
-use crate::server::temporal_address;
+use crate::server::{nats_url, temporal_address};
 use agentflow_shared::EventLog;
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::Event;
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
 use agentflow_shared::task::{EventsRange, ExecuteAccepted, ExecuteRequest, TaskResult, TaskState};
 use agentflow_worker::AgentTaskWorkflow;
+use agentflow_worker::progress::CallProgress;
 use agentflow_worker::queries::EventsQuery;
 use agentflow_worker::tasks::{NewTask, start_task, task_input};
 use agentflow_worker::tools::ToolRegistry;
@@ -30,9 +31,12 @@ pub fn dense_log(events: &[Event]) -> EventLog {
         .unwrap_or_else(|error| panic!("not a dense log: {error}"))
 }
 
-/// Settings that keep tests quick: a fresh task queue, fast retries, a short heartbeat timeout.
+/// Settings that keep tests quick: a fresh task queue, fast retries, a short heartbeat timeout,
+/// and the test process's NATS server as the bus.
 pub fn test_config() -> AgentflowConfig {
     let mut config = AgentflowConfig::default_config();
+    config.bus.url = nats_url().to_owned();
+    config.bus.heartbeat_ms = 500;
     config.worker.task_queue = format!("test-{}", uuid::Uuid::new_v4());
     config.worker.llm_heartbeat_timeout_secs = 2;
     config.worker.llm_retry_initial_ms = 100;
@@ -92,7 +96,7 @@ pub async fn spawn_app_with(config: AgentflowConfig, with_worker: bool) -> TestA
     let client = connect().await.expect("connecting to the dev server");
     let worker = with_worker.then(|| {
         let (stop, stopped) = oneshot::channel();
-        let settings = config.worker.clone();
+        let settings = config.clone();
         // The SDK worker's future is not `Send`: it gets its own thread and runtime.
         let join = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -215,14 +219,23 @@ impl TestApp {
             .expect("get_current_state")
     }
 
-    /// Events in the heartbeat details of the task's pending LLM activity.
+    /// Events in the heartbeat details of the task's pending LLM activity (the heartbeat path;
+    /// none while the call is on the bus).
     pub async fn heartbeat_events(&self, task: TaskId) -> Vec<Event> {
+        self.heartbeat_progress(task)
+            .await
+            .map(|p| p.events().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// What the task's pending LLM activity heartbeated last, if it is pending and did.
+    pub async fn heartbeat_progress(&self, task: TaskId) -> Option<CallProgress> {
         let description = self
             .handle(task)
             .describe(WorkflowDescribeOptions::default())
             .await
             .expect("describe");
-        agentflow_worker::tasks::heartbeat_events(description.raw())
+        agentflow_worker::tasks::heartbeat_progress(description.raw())
     }
 
     /// The task's history as JSON (for replay tests).

@@ -77,3 +77,95 @@ fn start_dev_server() -> (String, Child) {
     }
     (address, watchdog)
 }
+
+/// A `nats-server -js` on a free port with its own store directory, stopped with the test
+/// process (a watchdog) or by [`NatsServer::kill`]; [`NatsServer::restart`] brings it back on
+/// the same port and store.
+pub struct NatsServer {
+    port: u16,
+    store: std::path::PathBuf,
+    watchdog: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it listens.
+    pub fn start() -> Self {
+        let store = std::env::temp_dir().join(format!("agentflow-nats-{}", uuid::Uuid::new_v4()));
+        let mut server = Self {
+            port: free_port(),
+            store,
+            watchdog: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            // The watchdog's shell kills the server when it is told to stop (SIGTERM to it).
+            let _ = Command::new("kill").arg(watchdog.id().to_string()).status();
+            let _ = watchdog.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "nats-server did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// (Re)starts the server on the same port and store; waits until it listens.
+    pub fn restart(&mut self) {
+        let script = format!(
+            "nats-server -js -a 127.0.0.1 -p {port} -sd {store} >/dev/null 2>&1 & server=$!; \
+             trap 'kill -9 $server; exit 0' TERM; \
+             while kill -0 {parent} 2>/dev/null; do sleep 0.5 & wait $!; done; kill -9 $server; rm -rf {store}",
+            port = self.port,
+            store = self.store.display(),
+            parent = std::process::id()
+        );
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting nats-server (is it installed? run scripts/test)");
+        self.watchdog = Some(watchdog);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on port {} within 30 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// URL of the NATS server every test of this process shares (`AGENTFLOW_TEST_NATS_URL`, or one
+/// started for the process).
+pub fn nats_url() -> &'static str {
+    static SERVER: OnceLock<(String, Option<Mutex<NatsServer>>)> = OnceLock::new();
+    &SERVER
+        .get_or_init(|| match std::env::var("AGENTFLOW_TEST_NATS_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let server = NatsServer::start();
+                (server.url(), Some(Mutex::new(server)))
+            }
+        })
+        .0
+}

@@ -286,7 +286,7 @@ async fn clients_resume_across_an_api_restart_and_a_worker_kill() {
     assert_eq!(part2.events.len(), 10);
     let task_id: TaskId = task.parse().unwrap();
     assert!(
-        !app.heartbeat_events(task_id).await.is_empty(),
+        app.heartbeat_progress(task_id).await.is_some(),
         "the LLM call is still streaming when the worker is killed"
     );
     worker.kill().await;

@@ -1,5 +1,6 @@
-//! Killing the worker (SIGKILL) in the middle of a streaming LLM call: the task completes on a
-//! new worker and its final log holds every event that was heartbeated before the kill.
+//! Killing the worker (SIGKILL) in the middle of a streaming LLM call on the heartbeat path (no
+//! bus: the degraded mode): the task completes on a new worker and its final log holds every
+//! event that was heartbeated before the kill. `bus.rs` has the same on the bus.
 
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::Seq;
@@ -14,6 +15,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_worker_loses_no_event_a_client_could_have_seen() {
     let mut config = test_config();
+    config.bus.url.clear();
     config.models.get_mut("scripted").unwrap().token_delay_ms = 10;
     let app = spawn_app_with(config.clone(), false).await;
     let first = WorkerProcess::spawn(WORKER, &config);

@@ -132,6 +132,9 @@ async fn a_stopped_worker_hands_its_call_over_at_once_with_every_event() {
     // A heartbeat timeout far beyond the test's patience: the call can only move to the next
     // worker in time if the stopping worker fails it itself.
     config.worker.llm_heartbeat_timeout_secs = 600;
+    // The heartbeat path, where the stopping worker's details carry every event (the bus
+    // variant is in bus.rs).
+    config.bus.url.clear();
     let app = spawn_app_with(config.clone(), false).await;
     let first = WorkerProcess::spawn(WORKER, &config);
     let task = app.run_query("Count to 400", true).await;

@@ -1,14 +1,20 @@
 //! Activities: the LLM call (the only event-emitting activity) and tool calls.
 //!
-//! The LLM activity numbers its events from the `seq_base` the workflow hands it and heartbeats
-//! **all** events of the call so far (cumulative details). A retry starts from the previous
-//! attempt's heartbeat details, keeps those events, records `WorkflowLLMCallRetrying` and numbers
-//! on after them. A failure or cancellation attaches the events as details, so the workflow can
-//! append everything a client may have seen (DESIGN.md, Invariant 1).
+//! The LLM activity numbers its events from the `seq_base` the workflow hands it. On the bus it
+//! first fences the call's subject for its attempt (recovering every event an earlier attempt
+//! stored there), then publishes each event as it is made, acknowledgements pipelined, and
+//! heartbeats only a small marker about once a second. Without the bus, or once a publish fails,
+//! it heartbeats **all** events of the call so far (cumulative details, the degraded path). A
+//! retry starts from what earlier attempts left (failure details, heartbeat details, the bus),
+//! keeps those events, records `WorkflowLLMCallRetrying` and numbers on after them. A failure or
+//! cancellation attaches the events as details, so the workflow can append everything a client
+//! may have seen (DESIGN.md, Invariant 1).
 
 use crate::coalesce::Coalescer;
 use crate::llm::{LlmChunk, LlmError, LlmRequest, LlmResponse, provider_for};
+use crate::progress::{BusPosition, CallProgress, merge_prefixes};
 use crate::tools::{ToolError, ToolRegistry};
+use agentflow_bus::{Bus, CallFold, CallPublisher, CallSubject};
 use agentflow_shared::config::{ModelConfig, SizeLimits};
 use agentflow_shared::event::{
     Event, EventKind, LlmCallCompleted, LlmCallDelta, LlmCallRetrying, LlmCallStarted, Mode,
@@ -63,6 +69,10 @@ pub struct LlmCallInput {
     /// truncated (`finish_reason: "length"`).
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
+    /// The previous attempt left no complete record of its events (it was on the bus, or left
+    /// nothing): this attempt reads the bus first, waiting for it if it must.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recover_from_bus: bool,
 }
 
 fn first_attempt() -> u32 {
@@ -86,6 +96,19 @@ pub struct LlmCallOutput {
     pub response: LlmResponse,
     /// Cost of this call.
     pub cost_usd: f64,
+}
+
+/// Input of [`AgentActivities::recover_call`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoverCallInput {
+    /// The task.
+    pub task_id: TaskId,
+    /// Seq of the call's first event.
+    pub seq_base: Seq,
+    /// The attempt number to fence with (one past the call's last attempt).
+    pub attempt: u32,
+    /// The events the workflow holds of the call.
+    pub previous_events: Vec<Event>,
 }
 
 /// Input of [`AgentActivities::tool_call`].
@@ -131,6 +154,7 @@ pub struct AgentActivities {
     coalesce: CoalesceSettings,
     heartbeat_interval: Duration,
     shutdown: watch::Receiver<bool>,
+    bus: Option<Bus>,
 }
 
 impl AgentActivities {
@@ -142,7 +166,14 @@ impl AgentActivities {
             coalesce,
             heartbeat_interval: Duration::from_millis(30),
             shutdown: watch::channel(false).1,
+            bus: None,
         }
+    }
+
+    /// Publishes LLM calls' events on `bus` (when it is ready; else they use heartbeats).
+    pub fn with_bus(mut self, bus: Option<Bus>) -> Self {
+        self.bus = bus;
+        self
     }
 
     /// The shortest interval between two heartbeats of an LLM call (it grows with the call's
@@ -233,8 +264,92 @@ impl HeartbeatPacer {
     async fn beat(&mut self, ctx: &ActivityContext, log: &CallLog) -> Result<(), ActivityError> {
         self.last = Instant::now();
         self.sent = log.log.len();
-        ctx.record_heartbeat(log.events()).await?;
+        ctx.record_heartbeat(CallProgress::Events(log.events()))
+            .await?;
         Ok(())
+    }
+}
+
+/// How a call's events reach the relays.
+enum Route {
+    /// Published on the bus as they are made; heartbeats carry a marker.
+    Bus(Box<BusRoute>),
+    /// Carried by cumulative heartbeats: no bus, or the call left it.
+    Heartbeat,
+}
+
+/// A call on the bus: its publisher and how much of its log went out.
+struct BusRoute {
+    publisher: CallPublisher,
+    published: usize,
+}
+
+impl Route {
+    /// Publishes the log's events not sent yet. A refused publish moves the call to the
+    /// heartbeat path at once: from then on its heartbeats carry all its events from its start.
+    async fn sync(
+        &mut self,
+        ctx: &ActivityContext,
+        log: &CallLog,
+        pacer: &mut HeartbeatPacer,
+    ) -> Result<(), ActivityError> {
+        let Route::Bus(bus) = self else {
+            return Ok(());
+        };
+        let mut refused = None;
+        for event in &log.log.events()[bus.published..] {
+            if let Err(error) = bus.publisher.publish(event).await {
+                refused = Some(error);
+                break;
+            }
+            bus.published += 1;
+        }
+        match refused {
+            None => Ok(()),
+            Some(error) => self.leave(ctx, log, pacer, &error).await,
+        }
+    }
+
+    /// Leaves the bus for the heartbeat path.
+    async fn leave(
+        &mut self,
+        ctx: &ActivityContext,
+        log: &CallLog,
+        pacer: &mut HeartbeatPacer,
+        error: &agentflow_bus::BusError,
+    ) -> Result<(), ActivityError> {
+        tracing::warn!(%error, "the call leaves the bus; its heartbeats carry its events");
+        *self = Route::Heartbeat;
+        pacer.beat(ctx, log).await
+    }
+
+    fn in_flight(&self) -> usize {
+        match self {
+            Route::Bus(bus) => bus.publisher.in_flight(),
+            Route::Heartbeat => 0,
+        }
+    }
+
+    /// The next acknowledgement on the bus; never resolves on the heartbeat path.
+    async fn next_ack(&mut self) -> Result<Seq, agentflow_bus::BusError> {
+        match self {
+            Route::Bus(bus) => bus.publisher.next_ack().await,
+            Route::Heartbeat => std::future::pending().await,
+        }
+    }
+
+    /// The heartbeat marker on the bus.
+    fn marker(&self) -> Option<CallProgress> {
+        match self {
+            Route::Bus(bus) => Some(CallProgress::OnBus {
+                bus: BusPosition {
+                    attempt: bus.publisher.attempt(),
+                    acked: bus.publisher.acked(),
+                    waiting: false,
+                },
+            }),
+            Route::Heartbeat => None,
+        }
     }
 }
 
@@ -318,9 +433,77 @@ fn failure(error: &LlmError, events: Vec<Event>) -> ActivityError {
     ApplicationFailure::builder(error.message.clone())
         .type_name(LLM_ERROR.to_owned())
         .non_retryable(!error.retryable)
-        .details(events)
+        .details(CallProgress::Events(events))
         .build()
         .into()
+}
+
+fn non_retryable(message: String) -> ActivityError {
+    ApplicationFailure::builder(message)
+        .type_name(LLM_ERROR.to_owned())
+        .non_retryable(true)
+        .build()
+        .into()
+}
+
+/// Fences `call`'s subject for `attempt` when the bus is ready: the events earlier attempts
+/// stored there. `None` when the call takes the heartbeat path: the bus is not ready (or the
+/// fence failed) and nothing earlier can be only there. When something can (`must_recover`),
+/// the attempt waits for the bus, heartbeating a marker that says so, and never guesses.
+async fn join_bus(
+    ctx: &ActivityContext,
+    bus: &Bus,
+    call: CallSubject,
+    attempt: u32,
+    must_recover: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<CallFold>, ActivityError> {
+    let waiting = CallProgress::OnBus {
+        bus: BusPosition {
+            attempt,
+            acked: None,
+            waiting: true,
+        },
+    };
+    loop {
+        if bus.is_ready() {
+            // Heartbeated before the fence: whoever finds this attempt dead looks on the bus.
+            ctx.record_heartbeat(CallProgress::OnBus {
+                bus: BusPosition {
+                    attempt,
+                    acked: None,
+                    waiting: false,
+                },
+            })
+            .await?;
+            match bus.fence_call(call, attempt).await {
+                Ok(fold) => return Ok(Some(fold)),
+                Err(error) if !must_recover => {
+                    tracing::warn!(%call, %error, "fencing the call failed; it uses heartbeats");
+                    return Ok(None);
+                }
+                Err(error) => tracing::warn!(%call, %error, "fencing the call failed; retrying"),
+            }
+        } else if !must_recover {
+            return Ok(None);
+        } else {
+            tracing::warn!(%call, "waiting for the bus to read what earlier attempts stored");
+        }
+        ctx.record_heartbeat(waiting.clone()).await?;
+        tokio::select! {
+            _ = ctx.cancelled() => {
+                return Err(ActivityError::cancelled_with_details(waiting));
+            }
+            _ = stopping(shutdown) => {
+                return Err(ApplicationFailure::builder("the worker is shutting down")
+                    .type_name(LLM_ERROR.to_owned())
+                    .details(waiting)
+                    .build()
+                    .into());
+            }
+            _ = bus.wait_ready(Duration::from_millis(bus.settings().heartbeat_ms)) => {}
+        }
+    }
 }
 
 #[activities]
@@ -335,17 +518,37 @@ impl AgentActivities {
     ) -> Result<LlmCallOutput, ActivityError> {
         let attempt = ctx.info().attempt.max(input.attempt);
         tracing::Span::current().record("attempt", attempt);
-        let heartbeated: Vec<Event> = ctx.heartbeat_details().deserialize()?.unwrap_or_default();
-        let previous = if heartbeated.len() >= input.previous_events.len() {
+        let heartbeated: Option<CallProgress> = ctx.heartbeat_details().deserialize()?;
+        let must_recover =
+            input.recover_from_bus || heartbeated.as_ref().is_some_and(CallProgress::on_bus);
+        let heartbeated = heartbeated.map(|p| p.events().to_vec()).unwrap_or_default();
+        let mut previous = if heartbeated.len() >= input.previous_events.len() {
             heartbeated
         } else {
             input.previous_events.clone()
         };
+        let mut shutdown = self.shutdown.clone();
+        let call = CallSubject {
+            task: input.task_id,
+            seq_base: input.seq_base,
+        };
+        let mut route = Route::Heartbeat;
+        if let Some(bus) = &self.bus
+            && let Some(fold) =
+                join_bus(&ctx, bus, call, attempt, must_recover, &mut shutdown).await?
+        {
+            previous = merge_prefixes(previous, fold.events()).map_err(|seq| {
+                non_retryable(format!(
+                    "the bus and the earlier attempts disagree at seq {seq}"
+                ))
+            })?;
+            route = Route::Bus(Box::new(BusRoute {
+                publisher: CallPublisher::new(bus, call, attempt),
+                published: fold.events().len(),
+            }));
+        }
         let mut log = CallLog::resume(&input, previous).map_err(|error| {
-            ApplicationFailure::builder(format!("the call's earlier events are not dense: {error}"))
-                .type_name(LLM_ERROR.to_owned())
-                .non_retryable(true)
-                .build()
+            non_retryable(format!("the call's earlier events are not dense: {error}"))
         })?;
         if log.log.is_empty() {
             log.push(EventKind::LlmCallStarted(LlmCallStarted {
@@ -360,7 +563,11 @@ impl AgentActivities {
             }));
         }
         let mut pacer = HeartbeatPacer::new(self.heartbeat_interval);
-        pacer.beat(&ctx, &log).await?;
+        route.sync(&ctx, &log, &mut pacer).await?;
+        match route.marker() {
+            Some(marker) => ctx.record_heartbeat(marker).await?,
+            None => pacer.beat(&ctx, &log).await?,
+        }
 
         let started = Instant::now();
         let provider = match provider_for(&input.model, &self.http) {
@@ -384,14 +591,20 @@ impl AgentActivities {
             truncated: false,
         };
         let mut streamed = 0usize;
-        let mut shutdown = self.shutdown.clone();
-        let mut keep_alive = tokio::time::interval(Duration::from_secs(1));
+        let keep_alive_every = match (&route, &self.bus) {
+            (Route::Bus(_), Some(bus)) => Duration::from_millis(bus.settings().heartbeat_ms),
+            _ => Duration::from_secs(1),
+        };
+        let mut keep_alive = tokio::time::interval(keep_alive_every);
         let mut response = loop {
-            let due = pacer.due(&log.log);
+            let due = match route {
+                Route::Bus(_) => None,
+                Route::Heartbeat => pacer.due(&log.log),
+            };
             tokio::select! {
                 _ = ctx.cancelled() => {
                     flush(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed);
-                    return Err(ActivityError::cancelled_with_details(log.into_events()));
+                    return Err(ActivityError::cancelled_with_details(CallProgress::Events(log.into_events())));
                 }
                 _ = stopping(&mut shutdown) => {
                     flush(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed);
@@ -401,17 +614,32 @@ impl AgentActivities {
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
                     pacer.beat(&ctx, &log).await?;
                 }
-                _ = keep_alive.tick() => {
-                    pacer.beat(&ctx, &log).await?;
-                }
+                _ = keep_alive.tick() => match route.marker() {
+                    Some(marker) => ctx.record_heartbeat(marker).await?,
+                    None => pacer.beat(&ctx, &log).await?,
+                },
+                acked = route.next_ack(), if route.in_flight() > 0 => match acked {
+                    Ok(_) => {
+                        if route.in_flight() == 0 && !budget.truncated {
+                            flush(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed);
+                            route.sync(&ctx, &log, &mut pacer).await?;
+                        }
+                    }
+                    Err(error) => route.leave(&ctx, &log, &mut pacer, &error).await?,
+                },
                 chunk = chunks.next() => match chunk {
                     Some(Ok(LlmChunk::Text(text))) => {
                         // Past the cap the stream is still read to its end (for the usage the
                         // vendor bills), but nothing more is emitted.
-                        if !budget.truncated
-                            && let Some(text) = coalescer.push(&text, Instant::now())
-                        {
-                            push_delta(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed, text);
+                        if !budget.truncated {
+                            let released = match route {
+                                Route::Bus(_) => coalescer.push_unless_busy(&text, route.in_flight() > 0),
+                                Route::Heartbeat => coalescer.push(&text, Instant::now()),
+                            };
+                            if let Some(text) = released {
+                                push_delta(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed, text);
+                                route.sync(&ctx, &log, &mut pacer).await?;
+                            }
                         }
                         tokio::task::consume_budget().await;
                     }
@@ -457,11 +685,38 @@ impl AgentActivities {
             duration_ms: started.elapsed().as_millis() as u64,
             finish_reason: response.finish_reason,
         }));
+        route.sync(&ctx, &log, &mut pacer).await?;
         Ok(LlmCallOutput {
             events: log.into_events(),
             response,
             cost_usd,
         })
+    }
+
+    /// Recovers a call that ended without a result from the bus: fences its subject (nothing a
+    /// lost attempt publishes later counts) and returns its events, merged with what the
+    /// workflow holds. Waits for the bus while it is away; without a bus configured, returns
+    /// what the workflow holds.
+    #[activity]
+    #[tracing::instrument(skip_all, fields(task_id = %input.task_id, seq_base = %input.seq_base))]
+    pub async fn recover_call(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RecoverCallInput,
+    ) -> Result<Vec<Event>, ActivityError> {
+        let Some(bus) = &self.bus else {
+            return Ok(input.previous_events);
+        };
+        let call = CallSubject {
+            task: input.task_id,
+            seq_base: input.seq_base,
+        };
+        let mut shutdown = self.shutdown.clone();
+        let fold = join_bus(&ctx, bus, call, input.attempt, true, &mut shutdown)
+            .await?
+            .ok_or_else(|| non_retryable("the bus could not be joined".into()))?;
+        merge_prefixes(input.previous_events, fold.events())
+            .map_err(|seq| non_retryable(format!("the bus and the workflow disagree at seq {seq}")))
     }
 
     /// Runs one tool. Unknown tools and bad arguments are a failed result, not an error.

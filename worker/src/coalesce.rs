@@ -42,6 +42,15 @@ impl Coalescer {
         }
     }
 
+    /// Adds text on the bus path: released at once unless a publish is in flight (`busy`), then
+    /// merged until the publish is acknowledged or `max_chars` is reached. A fast model thus
+    /// yields few events, a slow one no added wait.
+    pub fn push_unless_busy(&mut self, text: &str, busy: bool) -> Option<String> {
+        self.buffer.push_str(text);
+        let due = !busy || self.buffer.chars().count() >= self.max_chars;
+        (due && !self.buffer.is_empty()).then(|| std::mem::take(&mut self.buffer))
+    }
+
     /// Releases whatever is buffered.
     pub fn flush(&mut self) -> Option<String> {
         (!self.buffer.is_empty()).then(|| std::mem::take(&mut self.buffer))
@@ -78,5 +87,16 @@ mod tests {
         assert_eq!(c.flush().as_deref(), Some("x"));
         assert_eq!(c.flush(), None);
         assert_eq!((c.take_index(), c.take_index()), (0, 1));
+    }
+
+    #[test]
+    fn on_the_bus_text_waits_only_while_a_publish_is_in_flight() {
+        let mut c = Coalescer::new(Duration::from_millis(50), 4);
+        assert_eq!(c.push_unless_busy("a", false).as_deref(), Some("a"));
+        assert_eq!(c.push_unless_busy("b", true), None);
+        assert_eq!(c.push_unless_busy("c", true), None);
+        assert_eq!(c.push_unless_busy("de", true).as_deref(), Some("bcde"));
+        assert_eq!(c.push_unless_busy("f", true), None);
+        assert_eq!(c.flush().as_deref(), Some("f"));
     }
 }

@@ -5,6 +5,7 @@
 //! - [`llm`]: providers behind one trait: `scripted` and `openai`.
 //! - [`tools`]: the tool trait, registry and built-ins (`calculator`, `current_time`).
 //! - [`coalesce`]: coalescing streamed text into delta events.
+//! - [`progress`]: what an LLM call heartbeats (its events, or a marker while on the bus).
 //! - [`queries`]: the `get_events` argument that may be absent.
 //! - [`tasks`]: building a task's input from the config and starting its workflow.
 //! - [`connect`]: connecting to Temporal with the SDK's standard env config.
@@ -16,6 +17,7 @@ pub mod activities;
 pub mod coalesce;
 pub mod connect;
 pub mod llm;
+pub mod progress;
 pub mod queries;
 pub mod tasks;
 pub mod tools;

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     let client = agentflow_worker::connect::connect_from_env().await?;
     agentflow_worker::worker::run(
         client,
-        &config.worker,
+        &config,
         ToolRegistry::with_builtins(),
         shutdown_signal(),
     )

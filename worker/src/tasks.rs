@@ -123,19 +123,26 @@ pub async fn start_task(
     Ok(client.get_workflow_handle::<AgentTaskWorkflow>(workflow_id))
 }
 
-/// The events carried by the heartbeat details of a task's pending LLM activity (what a client
-/// may see before the activity returns), from a `DescribeWorkflowExecution` response.
-pub fn heartbeat_events(
+/// What the heartbeat details of a task's pending LLM activity carry (its events on the
+/// heartbeat path, a marker on the bus), from a `DescribeWorkflowExecution` response.
+pub fn heartbeat_progress(
     description: &temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse,
-) -> Vec<agentflow_shared::Event> {
+) -> Option<crate::progress::CallProgress> {
     description
         .pending_activities
         .iter()
         .filter_map(|activity| activity.heartbeat_details.as_ref())
         .filter_map(|details| details.payloads.first())
-        .filter_map(|payload| {
-            serde_json::from_slice::<Vec<agentflow_shared::Event>>(&payload.data).ok()
-        })
-        .max_by_key(Vec::len)
+        .filter_map(|payload| serde_json::from_slice(&payload.data).ok())
+        .max_by_key(|progress: &crate::progress::CallProgress| progress.events().len())
+}
+
+/// The events carried by the heartbeat details of a task's pending LLM activity (what a client
+/// may see before the activity returns on the heartbeat path; none while it is on the bus).
+pub fn heartbeat_events(
+    description: &temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse,
+) -> Vec<agentflow_shared::Event> {
+    heartbeat_progress(description)
+        .map(|progress| progress.events().to_vec())
         .unwrap_or_default()
 }

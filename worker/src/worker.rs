@@ -3,7 +3,8 @@
 use crate::activities::{AgentActivities, CoalesceSettings};
 use crate::tools::ToolRegistry;
 use crate::workflow::AgentTaskWorkflow;
-use agentflow_shared::config::WorkerSettings;
+use agentflow_bus::{Bus, BusError};
+use agentflow_shared::config::AgentflowConfig;
 use std::future::Future;
 use std::time::Duration;
 use temporalio_client::Client;
@@ -26,17 +27,31 @@ pub enum WorkerError {
     /// The worker failed while running.
     #[error(transparent)]
     Run(#[from] temporalio_sdk::WorkerRunError),
+    /// The bus could not be set up.
+    #[error(transparent)]
+    Bus(#[from] BusError),
 }
 
-/// Runs a worker for `settings.task_queue` with the given tools until `shutdown` resolves;
+/// Runs a worker for `config.worker.task_queue` with the given tools until `shutdown` resolves;
 /// then fails in-flight activities retryably (their events attached, so another worker resumes
-/// them at once), drains, and returns within `settings.shutdown_timeout_secs`.
+/// them at once), drains, and returns within `worker.shutdown_timeout_secs`. LLM calls publish
+/// on the bus of `config.bus` once it is ready (it connects in the background).
 pub async fn run(
     client: Client,
-    settings: &WorkerSettings,
+    config: &AgentflowConfig,
     tools: ToolRegistry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
+    let settings = &config.worker;
+    let bus = Bus::start(&config.bus).await?;
+    if let Some(bus) = &bus {
+        // Give the bus its connect timeout before the first call; later calls join it whenever
+        // it is ready.
+        let wait = Duration::from_millis(config.bus.connect_timeout_ms);
+        if !bus.wait_ready(wait).await {
+            tracing::warn!(url = %config.bus.url, "the bus is not ready; calls use heartbeats until it is");
+        }
+    }
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let activities = AgentActivities::new(
@@ -47,7 +62,8 @@ pub async fn run(
         },
     )
     .with_heartbeat_interval(Duration::from_millis(settings.max_heartbeat_throttle_ms))
-    .with_shutdown(stopping_rx);
+    .with_shutdown(stopping_rx)
+    .with_bus(bus);
     let mut options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<AgentTaskWorkflow>()?
         .register_activities(activities)

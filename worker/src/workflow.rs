@@ -9,7 +9,10 @@
 //! log kept in workflow state; the log is served by queries and returned as the workflow
 //! result. Only workflow time is read here; all I/O is in activities (DESIGN.md, Invariant 3).
 
-use crate::activities::{AgentActivities, LlmCallInput, LlmCallOutput, ToolCallInput};
+use crate::activities::{
+    AgentActivities, LlmCallInput, LlmCallOutput, RecoverCallInput, ToolCallInput,
+};
+use crate::progress::CallProgress;
 use crate::queries::EventsQuery;
 use agentflow_shared::event::{
     ApprovalReceived, ApprovalRequested, BudgetExceeded, BudgetRaised, BudgetWarning, Completed,
@@ -382,23 +385,47 @@ fn resumed(ctx: &WorkflowContext<AgentTaskWorkflow>, reason: Reason) {
     set_status(ctx, TaskStatus::Running);
 }
 
-/// The events an LLM activity attached to its failure, cancellation or last heartbeat.
-fn recovered_events(error: &ActivityExecutionError) -> Vec<Event> {
+/// What an LLM activity attached to its failure or cancellation, or heartbeated last: its
+/// events, or (on the bus) a marker saying they are on the call's subject. `None` when it left
+/// nothing.
+fn recovered_progress(error: &ActivityExecutionError) -> Option<CallProgress> {
     if let Some(cancelled) = error.as_cancelled() {
-        return cancelled.details().ok().flatten().unwrap_or_default();
+        return cancelled.details().ok().flatten();
     }
     if let Some(timeout) = error.as_timeout() {
-        return timeout
-            .last_heartbeat_details()
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        return timeout.last_heartbeat_details().ok().flatten();
     }
     match error.reason() {
         Some(temporalio_common::error::IncomingError::Application(app)) => {
-            app.details().ok().flatten().unwrap_or_default()
+            app.details().ok().flatten()
         }
-        _ => Vec::new(),
+        _ => None,
+    }
+}
+
+/// What earlier attempts of a call left: their events, and whether that is all of them (an
+/// attempt that was on the bus, or left nothing, may have stored more on the call's subject).
+struct Recovered {
+    events: Vec<Event>,
+    complete: bool,
+}
+
+impl Recovered {
+    fn new() -> Self {
+        Self {
+            events: Vec::new(),
+            complete: true,
+        }
+    }
+
+    /// Takes in what a failed attempt left; its events when longer (they are a prefix of one log).
+    fn absorb(&mut self, progress: Option<CallProgress>) {
+        self.complete = matches!(progress, Some(CallProgress::Events(_)));
+        if let Some(CallProgress::Events(events)) = progress
+            && events.len() >= self.events.len()
+        {
+            self.events = events;
+        }
     }
 }
 
@@ -899,6 +926,8 @@ fn finish(ctx: &WorkflowContext<AgentTaskWorkflow>, outcome: Outcome) {
 /// events carried into the next), waiting for a cancelled call's events. Histories recorded
 /// before it replay with Temporal's retries.
 const LLM_CALLS_V2: &str = "llm-calls-v2";
+/// Patch: a call that ends for good while its events may be on the bus is recovered from it.
+const BUS_RECOVERY: &str = "bus-recovery";
 
 /// How an LLM call ended without an answer; the events are every event of the call so far.
 enum LlmFailure {
@@ -965,7 +994,9 @@ async fn call_llm(
             .execute_activity(AgentActivities::llm_call, call, options)
             .await
             .map_err(|error| {
-                let events = recovered_events(&error);
+                let events = recovered_progress(&error)
+                    .map(|p| p.events().to_vec())
+                    .unwrap_or_default();
                 if error.as_cancelled().is_some() {
                     LlmFailure::Cancelled(events)
                 } else {
@@ -977,7 +1008,7 @@ async fn call_llm(
                 }
             });
     }
-    let mut previous: Vec<Event> = Vec::new();
+    let mut previous = Recovered::new();
     let mut backoff = Duration::from_millis(settings.llm_retry_initial_ms);
     for attempt in 1.. {
         let token = ctx.cancellation_token().child_token();
@@ -990,8 +1021,9 @@ async fn call_llm(
         .cancellation_token(token.clone())
         .build();
         let input = LlmCallInput {
-            previous_events: previous.clone(),
+            previous_events: previous.events.clone(),
             attempt,
+            recover_from_bus: !previous.complete,
             ..call.clone()
         };
         let result = temporalio_sdk::workflows::select! {
@@ -1002,17 +1034,16 @@ async fn call_llm(
             Ok(output) => return Ok(output),
             Err(error) => error,
         };
-        let recovered = recovered_events(&error);
-        if recovered.len() >= previous.len() {
-            previous = recovered;
-        }
+        previous.absorb(recovered_progress(&error));
         if error.as_cancelled().is_some() || cancellation(ctx).is_some() {
-            return Err(LlmFailure::Cancelled(previous));
+            let events = recover_from_bus(ctx, &call, attempt, previous, settings).await;
+            return Err(LlmFailure::Cancelled(events));
         }
         let retryable = is_retryable(&error);
         if !retryable || attempt >= settings.llm_max_attempts {
+            let events = recover_from_bus(ctx, &call, attempt, previous, settings).await;
             return Err(LlmFailure::Failed {
-                events: previous,
+                events,
                 message: error_message(&error),
                 retryable,
             });
@@ -1022,11 +1053,55 @@ async fn call_llm(
             _ = ctx.wait_condition(|s: &AgentTaskWorkflow| s.controls.cancel.is_some()) => true,
         };
         if cancelled || cancellation(ctx).is_some() {
-            return Err(LlmFailure::Cancelled(previous));
+            let events = recover_from_bus(ctx, &call, attempt, previous, settings).await;
+            return Err(LlmFailure::Cancelled(events));
         }
         backoff = (backoff * 2).min(Duration::from_millis(settings.llm_retry_initial_ms * 100));
     }
     unreachable!("the attempts loop only ends by returning")
+}
+
+/// The events of a call that ends for good without a result. When its last attempt may have
+/// stored events on the bus that the workflow has not seen, a recovery activity fences the
+/// call's subject (voiding anything a lost worker still publishes) and reads it first: the
+/// terminal event then never lands where a client may already hold another.
+async fn recover_from_bus(
+    ctx: &WorkflowContext<AgentTaskWorkflow>,
+    call: &LlmCallInput,
+    last_attempt: u32,
+    previous: Recovered,
+    settings: &RunSettings,
+) -> Vec<Event> {
+    if previous.complete || !ctx.patched(BUS_RECOVERY) {
+        return previous.events;
+    }
+    let input = RecoverCallInput {
+        task_id: call.task_id,
+        seq_base: call.seq_base,
+        attempt: last_attempt + 1,
+        previous_events: previous.events.clone(),
+    };
+    let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
+        settings.llm_timeout_secs,
+    ))
+    .heartbeat_timeout(Duration::from_secs(settings.llm_heartbeat_timeout_secs))
+    .retry_policy(
+        RetryPolicy::builder()
+            .initial_interval(Duration::from_millis(settings.llm_retry_initial_ms))
+            .maximum_interval(Duration::from_secs(10))
+            .build(),
+    )
+    .build();
+    match ctx
+        .execute_activity(AgentActivities::recover_call, input, options)
+        .await
+    {
+        Ok(events) => events,
+        Err(error) => {
+            tracing::error!(error = %error_message(&error), "recovering a call from the bus failed");
+            previous.events
+        }
+    }
 }
 
 async fn run_agent(
@@ -1122,6 +1197,7 @@ async fn run_agent(
             previous_events: Vec::new(),
             attempt: 1,
             max_event_bytes: limits.max_call_event_bytes,
+            recover_from_bus: false,
         };
         let LlmCallOutput {
             events,

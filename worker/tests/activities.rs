@@ -10,6 +10,7 @@ use agentflow_shared::log::{EventLog, encoded_len};
 use agentflow_worker::activities::{
     AgentActivities, CoalesceSettings, LlmCallInput, ToolCallInput,
 };
+use agentflow_worker::progress::CallProgress;
 use agentflow_worker::tools::ToolRegistry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +49,7 @@ fn input(query: &str, mode: Mode, model: ModelConfig) -> LlmCallInput {
         previous_events: Vec::new(),
         attempt: 1,
         max_event_bytes: 256 * 1024,
+        recover_from_bus: false,
     }
 }
 
@@ -71,7 +73,9 @@ fn encoded_details(error: OutgoingActivityError) -> Vec<Event> {
     .expect("details attached")
     .payloads;
     assert_eq!(payloads.len(), 1);
-    serde_json::from_slice(&payloads[0].data).expect("details are the event list")
+    let progress: CallProgress =
+        serde_json::from_slice(&payloads[0].data).expect("details are the call's progress");
+    progress.events().to_vec()
 }
 
 /// An environment running `activities`, and a signal raised once a heartbeat carries three
@@ -83,8 +87,9 @@ fn streaming_env(activities: AgentActivities) -> (ActivityEnvironment, Arc<tokio
         .register_activities(activities)
         .on_heartbeat(move |details| {
             let events = details
-                .downcast::<Vec<Event>>()
-                .expect("heartbeats carry events");
+                .downcast::<CallProgress>()
+                .expect("heartbeats carry the call's progress");
+            let events = events.events();
             if events.len() >= 3 {
                 beats.notify_one();
             }
@@ -107,9 +112,10 @@ async fn streaming_heartbeats_are_cumulative_prefixes_of_the_result() {
         .register_activities(activities())
         .on_heartbeat(move |details| {
             let events = details
-                .downcast::<Vec<Event>>()
-                .expect("heartbeats carry events");
-            sink.lock().unwrap().push(*events);
+                .downcast::<CallProgress>()
+                .expect("heartbeats carry the call's progress");
+            let events = events.events();
+            sink.lock().unwrap().push(events.to_vec());
         })
         .build();
     let output = env
@@ -346,8 +352,9 @@ async fn heartbeat_bytes_stay_linear_in_a_long_streams_output() {
         .register_activities(activities())
         .on_heartbeat(move |details| {
             let events = details
-                .downcast::<Vec<Event>>()
-                .expect("heartbeats carry events");
+                .downcast::<CallProgress>()
+                .expect("heartbeats carry the call's progress");
+            let events = events.events();
             let mut beats = sink.lock().unwrap();
             beats.0 += 1;
             beats.1 += events.len();

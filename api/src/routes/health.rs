@@ -3,6 +3,8 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::temporal::{self, RpcCounts};
+use agentflow_bus::counters::BusCounts;
+use agentflow_bus::{Bus, BusState};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -16,17 +18,37 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Temporal is reachable.
+/// Temporal is reachable. The body also tells where the bus stands: `ready` (bus ready, or
+/// none configured), or `ready; bus connecting …` (live events use heartbeats meanwhile).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "Temporal answers"),
     (status = 503, description = "Temporal is unreachable", body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
-pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    if temporal::reachable(&state.client).await {
-        Ok("ready")
-    } else {
-        Err(ApiError::Unavailable("Temporal is unreachable".into()))
+pub async fn readyz(State(state): State<AppState>) -> Result<String, ApiError> {
+    if !temporal::reachable(&state.client).await {
+        return Err(ApiError::Unavailable("Temporal is unreachable".into()));
     }
+    Ok(match state.relays.bus().map(Bus::state) {
+        None | Some(BusState::Ready) => "ready".into(),
+        Some(bus) => format!(
+            "ready; bus {}: live events use Temporal heartbeats until it is ready",
+            serde_json::to_value(bus)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ),
+    })
+}
+
+/// The bus as `/metrics` shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BusMetrics {
+    /// `connecting`, `ready` or `misconfigured`.
+    #[schema(value_type = String)]
+    pub state: BusState,
+    /// What relays did on it.
+    #[schema(value_type = Object)]
+    pub counts: BusCounts,
 }
 
 /// Relay and request counters.
@@ -44,6 +66,8 @@ pub struct Metrics {
     pub connections: usize,
     /// This process's resident memory and CPU time (Linux; absent elsewhere).
     pub process: Option<ProcessStats>,
+    /// The bus, when one is configured.
+    pub bus: Option<BusMetrics>,
 }
 
 /// Resource use of the api process, from `/proc/self`.
@@ -85,6 +109,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         subscribers,
         connections: state.connections.load(std::sync::atomic::Ordering::Relaxed),
         process: process_stats(),
+        bus: state.relays.bus().map(|bus| BusMetrics {
+            state: bus.state(),
+            counts: bus.counters().snapshot(),
+        }),
     };
     let accept = headers
         .get(header::ACCEPT)
@@ -163,6 +191,26 @@ impl Metrics {
                 "counter",
                 "Total user and system CPU time spent in seconds.",
                 process.cpu_seconds.to_string(),
+            ));
+        }
+        if let Some(bus) = &self.bus {
+            samples.push((
+                "agentflow_bus_ready",
+                "gauge",
+                "1 when the bus is ready, else 0 (live events then use heartbeats).",
+                u8::from(bus.state == BusState::Ready).to_string(),
+            ));
+            samples.push((
+                "agentflow_bus_messages_followed_total",
+                "counter",
+                "Bus messages the relays received.",
+                bus.counts.followed.to_string(),
+            ));
+            samples.push((
+                "agentflow_bus_messages_dropped_total",
+                "counter",
+                "Bus messages the relays' folds voided (superseded attempts) or dropped.",
+                bus.counts.dropped.to_string(),
             ));
         }
         for (name, kind, help, value) in samples {

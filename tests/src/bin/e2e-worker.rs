@@ -12,20 +12,14 @@ async fn main() -> anyhow::Result<()> {
     let json = std::env::var("AGENTFLOW_TEST_CONFIG_JSON").context("AGENTFLOW_TEST_CONFIG_JSON")?;
     let config: AgentflowConfig = serde_json::from_str(&json)?;
     let client = agentflow_worker::connect::connect_from_env().await?;
-    agentflow_worker::worker::run(
-        client,
-        &config.worker,
-        ToolRegistry::with_builtins(),
-        async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("installing the SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        },
-    )
+    agentflow_worker::worker::run(client, &config, ToolRegistry::with_builtins(), async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
     .await?;
     Ok(())
 }

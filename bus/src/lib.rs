@@ -1,0 +1,27 @@
+//! The live event bus: an LLM call's events on NATS JetStream, in a few milliseconds, with the
+//! exactly-once promise of DESIGN.md's Invariant 1 kept by fencing rather than by hope.
+//!
+//! - [`subject`]: where a call's messages go (`<prefix>.<task>.<seq_base>`).
+//! - [`message`]: a message on a call's subject: an attempt's fence or one of its events.
+//! - [`fold`]: the one rule every reader applies, in stream order, to turn a call's messages
+//!   into its events (a superseded attempt's later messages are dropped).
+//! - [`connection`]: the [`Bus`]: connecting in the background, the stream checked at start.
+//! - [`publisher`]: a call's publisher, acknowledgements pipelined.
+//! - [`reader`]: reading a call's subject and fencing it for a new attempt.
+//! - [`follower`]: a relay's view of one task's calls, as they are stored.
+//! - [`counters`]: what the bus did, for `/metrics`.
+
+pub mod connection;
+pub mod counters;
+pub mod fold;
+pub mod follower;
+pub mod message;
+pub mod publisher;
+pub mod reader;
+pub mod subject;
+
+pub use connection::{Bus, BusError, BusState};
+pub use fold::{CallFold, Folded};
+pub use message::{Body, BusMessage};
+pub use publisher::CallPublisher;
+pub use subject::CallSubject;
