@@ -65,6 +65,9 @@ impl Bus {
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_millis(settings.connect_timeout_ms))
             .max_reconnects(None)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(100 * attempts.min(10) as u64)
+            })
             .event_callback(move |event| {
                 let events_tx = events_tx.clone();
                 async move {

@@ -40,8 +40,13 @@ impl CallPublisher {
         }
     }
 
-    /// Sends `event`; its acknowledgement comes through [`CallPublisher::next_ack`].
+    /// Sends `event`; its acknowledgement comes through [`CallPublisher::next_ack`]. Refused at
+    /// once while the bus is not ready (the client would otherwise hold it until it reconnects).
     pub async fn publish(&mut self, event: &Event) -> Result<(), BusError> {
+        if !self.bus.is_ready() {
+            BusCounters::count(&self.bus.counters.refused);
+            return Err(BusError::NotReady(self.bus.state()));
+        }
         let message = BusMessage::event(self.attempt, event.clone()).encode(&self.call);
         let sent = self
             .bus

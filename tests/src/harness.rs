@@ -325,6 +325,18 @@ impl WorkerProcess {
             .is_ok()
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        if let Some(pid) = self.child.id() {
+            let status = std::process::Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(pid.to_string())
+                .status()
+                .expect("running kill");
+            assert!(status.success(), "kill -{name} {pid}");
+        }
+    }
+
     /// Kills the process with SIGKILL (no graceful shutdown) and reaps it.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("killing the worker");

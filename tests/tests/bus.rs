@@ -8,8 +8,9 @@ use agentflow_shared::ids::{Seq, TaskId};
 use agentflow_shared::log::{EventLog, check_prefix};
 use agentflow_tests::api::TestApi;
 use agentflow_tests::harness::{dense_log, test_config};
-use agentflow_tests::sse::{read, read_with_reconnects};
-use agentflow_tests::{TestApp, spawn_app_with};
+use agentflow_tests::server::NatsServer;
+use agentflow_tests::sse::{Live, read, read_with_reconnects};
+use agentflow_tests::{TestApp, WorkerProcess, spawn_app_with};
 use serde_json::json;
 use std::time::Duration;
 
@@ -129,5 +130,259 @@ async fn streamed_calls_travel_on_the_bus_and_subscribers_get_the_exact_log() {
         metrics["bus"]["counts"]["followed"].as_u64().unwrap() >= log.len() as u64 / 2,
         "{metrics}"
     );
+    api.stop().await;
+}
+
+const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
+
+/// A config whose scripted model streams slowly enough for faults to land mid-call.
+fn slow_config() -> agentflow_shared::config::AgentflowConfig {
+    let mut config = test_config();
+    config.models.get_mut("scripted").unwrap().token_delay_ms = 10;
+    config
+}
+
+/// Reads `live` until it has received `count` deltas.
+async fn until_deltas(live: &mut Live, count: usize) {
+    while live
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::LlmCallDelta(_)))
+        .count()
+        < count
+    {
+        live.next()
+            .await
+            .expect("the stream ended before the deltas");
+    }
+}
+
+/// The task's only LLM call, read from the bus.
+async fn the_call_on_the_bus(bus: &Bus, task: TaskId, log: &EventLog) -> agentflow_bus::CallFold {
+    let calls = calls(log);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    bus.read_call(CallSubject {
+        task,
+        seq_base: calls[0].0,
+    })
+    .await
+    .expect("reading the call")
+    .fold
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_delta_is_resumed_from_what_the_bus_stored() {
+    let config = slow_config();
+    let app = spawn_app_with(config.clone(), false).await;
+    let api = app.spawn_api().await;
+    let first = WorkerProcess::spawn(WORKER, &config);
+    let task = create(&api).await;
+    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    execute(&api, task, "Count to 300").await;
+    until_deltas(&mut live, 10).await;
+    // On the bus the heartbeats carry a marker, not the events: only the bus has them.
+    assert!(
+        app.heartbeat_progress(task)
+            .await
+            .is_some_and(|p| p.on_bus()),
+        "the call heartbeats its bus marker"
+    );
+    first.kill().await;
+    let seen_before_kill = live.events.len();
+    let second = WorkerProcess::spawn(WORKER, &config);
+    let received = live.rest().await.to_vec();
+    let result = app.result(task).await;
+    second.kill().await;
+
+    let log = dense_log(&result.events);
+    assert_whole(&received, &log);
+    assert!(log.len() > seen_before_kill);
+    let retry = log
+        .events()
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::LlmCallRetrying(_)))
+        .expect("the call was retried on the new worker");
+    assert!(
+        retry >= seen_before_kill,
+        "the retry numbers on after everything a client saw ({retry} < {seen_before_kill})"
+    );
+    let fold = the_call_on_the_bus(&bus(&app).await, task, &log).await;
+    assert_eq!(fold.attempt(), 2);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zombie_worker_cannot_win_a_seq_after_the_new_attempt_fenced_the_call() {
+    let config = slow_config();
+    let app = spawn_app_with(config.clone(), false).await;
+    let api = app.spawn_api().await;
+    let zombie = WorkerProcess::spawn(WORKER, &config);
+    let task = create(&api).await;
+    let url = api.url(&stream_path(task));
+    let mut live = Live::open(&api.http, &url).await;
+    execute(&api, task, "Count to 400").await;
+    until_deltas(&mut live, 10).await;
+    // Cut off from Temporal and the bus alike, past the heartbeat timeout: the call moves on.
+    zombie.signal("STOP");
+    let second = WorkerProcess::spawn(WORKER, &config);
+    loop {
+        let event = live.next().await.expect("the stream goes on");
+        if matches!(event.kind, EventKind::LlmCallRetrying(_)) {
+            break;
+        }
+    }
+    // Back: it goes on publishing its attempt until it learns it lost the call.
+    zombie.signal("CONT");
+    let late = tokio::spawn({
+        let (http, url) = (api.http.clone(), url.clone());
+        async move { read(&http, &url, None, usize::MAX).await }
+    });
+    let received = live.rest().await.to_vec();
+    let late = late.await.unwrap();
+    let result = app.result(task).await;
+    zombie.kill().await;
+    second.kill().await;
+
+    let log = dense_log(&result.events);
+    assert_whole(&received, &log);
+    assert_whole(&late.events, &log);
+    let fold = the_call_on_the_bus(&bus(&app).await, task, &log).await;
+    assert_eq!(fold.attempt(), 2);
+    let call_start = calls(&log)[0].0;
+    assert_eq!(
+        fold.events(),
+        log.after(Seq(call_start.0 - 1))
+            .iter()
+            .take(fold.events().len())
+            .cloned()
+            .collect::<Vec<_>>()
+            .as_slice()
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_heartbeat_timeout_on_the_last_attempt_fences_before_the_terminal_event() {
+    let mut config = slow_config();
+    config.worker.llm_max_attempts = 1;
+    let app = spawn_app_with(config.clone(), false).await;
+    let api = app.spawn_api().await;
+    let first = WorkerProcess::spawn(WORKER, &config);
+    let task = create(&api).await;
+    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    execute(&api, task, "Count to 300").await;
+    until_deltas(&mut live, 10).await;
+    first.kill().await;
+    // No attempt is left: the workflow recovers the call from the bus (a worker runs the
+    // recovery), then ends the task.
+    let second = WorkerProcess::spawn(WORKER, &config);
+    let received = live.rest().await.to_vec();
+    let result = app.result(task).await;
+    second.kill().await;
+
+    let log = dense_log(&result.events);
+    assert_whole(&received, &log);
+    assert!(
+        matches!(log.events().last().unwrap().kind, EventKind::Failed(_)),
+        "{:?}",
+        log.events().last()
+    );
+    let deltas = log
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::LlmCallDelta(_)))
+        .count();
+    assert!(
+        deltas >= 10,
+        "the deltas clients saw are in the log ({deltas})"
+    );
+    // The recovery fenced the call: attempt 2 is the recovery's.
+    let bus = bus(&app).await;
+    let read = bus
+        .read_call(CallSubject {
+            task,
+            seq_base: calls_started(&log)[0],
+        })
+        .await
+        .unwrap();
+    assert_eq!(read.fold.attempt(), 2);
+    api.stop().await;
+}
+
+/// The first seq of each LLM call (completed or not).
+fn calls_started(log: &EventLog) -> Vec<Seq> {
+    log.events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::LlmCallStarted(_)))
+        .map(|e| e.seq)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bus_dying_mid_call_moves_the_call_to_heartbeats_and_back_for_the_next_call() {
+    let mut nats = NatsServer::start();
+    let mut config = slow_config();
+    config.bus.url = nats.url();
+    let app = spawn_app_with(config.clone(), true).await;
+    let api = app.spawn_api().await;
+    let task = create(&api).await;
+    let url = api.url(&stream_path(task));
+    let mut live = Live::open(&api.http, &url).await;
+    execute(&api, task, "Count to 150").await;
+    until_deltas(&mut live, 10).await;
+    nats.kill();
+    let received = live.rest().await.to_vec();
+    let log = dense_log(&app.result(task).await.events);
+    assert_whole(&received, &log);
+    assert!(matches!(
+        log.events().last().unwrap().kind,
+        EventKind::Completed(_)
+    ));
+
+    // Back the other way: a call that starts while the bus is away uses heartbeats; once the
+    // bus is back, the next call publishes on it again.
+    let second = create(&api).await;
+    let mut live = Live::open(&api.http, &api.url(&stream_path(second))).await;
+    execute(&api, second, "Count to 20").await;
+    until_deltas(&mut live, 3).await;
+    nats.restart();
+    let bus = bus(&app).await;
+    let received = live.rest().await.to_vec();
+    let log = dense_log(&app.result(second).await.events);
+    assert_whole(&received, &log);
+    let first_call = bus
+        .read_call(CallSubject {
+            task: second,
+            seq_base: calls_started(&log)[0],
+        })
+        .await
+        .unwrap();
+    assert!(
+        first_call.fold.events().is_empty(),
+        "the call started without the bus"
+    );
+
+    // The worker reconnects on its own (within about a second): the next calls publish on the
+    // bus again, each with an exact log.
+    let mut on_bus = false;
+    for _ in 0..20 {
+        let next = create(&api).await;
+        let mut live = Live::open(&api.http, &api.url(&stream_path(next))).await;
+        execute(&api, next, "Count to 10").await;
+        let received = live.rest().await.to_vec();
+        let log = dense_log(&app.result(next).await.events);
+        assert_whole(&received, &log);
+        let fold = the_call_on_the_bus(&bus, next, &log).await;
+        if !fold.events().is_empty() {
+            assert_eq!(
+                fold.events(),
+                &calls(&log)[0].1[..],
+                "the call is on the bus"
+            );
+            on_bus = true;
+            break;
+        }
+    }
+    assert!(on_bus, "no call used the bus once it was back");
     api.stop().await;
 }
