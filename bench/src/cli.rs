@@ -2,6 +2,7 @@
 //! writes the JSON report.
 
 use crate::chaos::{self, Binaries, ChaosOptions};
+use crate::live::{self, LiveOptions};
 use crate::scenarios;
 use crate::stats::Report;
 use crate::target::Target;
@@ -116,9 +117,38 @@ pub enum Scenario {
         /// The `temporal` CLI.
         #[arg(long, default_value = "temporal")]
         temporal_bin: PathBuf,
+        /// `nats-server`.
+        #[arg(long, default_value = "nats-server")]
+        nats_bin: PathBuf,
         /// How long one round's task may take to end.
         #[arg(long, default_value_t = 120)]
         round_timeout_secs: u64,
+    },
+    /// The live path under issue #11's workload (20 tokens → calculator → 50 tokens, 10 ms
+    /// apart) at each concurrency, with the bus and on the heartbeat path, on a private stack
+    /// it starts itself (`--api` and `--temporal` are not used).
+    Live {
+        /// Concurrency levels (C).
+        #[arg(long, value_delimiter = ',', default_value = "1,10,50")]
+        concurrency: Vec<usize>,
+        /// Runs per level (at least 3 × C).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Skip the heartbeat path (measure the bus only).
+        #[arg(long)]
+        bus_only: bool,
+        /// The worker (default: `agentflow-chaos-worker` next to this program).
+        #[arg(long)]
+        worker_bin: Option<PathBuf>,
+        /// The api (default: `agentflow-api` next to this program).
+        #[arg(long)]
+        api_bin: Option<PathBuf>,
+        /// The `temporal` CLI.
+        #[arg(long, default_value = "temporal")]
+        temporal_bin: PathBuf,
+        /// `nats-server`.
+        #[arg(long, default_value = "nats-server")]
+        nats_bin: PathBuf,
     },
     /// Every scenario with its defaults (chaos excepted).
     All,
@@ -156,6 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
             worker_bin,
             api_bin,
             temporal_bin,
+            nats_bin,
             round_timeout_secs,
         } => {
             let options = ChaosOptions {
@@ -166,10 +197,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
                     temporal: temporal_bin,
                     worker: beside_this_program(worker_bin, "agentflow-chaos-worker")?,
                     api: beside_this_program(api_bin, "agentflow-api")?,
+                    nats: nats_bin,
                 },
                 round_timeout: Duration::from_secs(round_timeout_secs),
             };
             vec![chaos::chaos(&options).await?]
+        }
+        Scenario::Live {
+            concurrency,
+            runs,
+            bus_only,
+            worker_bin,
+            api_bin,
+            temporal_bin,
+            nats_bin,
+        } => {
+            let options = LiveOptions {
+                concurrency,
+                runs,
+                binaries: Binaries {
+                    temporal: temporal_bin,
+                    worker: beside_this_program(worker_bin, "agentflow-chaos-worker")?,
+                    api: beside_this_program(api_bin, "agentflow-api")?,
+                    nats: nats_bin,
+                },
+                heartbeat_path: !bus_only,
+            };
+            vec![live::live(&options).await?]
         }
         Scenario::All => vec![
             scenarios::latency(&target, 100, 1000).await?,

@@ -38,6 +38,31 @@ pub enum Turn {
     /// Text streamed forever, a chunk every 20 ms, until the client goes away (which
     /// [`FakeLlm::stream_closed`] then reports).
     Endless,
+    /// `tokens` tokens one per interval, each carrying the moment it was sent
+    /// ([`emitted_at`] reads it back), then these tool calls (none: a plain answer).
+    Timed {
+        /// How many tokens.
+        tokens: usize,
+        /// The interval between two tokens.
+        every: Duration,
+        /// Tool calls `(id, name, arguments JSON)` after the text.
+        then_tools: Vec<(String, String, String)>,
+    },
+}
+
+/// A timed token: `⟨micros since the Unix epoch⟩` and a space.
+fn timed_token() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("t{micros} ")
+}
+
+/// The emission times (µs since the Unix epoch) of the timed tokens in `text`.
+pub fn emitted_at(text: &str) -> Vec<u128> {
+    text.split_whitespace()
+        .filter_map(|word| word.strip_prefix('t')?.parse().ok())
+        .collect()
 }
 
 /// Decides the server's answers, request by request.
@@ -321,6 +346,49 @@ async fn completions(State(shared): State<Arc<Shared>>, body: axum::Json<Value>)
             "usage": usage(),
         }))
         .into_response(),
+        Turn::Timed {
+            tokens,
+            every,
+            then_tools,
+        } if !stream => {
+            let content: String = (0..tokens).map(|_| timed_token()).collect();
+            let calls: Vec<Value> = then_tools
+                .iter()
+                .map(|(id, name, args)| {
+                    json!({"id": id, "type": "function",
+                        "function": {"name": name, "arguments": args}})
+                })
+                .collect();
+            let _ = every;
+            axum::Json(json!({
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content,
+                    "tool_calls": if calls.is_empty() { Value::Null } else { Value::Array(calls) }},
+                    "finish_reason": "stop"}],
+                "usage": usage(),
+            }))
+            .into_response()
+        }
+        Turn::Timed {
+            tokens,
+            every,
+            then_tools,
+        } => {
+            let first = chunk(json!({"role": "assistant", "content": ""}));
+            let text = futures::stream::iter(0..tokens).then(move |_| async move {
+                tokio::time::sleep(every).await;
+                Ok::<_, std::io::Error>(chunk(json!({"content": timed_token()})))
+            });
+            let mut tail = String::new();
+            for (index, (id, name, args)) in then_tools.iter().enumerate() {
+                tail.push_str(&chunk(json!({"tool_calls": [{"index": index, "id": id,
+                    "type": "function", "function": {"name": name, "arguments": args}}]})));
+            }
+            tail.push_str(&stream_end());
+            let body = futures::stream::once(async move { Ok(first) })
+                .chain(text)
+                .chain(futures::stream::once(async move { Ok(tail) }));
+            event_stream(axum::body::Body::from_stream(body))
+        }
         Turn::Paced(parts, every) => paced(parts, every, false),
         Turn::Dropped(parts, every) => paced(parts, every, true),
         Turn::Text(parts) => {

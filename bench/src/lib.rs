@@ -6,6 +6,8 @@
 //! - [`scenarios`]: latency, fan-out, idle streams, throughput, streaming cost, neighbours.
 //! - [`chaos`]: seeded rounds of faults (worker SIGKILL, api and Temporal restarts, model and
 //!   tool failures, reconnecting, leaving and slow clients) on a private stack it starts.
+//! - [`live`]: the live path under issue #11's workload (tokens → tool → tokens), with the bus
+//!   and on the heartbeat path, on a private stack it starts.
 //! - [`fake_llm`]: a local OpenAI-compatible server whose answers (and faults) a script picks.
 //! - [`cli`]: the command line of the `agentflow-bench` binary.
 //! - [`baseline`]: a trivial one-activity workflow and its worker, the Temporal ceiling.
@@ -20,6 +22,7 @@ pub mod baseline;
 pub mod chaos;
 pub mod cli;
 pub mod fake_llm;
+pub mod live;
 pub mod scenarios;
 pub mod stats;
 pub mod target;

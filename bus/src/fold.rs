@@ -94,7 +94,7 @@ mod tests {
                 text: text.into(),
                 chunk_index: 0,
             }),
-            task_id: TaskId::default(),
+            task_id: TaskId(Default::default()),
             agent_id: AgentId::from("a"),
             timestamp: chrono::DateTime::UNIX_EPOCH,
             step: 1,
@@ -119,13 +119,14 @@ mod tests {
 
     #[test]
     fn events_count_only_after_their_attempt_is_fenced_and_in_seq_order() {
+        let b = delta(6, "b");
         let (fold, outcomes) = fold(&[
             BusMessage::event(1, delta(5, "early")),
             BusMessage::fence(1),
             BusMessage::event(1, delta(5, "a")),
             BusMessage::event(1, delta(7, "gap")),
-            BusMessage::event(1, delta(6, "b")),
-            BusMessage::event(1, delta(6, "b")),
+            BusMessage::event(1, b.clone()),
+            BusMessage::event(1, b),
         ]);
         assert_eq!(
             outcomes,

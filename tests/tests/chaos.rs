@@ -42,6 +42,7 @@ async fn chaos_rounds_keep_every_subscriber_on_a_prefix_of_the_final_log() {
             temporal: "temporal".into(),
             worker: workspace_binary("agentflow-chaos-worker"),
             api: workspace_binary("agentflow-api"),
+            nats: "nats-server".into(),
         },
         round_timeout: Duration::from_secs(90),
     };

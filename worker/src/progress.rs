@@ -66,7 +66,7 @@ mod tests {
         Event {
             seq: Seq(seq),
             kind: EventKind::Paused(Reason::new(reason)),
-            task_id: TaskId::default(),
+            task_id: TaskId(Default::default()),
             agent_id: AgentId::from("a"),
             timestamp: chrono::DateTime::UNIX_EPOCH,
             step: 0,

@@ -1,6 +1,8 @@
-//! The chaos scenario's private stack: a Temporal dev server persisting to a SQLite file (so a
-//! restart keeps its data, on the same ports), a worker and an api, each a child process that
-//! the scenario kills and restarts.
+//! The private stack of the chaos and live scenarios: a Temporal dev server persisting to a
+//! SQLite file (so a restart keeps its data, on the same ports), `nats-server -js` (the bus,
+//! its store in the same directory), a worker and an api, each a child process that a scenario
+//! kills and restarts. The bus can be switched off (worker and api restarted without it) to
+//! measure the heartbeat path in the same run.
 
 use anyhow::{Context, bail};
 use std::fs::OpenOptions;
@@ -19,6 +21,8 @@ pub struct Binaries {
     pub worker: PathBuf,
     /// `agentflow-api`.
     pub api: PathBuf,
+    /// `nats-server`.
+    pub nats: PathBuf,
 }
 
 /// How long a process may take to start listening, or to stop after SIGTERM.
@@ -31,9 +35,13 @@ pub struct Stack {
     dir: PathBuf,
     temporal_ports: [u16; 3],
     api_port: u16,
+    nats_port: u16,
+    task_queue: String,
+    llm_base_url: String,
     lookup_url: String,
     http: reqwest::Client,
     temporal: Child,
+    nats: Child,
     worker: Child,
     api: Child,
 }
@@ -45,9 +53,14 @@ fn free_port() -> anyhow::Result<u16> {
 /// The chaos config: the assistant on the fake model with `calculator` and `lookup`; short
 /// heartbeat timeout and retries, so a killed worker costs seconds; room for every fault of a
 /// round in the retry budgets.
-fn config(task_queue: &str, api_port: u16, llm_base_url: &str) -> String {
+fn config(task_queue: &str, api_port: u16, llm_base_url: &str, bus_url: &str) -> String {
     format!(
-        r#"[worker]
+        r#"[bus]
+url = "{bus_url}"
+max_age_secs = 600
+heartbeat_ms = 500
+
+[worker]
 task_queue = "{task_queue}"
 coalesce_ms = 20
 coalesce_chars = 32
@@ -95,15 +108,27 @@ impl Stack {
         let dir = std::env::temp_dir().join(format!("agentflow-chaos-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let api_port = free_port()?;
+        let nats_port = free_port()?;
         let task_queue = format!("chaos-{}", uuid::Uuid::new_v4());
         std::fs::write(
             dir.join("agentflow.toml"),
-            config(&task_queue, api_port, llm_base_url),
+            config(
+                &task_queue,
+                api_port,
+                llm_base_url,
+                &format!("nats://127.0.0.1:{nats_port}"),
+            ),
         )?;
         let temporal_ports = [free_port()?, free_port()?, free_port()?];
         let temporal = spawn_temporal(&binaries.temporal, &dir, temporal_ports)?;
+        let nats = spawn_nats(&binaries.nats, &dir, nats_port)?;
         wait_listening(temporal_ports[0]).await?;
+        wait_listening(nats_port).await?;
         let stack = Self {
+            nats,
+            nats_port,
+            task_queue,
+            llm_base_url: llm_base_url.to_owned(),
             worker: spawn_agentflow(&binaries.worker, &dir, "worker", temporal_ports[0], |c| {
                 c.env("CHAOS_LOOKUP_URL", lookup_url);
             })?,
@@ -123,6 +148,41 @@ impl Stack {
     /// The api's base URL.
     pub fn api_base(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The port of the dev server's Prometheus metrics (its own request counters).
+    pub fn temporal_metrics_port(&self) -> u16 {
+        self.temporal_ports[2]
+    }
+
+    /// The process ids: `(name, pid)` of the dev server, nats-server, worker and api.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        [
+            ("temporal", &self.temporal),
+            ("nats", &self.nats),
+            ("worker", &self.worker),
+            ("api", &self.api),
+        ]
+        .into_iter()
+        .filter_map(|(name, child)| Some((name, child.id()?)))
+        .collect()
+    }
+
+    /// Restarts the worker and the api with the bus on or off (off: every call streams over
+    /// its heartbeats, the path the bus replaced); returns once the api is ready.
+    pub async fn set_bus(&mut self, on: bool) -> anyhow::Result<()> {
+        let url = if on {
+            format!("nats://127.0.0.1:{}", self.nats_port)
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            self.dir.join("agentflow.toml"),
+            config(&self.task_queue, self.api_port, &self.llm_base_url, &url),
+        )?;
+        terminate(&mut self.worker).await?;
+        self.worker = self.spawn_worker()?;
+        self.restart_api().await
     }
 
     /// Where the processes' logs are (until [`Stack::stop`]).
@@ -208,8 +268,9 @@ impl Stack {
         let api = terminate(&mut self.api).await;
         let worker = terminate(&mut self.worker).await;
         let temporal = terminate(&mut self.temporal).await;
+        let nats = terminate(&mut self.nats).await;
         std::fs::remove_dir_all(&self.dir)?;
-        api.and(worker).and(temporal)
+        api.and(worker).and(temporal).and(nats)
     }
 
     async fn wait_temporal(&self) -> anyhow::Result<()> {
@@ -280,6 +341,18 @@ fn spawn_temporal(program: &Path, dir: &Path, ports: [u16; 3]) -> anyhow::Result
         .stdin(Stdio::null())
         .stdout(log_file(dir, "temporal")?)
         .stderr(log_file(dir, "temporal")?)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))
+}
+
+fn spawn_nats(program: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    Command::new(program)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.join("nats"))
+        .stdin(Stdio::null())
+        .stdout(log_file(dir, "nats")?)
+        .stderr(log_file(dir, "nats")?)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", program.display()))
