@@ -57,7 +57,7 @@ fn config(task_queue: &str, api_port: u16, llm_base_url: &str, bus_url: &str) ->
     format!(
         r#"[bus]
 url = "{bus_url}"
-max_age_secs = 600
+max_age_secs = 7200
 heartbeat_ms = 500
 
 [worker]
