@@ -93,7 +93,7 @@ impl Script for Turns {
 struct Shared {
     script: Arc<dyn Script>,
     requests: Mutex<Vec<Value>>,
-    closed: tokio::sync::watch::Sender<bool>,
+    closed: tokio::sync::watch::Sender<usize>,
     answered: tokio::sync::watch::Sender<usize>,
 }
 
@@ -106,12 +106,12 @@ impl Drop for CountOnDrop {
     }
 }
 
-/// Tells the server's state that an endless stream's client went away, when dropped.
-struct ClosedOnDrop(tokio::sync::watch::Sender<bool>);
+/// Counts an endless stream whose client went away, when dropped.
+struct ClosedOnDrop(tokio::sync::watch::Sender<usize>);
 
 impl Drop for ClosedOnDrop {
     fn drop(&mut self) {
-        self.0.send_replace(true);
+        self.0.send_modify(|n| *n += 1);
     }
 }
 
@@ -135,7 +135,7 @@ impl FakeLlm {
         let shared = Arc::new(Shared {
             script,
             requests: Mutex::new(Vec::new()),
-            closed: tokio::sync::watch::Sender::new(false),
+            closed: tokio::sync::watch::Sender::new(0),
             answered: tokio::sync::watch::Sender::new(0),
         });
         let app = Router::new()
@@ -189,9 +189,19 @@ impl FakeLlm {
 
     /// Resolves once the client of an [`Turn::Endless`] stream has gone away.
     pub async fn stream_closed(&self) {
+        self.streams_closed(1).await;
+    }
+
+    /// How many [`Turn::Endless`] streams have lost their client so far.
+    pub fn closed_streams(&self) -> usize {
+        *self.shared.closed.borrow()
+    }
+
+    /// Resolves once `count` [`Turn::Endless`] streams have lost their client.
+    pub async fn streams_closed(&self, count: usize) {
         let mut closed = self.shared.closed.subscribe();
         closed
-            .wait_for(|closed| *closed)
+            .wait_for(|closed| *closed >= count)
             .await
             .expect("the fake server's state");
     }

@@ -41,6 +41,14 @@ struct Workload {
 
 impl Script for Workload {
     fn chat(&self, request: &Value) -> Turn {
+        let asks_forever = request["messages"]
+            .as_array()
+            .and_then(|messages| messages.last())
+            .and_then(|message| message["content"].as_str())
+            .is_some_and(|text| text.contains("forever"));
+        if asks_forever {
+            return Turn::Endless;
+        }
         let after_tool = request["messages"]
             .as_array()
             .and_then(|messages| messages.last())
@@ -237,6 +245,37 @@ async fn level(
     Ok((metrics, violations))
 }
 
+/// Cancel latency: `runs` tasks streaming forever, one at a time; each is cancelled after its
+/// first delta, and the time from the cancel's 202 to the model seeing its stream closed is
+/// measured.
+async fn cancel_latency(stack: &Stack, fake: &FakeLlm, runs: usize) -> anyhow::Result<Value> {
+    let target = Target::new(&stack.api_base(), "assistant");
+    let mut latencies = Vec::new();
+    for _ in 0..runs {
+        let closed_before = fake.closed_streams();
+        let id = target.create(true, None, None).await?;
+        let mut stream = target.open(&id, "").await?;
+        target.execute(&id, "Stream forever.").await?;
+        // The first delta: the call streams.
+        let mut seen = String::new();
+        while !seen.contains("WorkflowLLMCallDelta") {
+            match stream.chunk().await? {
+                Some(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                None => anyhow::bail!("the stream ended before a delta"),
+            }
+        }
+        target.cancel(&id).await?;
+        let accepted = Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            fake.streams_closed(closed_before + 1),
+        )
+        .await?;
+        latencies.push(accepted.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(json!({"runs": runs, "cancel_202_to_stream_closed_ms": Percentiles::of(latencies)}))
+}
+
 /// Runs the scenario: every concurrency level on the bus, then (if asked) on the heartbeat
 /// path, on one private stack.
 pub async fn live(options: &LiveOptions) -> anyhow::Result<Report> {
@@ -263,6 +302,9 @@ pub async fn live(options: &LiveOptions) -> anyhow::Result<Report> {
                 levels.insert(format!("c{c}"), figures);
                 violations.extend(found.into_iter().map(|v| format!("{mode} C={c}: {v}")));
             }
+            let cancel = cancel_latency(&stack, &fake, 10).await?;
+            println!("live: {mode} cancel: {cancel}");
+            levels.insert("cancel".into(), cancel);
             metrics.insert((*mode).to_owned(), Value::Object(levels));
         }
         Ok(())

@@ -133,6 +133,23 @@ impl Target {
         Self::read(self.open(id, query).await?).await
     }
 
+    /// Cancels the task (`POST …/cancel`); fails unless 202.
+    pub async fn cancel(&self, id: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/{id}/cancel", self.tasks()))
+            .send()
+            .await?;
+        if response.status() != 202 {
+            bail!(
+                "cancel: HTTP {}: {}",
+                response.status(),
+                response.text().await?
+            );
+        }
+        Ok(())
+    }
+
     /// Opens the task's stream: once this returns, the api has subscribed it.
     pub async fn open(&self, id: &str, query: &str) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}/{id}/events/stream{query}", self.tasks());

@@ -9,9 +9,11 @@
 //! - [`publisher`]: a call's publisher, acknowledgements pipelined.
 //! - [`reader`]: reading a call's subject and fencing it for a new attempt.
 //! - [`follower`]: a relay's view of one task's calls, as they are stored.
+//! - [`control`]: hints to a running call (heartbeat now: a cancel was accepted).
 //! - [`counters`]: what the bus did, for `/metrics`.
 
 pub mod connection;
+pub mod control;
 pub mod counters;
 pub mod fold;
 pub mod follower;

@@ -7,6 +7,7 @@ use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::{Seq, TaskId};
 use agentflow_shared::log::{EventLog, check_prefix};
 use agentflow_tests::api::TestApi;
+use agentflow_tests::fake_openai::{FakeOpenAi, Turn};
 use agentflow_tests::harness::{dense_log, test_config};
 use agentflow_tests::server::NatsServer;
 use agentflow_tests::sse::{Live, read, read_with_reconnects};
@@ -384,5 +385,38 @@ async fn the_bus_dying_mid_call_moves_the_call_to_heartbeats_and_back_for_the_ne
         }
     }
     assert!(on_bus, "no call used the bus once it was back");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_stops_a_call_on_the_bus_and_the_stream_ends_cancelled() {
+    let fake = FakeOpenAi::start(vec![Turn::Endless]).await;
+    let mut config = fake.config(test_config());
+    config.agents.get_mut("assistant").unwrap().model = "fake".into();
+    // A liveness heartbeat far apart: the cancel reaches the call through the api's hint.
+    config.bus.heartbeat_ms = 1500;
+    let app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let task = create(&api).await;
+    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    execute(&api, task, "Talk forever").await;
+    until_deltas(&mut live, 3).await;
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/agents/assistant/tasks/{task}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    tokio::time::timeout(Duration::from_secs(30), fake.stream_closed())
+        .await
+        .expect("the provider stream is closed");
+    let received = live.rest().await.to_vec();
+    let log = dense_log(&app.result(task).await.events);
+    assert_whole(&received, &log);
+    assert!(matches!(
+        log.events().last().unwrap().kind,
+        EventKind::Cancelled(_)
+    ));
     api.stop().await;
 }

@@ -596,6 +596,13 @@ impl AgentActivities {
             _ => Duration::from_secs(1),
         };
         let mut keep_alive = tokio::time::interval(keep_alive_every);
+        let mut hints = match (&route, &self.bus) {
+            (Route::Bus(_), Some(bus)) => bus.hints(input.task_id).await.ok(),
+            _ => None,
+        };
+        // After a hint (a cancel was accepted), heartbeat at the throttle interval for a while:
+        // the cancel comes back in a heartbeat response.
+        let mut urgent_until: Option<Instant> = None;
         let mut response = loop {
             let due = match route {
                 Route::Bus(_) => None,
@@ -618,6 +625,21 @@ impl AgentActivities {
                     Some(marker) => ctx.record_heartbeat(marker).await?,
                     None => pacer.beat(&ctx, &log).await?,
                 },
+                hint = next_hint(&mut hints) => {
+                    if hint.is_some() {
+                        urgent_until = Some(Instant::now() + URGENT_HEARTBEATS);
+                    } else {
+                        hints = None;
+                    }
+                    if let Some(marker) = route.marker() {
+                        ctx.record_heartbeat(marker).await?;
+                    }
+                }
+                _ = tokio::time::sleep(self.heartbeat_interval), if urgent_until.is_some_and(|until| Instant::now() < until) => {
+                    if let Some(marker) = route.marker() {
+                        ctx.record_heartbeat(marker).await?;
+                    }
+                }
                 acked = route.next_ack(), if route.in_flight() > 0 => match acked {
                     Ok(_) => {
                         if route.in_flight() == 0 && !budget.truncated {
@@ -787,6 +809,17 @@ fn cap_text(text: String, limit: usize) -> String {
         end -= 1;
     }
     format!("{}{marker}", &text[..end])
+}
+
+/// How long a call heartbeats at the throttle interval after a hint.
+const URGENT_HEARTBEATS: Duration = Duration::from_secs(3);
+
+/// The next hint, if the call listens for hints (else never).
+async fn next_hint(hints: &mut Option<agentflow_bus::control::Hints>) -> Option<()> {
+    match hints {
+        Some(hints) => hints.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves once the worker starts shutting down (never, when nobody can tell it to).

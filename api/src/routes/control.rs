@@ -134,7 +134,17 @@ pub async fn cancel(
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(state, task, AgentTaskWorkflow::cancel, body)
+    let accepted: Accepted = control_update!(state, task, AgentTaskWorkflow::cancel, body);
+    hint_heartbeat(&state, task).await;
+    accepted
+}
+
+/// Tells the task's running LLM call (on the bus) to heartbeat now, so the cancel just
+/// accepted stops its provider stream without waiting for the next liveness heartbeat.
+async fn hint_heartbeat(state: &AppState, task: TaskId) {
+    if let Some(bus) = state.relays.bus() {
+        bus.hint_heartbeat(task).await;
+    }
 }
 
 /// Cancels the task (`DELETE` form of `POST …/cancel`; the log stays readable).
@@ -149,12 +159,14 @@ pub async fn delete(
     PathParams((agent_id, task_id)): PathParams<(String, String)>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(
+    let accepted: Accepted = control_update!(
         state,
         task,
         AgentTaskWorkflow::cancel,
         ControlRequest::default()
-    )
+    );
+    hint_heartbeat(&state, task).await;
+    accepted
 }
 
 /// Ends a conversation between turns with `WorkflowCompleted`.

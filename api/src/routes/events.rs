@@ -307,7 +307,11 @@ impl Drop for CancelOnDisconnect {
             let options = crate::temporal::update_options(state.config.api.rpc_timeout());
             let update = handle.execute_update(AgentTaskWorkflow::cancel, request, options);
             match crate::routes::control::bounded_update(&state, task, update).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => {
+                    if let Some(bus) = state.relays.bus() {
+                        bus.hint_heartbeat(task).await;
+                    }
+                }
                 Ok(Err(error)) => {
                     tracing::info!(%task, %error, "cancel after disconnect not applied");
                 }
