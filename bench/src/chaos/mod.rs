@@ -10,7 +10,8 @@
 //! - transient tool failures (the `lookup` backend answers 500; Temporal retries the activity);
 //! - process faults (at least one per round), each fired when the first subscriber has seen
 //!   enough of the log: SIGKILL of the worker mid-delta (a new one is started at once), a
-//!   restart of the api on its port, a restart of the dev server on its database;
+//!   restart of the api on its port, a restart of the dev server on its database, a SIGKILL of
+//!   nats-server mid-delta (started again on its store; calls move to heartbeats meanwhile);
 //! - subscribers: one that stays from start to end (it also paces the process faults), and
 //!   others that reconnect with `Last-Event-ID` every few events, leave early, or read slowly.
 //!
@@ -108,11 +109,13 @@ pub enum FaultKind {
     LlmDrop,
     /// The `lookup` tool's backend answered HTTP 500.
     Tool500,
+    /// nats-server was killed (SIGKILL) mid-delta and started again on its store.
+    NatsKill,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::WorkerKill,
         Self::ApiRestart,
         Self::TemporalRestart,
@@ -122,6 +125,7 @@ impl FaultKind {
         Self::Llm500,
         Self::LlmDrop,
         Self::Tool500,
+        Self::NatsKill,
     ];
 
     /// The kind's name in reports.
@@ -136,6 +140,7 @@ impl FaultKind {
             Self::Llm500 => "llm_http_500",
             Self::LlmDrop => "llm_stream_dropped",
             Self::Tool500 => "tool_http_500",
+            Self::NatsKill => "nats_sigkill",
         }
     }
 }
@@ -177,6 +182,9 @@ enum ProcessFault {
     RestartApi(usize),
     /// Restart the dev server once the first subscriber has seen this many events.
     RestartTemporal(usize),
+    /// SIGKILL nats-server (and start it again) once the first subscriber has seen this many
+    /// deltas.
+    KillNats(usize),
 }
 
 impl ProcessFault {
@@ -185,12 +193,13 @@ impl ProcessFault {
             Self::KillWorker(_) => FaultKind::WorkerKill,
             Self::RestartApi(_) => FaultKind::ApiRestart,
             Self::RestartTemporal(_) => FaultKind::TemporalRestart,
+            Self::KillNats(_) => FaultKind::NatsKill,
         }
     }
 
     fn due(self, progress: &Progress) -> bool {
         match self {
-            Self::KillWorker(deltas) => progress.deltas >= deltas,
+            Self::KillWorker(deltas) | Self::KillNats(deltas) => progress.deltas >= deltas,
             Self::RestartApi(events) | Self::RestartTemporal(events) => progress.events >= events,
         }
     }
@@ -198,7 +207,7 @@ impl ProcessFault {
     /// Roughly where in the log it fires (the answer's deltas start after ≈ 8 events).
     fn position(self) -> usize {
         match self {
-            Self::KillWorker(deltas) => 8 + deltas,
+            Self::KillWorker(deltas) | Self::KillNats(deltas) => 8 + deltas,
             Self::RestartApi(events) | Self::RestartTemporal(events) => events,
         }
     }
@@ -267,6 +276,9 @@ impl Plan {
         }
         if rng.chance(0.3) {
             process_faults.push(ProcessFault::RestartTemporal(rng.range(1, 25) as usize));
+        }
+        if rng.chance(0.3) {
+            process_faults.push(ProcessFault::KillNats(rng.range(1, 6) as usize));
         }
         if process_faults.is_empty() {
             process_faults.push(match rng.range(0, 2) {
@@ -602,6 +614,7 @@ async fn round(
             ProcessFault::KillWorker(_) => stack.kill_worker().await?,
             ProcessFault::RestartApi(_) => stack.restart_api().await?,
             ProcessFault::RestartTemporal(_) => stack.restart_temporal().await?,
+            ProcessFault::KillNats(_) => stack.kill_nats().await?,
         }
         faults.add(fault.kind());
     }

@@ -212,6 +212,16 @@ impl Stack {
         Ok(())
     }
 
+    /// SIGKILLs nats-server and starts it again on the same port and store; returns once it
+    /// listens (the worker and api reconnect on their own).
+    pub async fn kill_nats(&mut self) -> anyhow::Result<()> {
+        if self.nats.try_wait()?.is_none() {
+            self.nats.kill().await.context("killing nats-server")?;
+        }
+        self.nats = spawn_nats(&self.binaries.nats, &self.dir, self.nats_port)?;
+        wait_listening(self.nats_port).await
+    }
+
     /// Stops the api (SIGTERM: its streams end, clients reconnect) and starts another on the
     /// same port; returns once it is ready.
     pub async fn restart_api(&mut self) -> anyhow::Result<()> {
