@@ -420,6 +420,11 @@ async fn run(
         _ => tokio::spawn(async {}),
     };
     let mut description = Some(first);
+    // With the bus, a history wake-up after a read that brought new events reuses the last
+    // description (the query says what is new; a call's live events come from the bus), and
+    // the marker ticks check it; a read that brought nothing is followed by a `Describe`.
+    let mut last: Option<TaskDescription> = None;
+    let mut reuse_last = false;
     let mut history_token: Vec<u8> = Vec::new();
     let mut backoff = Backoff::default();
     loop {
@@ -435,8 +440,11 @@ async fn run(
         if relay.wait_for_subscriber(ctx.settings.linger).await {
             break;
         }
+        let reused = reuse_last && last.is_some();
+        reuse_last = false;
         let current = match description.take() {
             Some(d) => d,
+            None if reused => last.take().expect("checked above"),
             None => {
                 match temporal::describe(&ctx.client, &ctx.counters, task, ctx.settings.rpc_timeout)
                     .await
@@ -463,6 +471,7 @@ async fn run(
             continue;
         }
         backoff.reset();
+        let before_query = relay.len();
         match ctx.query_events(task, Seq(relay.len() as u64)).await {
             Ok(page) => {
                 let more = page.has_more;
@@ -480,16 +489,24 @@ async fn run(
             Err(error) => tracing::warn!(%task, %error, "relay: get_events failed"),
         }
         relay.caught_up.send_replace(true);
+        let bus_ready = ctx.bus.as_ref().is_some_and(Bus::is_ready);
         if let Some(events) = pending_llm_events(&current)
+            && (!events.is_empty() || !bus_ready)
             && relay.publish(events)
         {
             follow_llm_call(&relay, &ctx).await;
             continue;
         }
-        let on_bus = matches!(
-            pending_llm_progress(&current),
-            Some(CallProgress::OnBus { .. })
-        );
+        let brought_news = relay.len() > before_query;
+        // A call that has not heartbeated yet is taken to be on the bus while the bus is ready
+        // (the marker tick finds out within `marker_interval` if it is not).
+        let mut ticking = reused
+            || match pending_llm_progress(&current) {
+                Some(CallProgress::OnBus { .. }) => true,
+                Some(CallProgress::Events(events)) => events.is_empty() && bus_ready,
+                None => false,
+            };
+        last = Some(current);
         let poll = temporal::poll_history(&ctx.client, &ctx.counters, task, history_token.clone());
         tokio::pin!(poll);
         let mut marker = tokio::time::interval_at(
@@ -508,7 +525,10 @@ async fn run(
             tokio::select! {
                 result = &mut poll => {
                     match result {
-                        Ok(Some(token)) => history_token = token,
+                        Ok(Some(token)) => {
+                            history_token = token;
+                            reuse_last = bus_ready && brought_news;
+                        }
                         Ok(None) => history_token.clear(),
                         Err(status) => {
                             tracing::warn!(%task, %status, "relay: history poll failed");
@@ -519,14 +539,18 @@ async fn run(
                 }
                 _ = idle => break,
                 _ = relay.behind.notified() => break,
-                _ = marker.tick(), if on_bus => {
-                    // A call on the bus: only notice it leaving the bus (or ending).
+                _ = marker.tick(), if ticking => {
+                    // A call on the bus: only notice it leaving the bus (or the task ending).
                     match temporal::describe(&ctx.client, &ctx.counters, task, ctx.settings.rpc_timeout).await {
-                        Ok(d) if !d.running || pending_llm_events(&d).is_some() => {
+                        Ok(d) if !d.running || pending_llm_events(&d).is_some_and(|e| !e.is_empty()) => {
                             description = Some(d);
                             break;
                         }
-                        Ok(_) => {}
+                        Ok(d) => {
+                            ticking = matches!(pending_llm_progress(&d), Some(CallProgress::OnBus { .. }))
+                                || pending_llm_events(&d).is_some();
+                            last = Some(d);
+                        }
                         Err(error) => tracing::warn!(%task, %error, "relay: describe failed"),
                     }
                 }

@@ -208,11 +208,17 @@ async fn level(
     let mut token_ms = Vec::new();
     let mut first_ms = Vec::new();
     let mut violations = Vec::new();
+    let mut failed = Vec::new();
     for run in all {
-        let run = run?;
-        token_ms.extend(run.token_ms);
-        first_ms.extend(run.first_event_ms);
-        violations.extend(run.violation);
+        match run {
+            Ok(run) => {
+                token_ms.extend(run.token_ms);
+                first_ms.extend(run.first_event_ms);
+                violations.extend(run.violation);
+            }
+            // A refused request (e.g. a 503 from a saturated Temporal) is counted, not hidden.
+            Err(error) => failed.push(error.to_string()),
+        }
     }
     let streaming_calls = (2 * runs) as f64;
     let per_call: BTreeMap<&String, f64> = requests_after
@@ -234,9 +240,11 @@ async fn level(
         .collect();
     let metrics = json!({
         "runs": runs,
+        "failed_runs": failed.len(),
+        "first_failure": failed.first(),
         "token_latency_ms": Percentiles::of(token_ms),
         "first_event_ms": Percentiles::of(first_ms),
-        "runs_per_sec": (runs as f64 / wall.as_secs_f64() * 100.0).round() / 100.0,
+        "runs_per_sec": ((runs - failed.len()) as f64 / wall.as_secs_f64() * 100.0).round() / 100.0,
         "temporal_requests_per_streaming_call": per_call,
         "heartbeat_plus_describe_per_streaming_call": (heartbeats_and_describes * 100.0).round() / 100.0,
         "cpu_seconds": cpu_used,

@@ -564,9 +564,9 @@ impl AgentActivities {
         }
         let mut pacer = HeartbeatPacer::new(self.heartbeat_interval);
         route.sync(&ctx, &log, &mut pacer).await?;
-        match route.marker() {
-            Some(marker) => ctx.record_heartbeat(marker).await?,
-            None => pacer.beat(&ctx, &log).await?,
+        // On the bus the marker heartbeated before the fence stands; off it, the events go now.
+        if route.marker().is_none() {
+            pacer.beat(&ctx, &log).await?;
         }
 
         let started = Instant::now();
@@ -595,7 +595,10 @@ impl AgentActivities {
             (Route::Bus(_), Some(bus)) => Duration::from_millis(bus.settings().heartbeat_ms),
             _ => Duration::from_secs(1),
         };
-        let mut keep_alive = tokio::time::interval(keep_alive_every);
+        let mut keep_alive = tokio::time::interval_at(
+            tokio::time::Instant::now() + keep_alive_every,
+            keep_alive_every,
+        );
         let mut hints = match (&route, &self.bus) {
             (Route::Bus(_), Some(bus)) => bus.hints(input.task_id).await.ok(),
             _ => None,
