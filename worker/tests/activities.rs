@@ -121,7 +121,8 @@ async fn streaming_heartbeats_are_cumulative_prefixes_of_the_result() {
     let output = env
         .run(
             AgentActivities::llm_call,
-            input("Count to 20", Mode::Streaming, scripted(1)),
+            // 5 ms per token: the call outlasts several 30 ms heartbeat intervals.
+            input("Count to 20", Mode::Streaming, scripted(5)),
         )
         .await
         .unwrap();
