@@ -21,8 +21,10 @@ add_python_bins_to_path() {
 }
 
 pip_install() {
+  # A Debian system Python refuses both (PEP 668, "externally managed"): then a user install.
   python3 -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null \
-    || python3 -m pip install --quiet --disable-pip-version-check --user "$@"
+    || python3 -m pip install --quiet --disable-pip-version-check --user "$@" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "$@"
 }
 
 ensure_protoc() {
