@@ -6,7 +6,7 @@ use crate::live::{self, LiveOptions};
 use crate::scenarios;
 use crate::stats::Report;
 use crate::target::Target;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,6 +39,34 @@ pub struct Cli {
     /// Which scenario to run.
     #[command(subcommand)]
     pub scenario: Scenario,
+}
+
+/// The programs a scenario's private stack runs.
+#[derive(Args)]
+pub struct StackPrograms {
+    /// The worker (default: `agentflow-chaos-worker` next to this program).
+    #[arg(long)]
+    worker_bin: Option<PathBuf>,
+    /// The api (default: `agentflow-api` next to this program).
+    #[arg(long)]
+    api_bin: Option<PathBuf>,
+    /// The `temporal` CLI.
+    #[arg(long, default_value = "temporal")]
+    temporal_bin: PathBuf,
+    /// `nats-server`.
+    #[arg(long, default_value = "nats-server")]
+    nats_bin: PathBuf,
+}
+
+impl StackPrograms {
+    fn binaries(self) -> anyhow::Result<Binaries> {
+        Ok(Binaries {
+            temporal: self.temporal_bin,
+            worker: beside_this_program(self.worker_bin, "agentflow-chaos-worker")?,
+            api: beside_this_program(self.api_bin, "agentflow-api")?,
+            nats: self.nats_bin,
+        })
+    }
 }
 
 /// The scenarios, with their sizes.
@@ -108,18 +136,9 @@ pub enum Scenario {
         /// The first round's number (replay round R alone: `--first-round R --rounds 1`).
         #[arg(long, default_value_t = 0)]
         first_round: u64,
-        /// The worker (default: `agentflow-chaos-worker` next to this program).
-        #[arg(long)]
-        worker_bin: Option<PathBuf>,
-        /// The api (default: `agentflow-api` next to this program).
-        #[arg(long)]
-        api_bin: Option<PathBuf>,
-        /// The `temporal` CLI.
-        #[arg(long, default_value = "temporal")]
-        temporal_bin: PathBuf,
-        /// `nats-server`.
-        #[arg(long, default_value = "nats-server")]
-        nats_bin: PathBuf,
+        /// The programs of the private stack.
+        #[command(flatten)]
+        stack: StackPrograms,
         /// How long one round's task may take to end.
         #[arg(long, default_value_t = 120)]
         round_timeout_secs: u64,
@@ -137,18 +156,9 @@ pub enum Scenario {
         /// Skip the heartbeat path (measure the bus only).
         #[arg(long)]
         bus_only: bool,
-        /// The worker (default: `agentflow-chaos-worker` next to this program).
-        #[arg(long)]
-        worker_bin: Option<PathBuf>,
-        /// The api (default: `agentflow-api` next to this program).
-        #[arg(long)]
-        api_bin: Option<PathBuf>,
-        /// The `temporal` CLI.
-        #[arg(long, default_value = "temporal")]
-        temporal_bin: PathBuf,
-        /// `nats-server`.
-        #[arg(long, default_value = "nats-server")]
-        nats_bin: PathBuf,
+        /// The programs of the private stack.
+        #[command(flatten)]
+        stack: StackPrograms,
     },
     /// Every scenario with its defaults (chaos excepted).
     All,
@@ -183,22 +193,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
             rounds,
             seed,
             first_round,
-            worker_bin,
-            api_bin,
-            temporal_bin,
-            nats_bin,
+            stack,
             round_timeout_secs,
         } => {
             let options = ChaosOptions {
                 rounds,
                 seed: seed.unwrap_or_else(clock_seed),
                 first_round,
-                binaries: Binaries {
-                    temporal: temporal_bin,
-                    worker: beside_this_program(worker_bin, "agentflow-chaos-worker")?,
-                    api: beside_this_program(api_bin, "agentflow-api")?,
-                    nats: nats_bin,
-                },
+                binaries: stack.binaries()?,
                 round_timeout: Duration::from_secs(round_timeout_secs),
             };
             vec![chaos::chaos(&options).await?]
@@ -207,20 +209,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
             concurrency,
             runs,
             bus_only,
-            worker_bin,
-            api_bin,
-            temporal_bin,
-            nats_bin,
+            stack,
         } => {
             let options = LiveOptions {
                 concurrency,
                 runs,
-                binaries: Binaries {
-                    temporal: temporal_bin,
-                    worker: beside_this_program(worker_bin, "agentflow-chaos-worker")?,
-                    api: beside_this_program(api_bin, "agentflow-api")?,
-                    nats: nats_bin,
-                },
+                binaries: stack.binaries()?,
                 heartbeat_path: !bus_only,
             };
             vec![live::live(&options).await?]
