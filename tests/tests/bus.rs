@@ -158,6 +158,15 @@ async fn until_deltas(live: &mut Live, count: usize) {
     }
 }
 
+/// A streaming task running `query`, watched from its start until `deltas` deltas arrived.
+async fn streaming(api: &TestApi, query: &str, deltas: usize) -> (TaskId, Live) {
+    let task = create(api).await;
+    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    execute(api, task, query).await;
+    until_deltas(&mut live, deltas).await;
+    (task, live)
+}
+
 /// The task's only LLM call, read from the bus.
 async fn the_call_on_the_bus(bus: &Bus, task: TaskId, log: &EventLog) -> agentflow_bus::CallFold {
     let calls = calls(log);
@@ -177,10 +186,7 @@ async fn a_worker_killed_mid_delta_is_resumed_from_what_the_bus_stored() {
     let app = spawn_app_with(config.clone(), false).await;
     let api = app.spawn_api().await;
     let first = WorkerProcess::spawn(WORKER, &config);
-    let task = create(&api).await;
-    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
-    execute(&api, task, "Count to 300").await;
-    until_deltas(&mut live, 10).await;
+    let (task, mut live) = streaming(&api, "Count to 300", 10).await;
     // On the bus the heartbeats carry a marker, not the events: only the bus has them.
     assert!(
         app.heartbeat_progress(task)
@@ -218,11 +224,8 @@ async fn a_zombie_worker_cannot_win_a_seq_after_the_new_attempt_fenced_the_call(
     let app = spawn_app_with(config.clone(), false).await;
     let api = app.spawn_api().await;
     let zombie = WorkerProcess::spawn(WORKER, &config);
-    let task = create(&api).await;
+    let (task, mut live) = streaming(&api, "Count to 400", 10).await;
     let url = api.url(&stream_path(task));
-    let mut live = Live::open(&api.http, &url).await;
-    execute(&api, task, "Count to 400").await;
-    until_deltas(&mut live, 10).await;
     // Cut off from Temporal and the bus alike, past the heartbeat timeout: the call moves on.
     zombie.signal("STOP");
     let second = WorkerProcess::spawn(WORKER, &config);
@@ -269,10 +272,7 @@ async fn a_heartbeat_timeout_on_the_last_attempt_fences_before_the_terminal_even
     let app = spawn_app_with(config.clone(), false).await;
     let api = app.spawn_api().await;
     let first = WorkerProcess::spawn(WORKER, &config);
-    let task = create(&api).await;
-    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
-    execute(&api, task, "Count to 300").await;
-    until_deltas(&mut live, 10).await;
+    let (task, mut live) = streaming(&api, "Count to 300", 10).await;
     first.kill().await;
     // No attempt is left: the workflow recovers the call from the bus (a worker runs the
     // recovery), then ends the task.
@@ -342,10 +342,7 @@ async fn the_bus_dying_mid_call_moves_the_call_to_heartbeats_and_back_for_the_ne
 
     // Back the other way: a call that starts while the bus is away uses heartbeats; once the
     // bus is back, the next call publishes on it again.
-    let second = create(&api).await;
-    let mut live = Live::open(&api.http, &api.url(&stream_path(second))).await;
-    execute(&api, second, "Count to 20").await;
-    until_deltas(&mut live, 3).await;
+    let (second, mut live) = streaming(&api, "Count to 20", 3).await;
     nats.restart();
     let bus = bus(&app).await;
     let received = live.rest().await.to_vec();
@@ -397,10 +394,7 @@ async fn a_cancel_stops_a_call_on_the_bus_and_the_stream_ends_cancelled() {
     config.bus.heartbeat_ms = 1500;
     let app = spawn_app_with(config, true).await;
     let api = app.spawn_api().await;
-    let task = create(&api).await;
-    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
-    execute(&api, task, "Talk forever").await;
-    until_deltas(&mut live, 3).await;
+    let (task, mut live) = streaming(&api, "Talk forever", 3).await;
     let (status, body) = api
         .post(
             &format!("/api/v1/agents/assistant/tasks/{task}/cancel"),

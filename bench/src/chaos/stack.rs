@@ -203,6 +203,16 @@ impl Stack {
         )
     }
 
+    fn spawn_api(&self) -> anyhow::Result<Child> {
+        spawn_agentflow(
+            &self.binaries.api,
+            &self.dir,
+            "api",
+            self.temporal_ports[0],
+            |_| {},
+        )
+    }
+
     /// SIGKILLs the worker (no graceful shutdown: its activities time out) and starts another.
     pub async fn kill_worker(&mut self) -> anyhow::Result<()> {
         if self.worker.try_wait()?.is_none() {
@@ -226,13 +236,7 @@ impl Stack {
     /// same port; returns once it is ready.
     pub async fn restart_api(&mut self) -> anyhow::Result<()> {
         terminate(&mut self.api).await?;
-        self.api = spawn_agentflow(
-            &self.binaries.api,
-            &self.dir,
-            "api",
-            self.temporal_ports[0],
-            |_| {},
-        )?;
+        self.api = self.spawn_api()?;
         self.wait_api_ready().await
     }
 
@@ -254,13 +258,7 @@ impl Stack {
         }
         if let Some(status) = self.api.try_wait()? {
             exited.push(format!("the api exited on its own ({status})"));
-            self.api = spawn_agentflow(
-                &self.binaries.api,
-                &self.dir,
-                "api",
-                self.temporal_ports[0],
-                |_| {},
-            )?;
+            self.api = self.spawn_api()?;
             self.wait_api_ready().await?;
         }
         if let Some(status) = self.temporal.try_wait()? {
