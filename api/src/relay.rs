@@ -19,7 +19,6 @@ use agentflow_shared::ids::{AgentId, Seq, TaskId};
 use agentflow_shared::log::{Appended, EventLog, LogError};
 use agentflow_shared::task::{EventsPage, EventsRange, TaskResult};
 use agentflow_worker::AgentTaskWorkflow;
-use agentflow_worker::activities::AgentActivities;
 use agentflow_worker::progress::CallProgress;
 use agentflow_worker::queries::EventsQuery;
 use bytes::Bytes;
@@ -385,29 +384,6 @@ fn is_busy(error: &WorkflowQueryError) -> bool {
     text.contains("BUSY") || text.contains("busy")
 }
 
-/// What the pending LLM activity heartbeated (its events, or its marker on the bus), if one is
-/// pending; an activity that has not heartbeated yet counts as carrying no events.
-fn pending_llm_progress(description: &TaskDescription) -> Option<CallProgress> {
-    let llm_call = AgentActivities::llm_call.name();
-    let pending = description
-        .raw
-        .pending_activities
-        .iter()
-        .any(|a| a.activity_type.as_ref().is_some_and(|t| t.name == llm_call));
-    pending.then(|| {
-        agentflow_worker::tasks::heartbeat_progress(&description.raw)
-            .unwrap_or(CallProgress::Events(Vec::new()))
-    })
-}
-
-/// The events in the pending LLM activity's heartbeat, if one is pending on the heartbeat path.
-fn pending_llm_events(description: &TaskDescription) -> Option<Vec<Event>> {
-    match pending_llm_progress(description)? {
-        CallProgress::Events(events) => Some(events),
-        CallProgress::OnBus { .. } => None,
-    }
-}
-
 async fn run(
     relay: Arc<Relay>,
     ctx: RelayContext,
@@ -490,7 +466,7 @@ async fn run(
         }
         relay.caught_up.send_replace(true);
         let bus_ready = ctx.bus.as_ref().is_some_and(Bus::is_ready);
-        if let Some(events) = pending_llm_events(&current)
+        if let Some(events) = current.llm_events()
             && (!events.is_empty() || !bus_ready)
             && relay.publish(events)
         {
@@ -501,7 +477,7 @@ async fn run(
         // A call that has not heartbeated yet is taken to be on the bus while the bus is ready
         // (the marker tick finds out within `marker_interval` if it is not).
         let mut ticking = reused
-            || match pending_llm_progress(&current) {
+            || match current.llm_progress() {
                 Some(CallProgress::OnBus { .. }) => true,
                 Some(CallProgress::Events(events)) => events.is_empty() && bus_ready,
                 None => false,
@@ -542,13 +518,13 @@ async fn run(
                 _ = marker.tick(), if ticking => {
                     // A call on the bus: only notice it leaving the bus (or the task ending).
                     match temporal::describe(&ctx.client, &ctx.counters, task, ctx.settings.rpc_timeout).await {
-                        Ok(d) if !d.running || pending_llm_events(&d).is_some_and(|e| !e.is_empty()) => {
+                        Ok(d) if !d.running || d.llm_events().is_some_and(|e| !e.is_empty()) => {
                             description = Some(d);
                             break;
                         }
                         Ok(d) => {
-                            ticking = matches!(pending_llm_progress(&d), Some(CallProgress::OnBus { .. }))
-                                || pending_llm_events(&d).is_some();
+                            ticking = matches!(d.llm_progress(), Some(CallProgress::OnBus { .. }))
+                                || d.llm_events().is_some();
                             last = Some(d);
                         }
                         Err(error) => tracing::warn!(%task, %error, "relay: describe failed"),
@@ -658,7 +634,7 @@ async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
         )
         .await
         {
-            Ok(description) if description.running => match pending_llm_events(&description) {
+            Ok(description) if description.running => match description.llm_events() {
                 Some(events) => match relay.append(events) {
                     Published::New(new_events) => {
                         interval = next_interval(interval, new_events, &ctx.settings);

@@ -3,6 +3,8 @@
 use agentflow_shared::event::Event;
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
 use agentflow_shared::task::{TaskInput, TaskStatus};
+use agentflow_worker::activities::AgentActivities;
+use agentflow_worker::progress::CallProgress;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -134,6 +136,30 @@ impl TaskDescription {
             .and_then(|i| i.execution.as_ref())
             .map(|e| e.run_id.clone())
             .unwrap_or_default()
+    }
+
+    /// What the pending LLM activity heartbeated (its events, or its marker on the bus), if one
+    /// is pending; an activity that has not heartbeated yet counts as carrying no events.
+    pub fn llm_progress(&self) -> Option<CallProgress> {
+        let llm_call = AgentActivities::llm_call.name();
+        let pending = self
+            .raw
+            .pending_activities
+            .iter()
+            .any(|a| a.activity_type.as_ref().is_some_and(|t| t.name == llm_call));
+        pending.then(|| {
+            agentflow_worker::tasks::heartbeat_progress(&self.raw)
+                .unwrap_or(CallProgress::Events(Vec::new()))
+        })
+    }
+
+    /// The events in the pending LLM activity's heartbeat, if one is pending on the heartbeat
+    /// path.
+    pub fn llm_events(&self) -> Option<Vec<Event>> {
+        match self.llm_progress()? {
+            CallProgress::Events(events) => Some(events),
+            CallProgress::OnBus { .. } => None,
+        }
     }
 }
 

@@ -385,6 +385,96 @@ async fn the_bus_dying_mid_call_moves_the_call_to_heartbeats_and_back_for_the_ne
     api.stop().await;
 }
 
+/// `GET` of the task's `llm_call` view, polled until `until` holds (the call's heartbeats say
+/// where it stands; the task's worker answers the state query meanwhile).
+async fn llm_call_until(api: &TestApi, task: TaskId, until: impl Fn(&serde_json::Value) -> bool) {
+    let path = format!("/api/v1/agents/assistant/tasks/{task}");
+    let mut last = serde_json::Value::Null;
+    for _ in 0..600 {
+        let (status, body) = api.get(&path).await;
+        if status == 200 && until(&body["llm_call"]) {
+            return;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the task's llm_call never got there: {last}");
+}
+
+/// A NATS server of the test's own (it dies), a worker, and the api.
+async fn with_own_bus() -> (
+    NatsServer,
+    agentflow_shared::config::AgentflowConfig,
+    TestApp,
+) {
+    let nats = NatsServer::start();
+    let mut config = slow_config();
+    config.bus.url = nats.url();
+    let app = spawn_app_with(config.clone(), false).await;
+    (nats, config, app)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_whose_worker_died_while_the_bus_is_down_waits_for_the_bus_and_resumes_from_it() {
+    let (mut nats, config, app) = with_own_bus().await;
+    let api = app.spawn_api().await;
+    let first = WorkerProcess::spawn(WORKER, &config);
+    let (task, mut live) = streaming(&api, "Count to 300", 10).await;
+    // The worker dies on the bus, then the bus dies: what the first attempt stored is out of
+    // reach, and its heartbeats never carried it.
+    first.kill().await;
+    nats.kill();
+    let second = WorkerProcess::spawn(WORKER, &config);
+    llm_call_until(&api, task, |call| {
+        call["path"] == "bus" && call["attempt"] == 2 && call["waiting_for_bus"] == true
+    })
+    .await;
+    nats.restart();
+    let received = live.rest().await.to_vec();
+    let result = app.result(task).await;
+    second.kill().await;
+
+    let log = dense_log(&result.events);
+    assert_whole(&received, &log);
+    assert!(matches!(
+        log.events().last().unwrap().kind,
+        EventKind::Completed(_)
+    ));
+    let fold = the_call_on_the_bus(&bus(&app).await, task, &log).await;
+    assert_eq!(fold.attempt(), 2, "the second attempt fenced the call");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_left_the_dead_bus_is_resumed_from_its_heartbeats_after_a_worker_kill() {
+    let (mut nats, config, app) = with_own_bus().await;
+    let api = app.spawn_api().await;
+    let first = WorkerProcess::spawn(WORKER, &config);
+    let (task, mut live) = streaming(&api, "Count to 600", 10).await;
+    nats.kill();
+    // The call leaves the bus: its heartbeats now carry every event since its start.
+    llm_call_until(&api, task, |call| call["path"] == "heartbeats").await;
+    first.kill().await;
+    let second = WorkerProcess::spawn(WORKER, &config);
+    let received = live.rest().await.to_vec();
+    let result = app.result(task).await;
+    second.kill().await;
+
+    let log = dense_log(&result.events);
+    assert_whole(&received, &log);
+    assert!(matches!(
+        log.events().last().unwrap().kind,
+        EventKind::Completed(_)
+    ));
+    assert!(
+        log.events()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::LlmCallRetrying(_))),
+        "the call was retried on the second worker"
+    );
+    api.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancel_stops_a_call_on_the_bus_and_the_stream_ends_cancelled() {
     let fake = FakeOpenAi::start(vec![Turn::Endless]).await;

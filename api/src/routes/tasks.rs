@@ -9,6 +9,7 @@ use agentflow_shared::task::{
     ExecuteAccepted, ExecuteRequest, TaskParameters, TaskResult, TaskState, TaskStatus,
 };
 use agentflow_worker::AgentTaskWorkflow;
+use agentflow_worker::progress::CallProgress;
 use agentflow_worker::tasks::{CreateTaskError, NewTask, start_task, task_input};
 use axum::Json;
 use axum::extract::State;
@@ -69,6 +70,49 @@ pub struct Task {
     /// Live (or final) state, on `GET` of one task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<TaskState>,
+    /// The LLM call in progress, on `GET` of one task that has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_call: Option<LlmCallView>,
+}
+
+/// Where the events of an LLM call in progress travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LivePath {
+    /// Published on the live bus; heartbeats carry a small marker.
+    Bus,
+    /// Carried by the activity's heartbeats (no bus, or the call left it).
+    Heartbeats,
+}
+
+/// The LLM call in progress, as its last heartbeat tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct LlmCallView {
+    /// Where its events travel.
+    pub path: LivePath,
+    /// The attempt on the bus (absent on the heartbeat path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The attempt waits for the bus to come back, to read what an earlier attempt stored
+    /// there before it goes on (it never guesses).
+    pub waiting_for_bus: bool,
+}
+
+impl LlmCallView {
+    fn new(progress: &CallProgress) -> Self {
+        match progress {
+            CallProgress::Events(_) => Self {
+                path: LivePath::Heartbeats,
+                attempt: None,
+                waiting_for_bus: false,
+            },
+            CallProgress::OnBus { bus } => Self {
+                path: LivePath::Bus,
+                attempt: Some(bus.attempt),
+                waiting_for_bus: bus.waiting,
+            },
+        }
+    }
 }
 
 impl Task {
@@ -87,6 +131,7 @@ impl Task {
                 self_: base,
             },
             state: None,
+            llm_call: None,
         }
     }
 }
@@ -390,6 +435,7 @@ pub async fn show(
         description.started_at.unwrap_or_default(),
     );
     view.state = Some(task_state);
+    view.llm_call = description.llm_progress().as_ref().map(LlmCallView::new);
     Ok(Json(view))
 }
 
