@@ -12,7 +12,7 @@
 //! never skipped and never slows the others; Temporal RPCs do not depend on how many there are
 //! (DESIGN.md, Invariants 1 and 2).
 
-use crate::temporal::{self, DescribeError, RpcCounters, TaskDescription};
+use crate::temporal::{self, DescribeError, HistoryPoll, RpcCounters, TaskDescription};
 use agentflow_bus::Bus;
 use agentflow_shared::event::{ErrorInfo, Event, EventKind, Failed, Reason};
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
@@ -83,6 +83,9 @@ impl Frame {
 struct RelayLog {
     log: EventLog,
     frames: Vec<Frame>,
+    /// Live (bus) events past the log's end, waiting for the durable events before them.
+    /// Bounded by what one call emits (`worker.limits.max_call_event_bytes`).
+    ahead: BTreeMap<Seq, Event>,
     /// The relay saw the durable log differ from what it had relayed: it serves nothing more.
     diverged: bool,
 }
@@ -264,7 +267,23 @@ impl Relay {
     /// [`Relay::publish`], telling how many events were new. An event that differs from the
     /// one relayed at its seq means a client holds something the durable log does not: the
     /// relay then serves nothing more (its streams end; a reconnect reads the durable log).
+    /// Live events that were waiting ahead follow once the log reaches them.
     fn append(&self, events: impl IntoIterator<Item = Event>) -> Published {
+        self.append_from(events, false)
+    }
+
+    /// Appends a live event from the bus; one past the log's end waits in the relay (and says
+    /// `Ahead`) until the durable events before it are read.
+    fn append_live(&self, event: Event) -> Published {
+        self.append_from([event], true)
+    }
+
+    /// Whether live events wait for durable ones the relay has not read yet.
+    fn is_behind(&self) -> bool {
+        !self.log.read().expect("relay lock").ahead.is_empty()
+    }
+
+    fn append_from(&self, events: impl IntoIterator<Item = Event>, live: bool) -> Published {
         let mut relayed = self.log.write().expect("relay lock");
         if relayed.diverged {
             return Published::Diverged;
@@ -272,23 +291,33 @@ impl Relay {
         let before = relayed.log.len();
         let mut outcome = None;
         for event in events {
-            let frame = (event.seq == relayed.log.next_seq()).then(|| Frame::new(&event));
-            match relayed.log.append(event) {
-                Ok(Appended::New) => relayed.frames.extend(frame),
-                Ok(Appended::Known) => {}
-                Err(LogError::Gap { .. }) => {
-                    outcome = Some(Published::Ahead);
-                    break;
+            if let Some(gap) = self.push(&mut relayed, event) {
+                if live && gap.seq.0 > relayed.log.len() as u64 {
+                    relayed.ahead.insert(gap.seq, gap);
                 }
-                Err(error) => {
-                    tracing::error!(task = %self.task_id, %error,
-                        "invariant violated: the durable log differs from what was relayed; \
-                         ending this relay's streams");
-                    relayed.diverged = true;
-                    outcome = Some(Published::Diverged);
-                    break;
-                }
+                outcome = Some(Published::Ahead);
+                break;
             }
+            if relayed.diverged {
+                outcome = Some(Published::Diverged);
+                break;
+            }
+        }
+        while !relayed.diverged {
+            let next = relayed.log.next_seq();
+            let len = relayed.log.len() as u64;
+            relayed.ahead.retain(|seq, _| seq.0 > len);
+            let Some(event) = relayed.ahead.remove(&next) else {
+                break;
+            };
+            if self.push(&mut relayed, event).is_some() {
+                break;
+            }
+        }
+        if relayed.diverged {
+            outcome = Some(Published::Diverged);
+        } else if live && !relayed.ahead.is_empty() {
+            outcome = Some(Published::Ahead);
         }
         let after = relayed.log.len();
         let diverged = relayed.diverged;
@@ -297,6 +326,25 @@ impl Relay {
             self.published.send_replace(after);
         }
         outcome.unwrap_or(Published::New(after - before))
+    }
+
+    /// Appends one event (or checks it against the one relayed at its seq); gives it back when
+    /// it starts beyond the log's end. A differing event marks the relay diverged.
+    fn push(&self, relayed: &mut RelayLog, event: Event) -> Option<Event> {
+        let frame = (event.seq == relayed.log.next_seq()).then(|| Frame::new(&event));
+        let kept = (event.seq > relayed.log.next_seq()).then(|| event.clone());
+        match relayed.log.append(event) {
+            Ok(Appended::New) => relayed.frames.extend(frame),
+            Ok(Appended::Known) => {}
+            Err(LogError::Gap { .. }) => return kept,
+            Err(error) => {
+                tracing::error!(task = %self.task_id, %error,
+                    "invariant violated: the durable log differs from what was relayed; \
+                     ending this relay's streams");
+                relayed.diverged = true;
+            }
+        }
+        None
     }
 
     /// Returns `false` as soon as the relay has a subscriber; `true` once it has had none for
@@ -501,11 +549,21 @@ async fn run(
             tokio::select! {
                 result = &mut poll => {
                     match result {
-                        Ok(Some(token)) => {
+                        Ok(HistoryPoll::More { token, progressed }) => {
                             history_token = token;
+                            if !progressed {
+                                // Nothing a query would show: poll on.
+                                poll.set(temporal::poll_history(
+                                    &ctx.client,
+                                    &ctx.counters,
+                                    task,
+                                    history_token.clone(),
+                                ));
+                                continue;
+                            }
                             reuse_last = bus_ready && brought_news;
                         }
-                        Ok(None) => history_token.clear(),
+                        Ok(HistoryPoll::Closed) => history_token.clear(),
                         Err(status) => {
                             tracing::warn!(%task, %status, "relay: history poll failed");
                             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -514,7 +572,10 @@ async fn run(
                     break;
                 }
                 _ = idle => break,
-                _ = relay.behind.notified() => break,
+                // A stale wake-up (a read since caught up) is not worth another query.
+                _ = relay.behind.notified() => if relay.is_behind() {
+                    break;
+                },
                 _ = marker.tick(), if ticking => {
                     // A call on the bus: only notice it leaving the bus (or the task ending).
                     match temporal::describe(&ctx.client, &ctx.counters, task, ctx.settings.rpc_timeout).await {
@@ -539,11 +600,9 @@ async fn run(
 
 /// Follows the task's calls on the bus for as long as the relay runs: each event the bus's
 /// fold accepts is appended to the relay's log; one that runs ahead of it (the durable events
-/// before the call are not read yet) waits here while the relay reads them (`behind`).
+/// before the call are not read yet) waits in the relay while the relay reads them (`behind`).
 async fn follow_bus(relay: Arc<Relay>, bus: Bus) {
     let task = relay.task_id;
-    let mut waiting: BTreeMap<Seq, Event> = BTreeMap::new();
-    let mut published = relay.published.subscribe();
     loop {
         let mut follower = match bus.follow_task(task).await {
             Ok(follower) => follower,
@@ -557,31 +616,17 @@ async fn follow_bus(relay: Arc<Relay>, bus: Bus) {
             if relay.ended() || relay.diverged() {
                 return;
             }
-            tokio::select! {
-                next = follower.next() => match next {
-                    Ok(event) => {
-                        if event.seq.0 > relay.len() as u64 {
-                            waiting.insert(event.seq, event);
-                        }
+            match follower.next().await {
+                Ok(event) => {
+                    if relay.append_live(event) == Published::Ahead {
+                        relay.behind.notify_one();
                     }
-                    Err(error) => {
-                        tracing::warn!(%task, %error, "relay: the bus follower failed; following again");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        break;
-                    }
-                },
-                changed = published.changed() => if changed.is_err() {
-                    return;
-                },
-            }
-            if waiting.is_empty() {
-                continue;
-            }
-            let outcome = relay.append(waiting.values().cloned());
-            let len = relay.len() as u64;
-            waiting.retain(|seq, _| seq.0 > len);
-            if outcome == Published::Ahead {
-                relay.behind.notify_one();
+                }
+                Err(error) => {
+                    tracing::warn!(%task, %error, "relay: the bus follower failed; following again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    break;
+                }
             }
         }
     }
@@ -1020,5 +1065,23 @@ mod tests {
         assert!(relay.diverged() && relay.ended(), "the relay stops serving");
         assert_eq!(relay.append([e(4, "d", false)]), Published::Diverged);
         assert_eq!(relay.len(), 3, "nothing is appended after a divergence");
+    }
+
+    #[test]
+    fn live_events_ahead_of_the_log_wait_for_the_durable_ones_before_them() {
+        let relay = relay();
+        let e = |seq, text: &str| with_task(event(seq, text, false), &relay);
+        assert_eq!(relay.append([e(1, "a")]), Published::New(1));
+        assert_eq!(relay.append_live(e(3, "c")), Published::Ahead);
+        assert_eq!(relay.append_live(e(4, "d")), Published::Ahead);
+        assert!(relay.is_behind());
+        assert_eq!(relay.len(), 1);
+        // The durable read brings seq 2: the live events waiting follow at once.
+        assert_eq!(relay.append([e(2, "b")]), Published::New(3));
+        assert!(!relay.is_behind());
+        assert_eq!(relay.len(), 4);
+        // A live event the log already holds is checked, not kept.
+        assert_eq!(relay.append_live(e(4, "d")), Published::New(0));
+        assert!(!relay.is_behind());
     }
 }

@@ -13,7 +13,7 @@ use temporalio_client::grpc::WorkflowService;
 use temporalio_client::tonic::{Code, IntoRequest, Status};
 use temporalio_common::protos::temporal::api::common::v1::{Payload, WorkflowExecution};
 use temporalio_common::protos::temporal::api::enums::v1::{
-    HistoryEventFilterType, WorkflowExecutionStatus,
+    EventType, HistoryEventFilterType, WorkflowExecutionStatus,
 };
 use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
 use temporalio_common::protos::temporal::api::workflowservice::v1::{
@@ -236,15 +236,30 @@ pub async fn describe(
     })
 }
 
-/// One long poll of the task's history: returns the token to poll from next, or `None` when
-/// the history is complete (the workflow closed). Returns early with the same token when the
-/// server's long poll times out.
+/// What one long poll of a task's history brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryPoll {
+    /// New events; `progressed` when a workflow task completed among them (only then can the
+    /// workflow's log have grown: the rest — activity and workflow task starts and ends,
+    /// admitted updates — changes nothing a query would show). Poll on from `token`.
+    More {
+        /// Where the next poll starts.
+        token: Vec<u8>,
+        /// A workflow task completed.
+        progressed: bool,
+    },
+    /// The history is complete: the workflow closed.
+    Closed,
+}
+
+/// One long poll of the task's history from `token` (empty: from the start). Returns early with
+/// nothing new when the server's long poll times out.
 pub async fn poll_history(
     client: &Client,
     counters: &RpcCounters,
     task: TaskId,
     token: Vec<u8>,
-) -> Result<Option<Vec<u8>>, Status> {
+) -> Result<HistoryPoll, Status> {
     RpcCounters::count(&counters.history_poll);
     let mut client = client.clone();
     let namespace = temporalio_client::NamespacedClient::namespace(&client);
@@ -265,7 +280,19 @@ pub async fn poll_history(
     let response = WorkflowService::get_workflow_execution_history(&mut client, request)
         .await?
         .into_inner();
-    Ok((!response.next_page_token.is_empty()).then_some(response.next_page_token))
+    if response.next_page_token.is_empty() {
+        return Ok(HistoryPoll::Closed);
+    }
+    let progressed = response.history.is_some_and(|history| {
+        history
+            .events
+            .iter()
+            .any(|event| event.event_type == EventType::WorkflowTaskCompleted as i32)
+    });
+    Ok(HistoryPoll::More {
+        token: response.next_page_token,
+        progressed,
+    })
 }
 
 /// The events of the task's earlier runs with `seq > after`, walking back from run `run_id`:

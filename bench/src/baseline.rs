@@ -1,5 +1,6 @@
-//! The bare-Temporal ceiling: a trivial one-activity workflow, started and awaited by the same
-//! client, on the same server.
+//! The bare-Temporal ceiling: a workflow of plain activities that only wait (one that returns
+//! at once for the throughput scenario; three of the live workload's shape for the live one),
+//! started and awaited by the same client, on the same server.
 
 use futures::StreamExt;
 use std::str::FromStr;
@@ -19,30 +20,36 @@ pub struct BaselineActivities;
 
 #[activities]
 impl BaselineActivities {
-    /// Returns its input.
+    /// Waits `ms` milliseconds, then returns them.
     #[activity]
-    pub async fn echo(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
-        Ok(n)
+    pub async fn wait(_ctx: ActivityContext, ms: u64) -> Result<u64, ActivityError> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(ms)
     }
 }
 
-/// The baseline workflow: one activity.
+/// The baseline workflow: one activity per entry of its input, one after the other, each
+/// waiting that many milliseconds.
 #[workflow]
 #[derive(Default)]
 pub struct BaselineWorkflow;
 
 #[workflow_methods]
 impl BaselineWorkflow {
-    /// Runs the activity once.
+    /// Runs the activities in turn; returns the milliseconds they waited.
     #[run]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, n: u32) -> WorkflowResult<u32> {
-        Ok(ctx
-            .execute_activity(
-                BaselineActivities::echo,
-                n,
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30)).build(),
-            )
-            .await?)
+    pub async fn run(ctx: &mut WorkflowContext<Self>, shape: Vec<u64>) -> WorkflowResult<u64> {
+        let mut waited = 0;
+        for ms in shape {
+            waited += ctx
+                .execute_activity(
+                    BaselineActivities::wait,
+                    ms,
+                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30)).build(),
+                )
+                .await?;
+        }
+        Ok(waited)
     }
 }
 
@@ -55,9 +62,14 @@ async fn client(address: &str) -> anyhow::Result<Client> {
     )?)
 }
 
-/// Runs `count` baseline workflows, `concurrency` at a time, with a worker of its own; returns
-/// workflows completed per second.
-pub async fn run(address: &str, count: usize, concurrency: usize) -> anyhow::Result<f64> {
+/// Runs `count` baseline workflows of `shape` (each activity's wait, in ms), `concurrency` at a
+/// time, with a worker of its own; returns workflows completed per second.
+pub async fn run(
+    address: &str,
+    count: usize,
+    concurrency: usize,
+    shape: &[u64],
+) -> anyhow::Result<f64> {
     let task_queue = format!("bench-baseline-{}", uuid::Uuid::new_v4());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = {
@@ -86,15 +98,16 @@ pub async fn run(address: &str, count: usize, concurrency: usize) -> anyhow::Res
     };
     let starter = client(address).await?;
     let started = Instant::now();
-    let results: Vec<anyhow::Result<u32>> = futures::stream::iter(0..count)
-        .map(|i| {
+    let results: Vec<anyhow::Result<u64>> = futures::stream::iter(0..count)
+        .map(|_| {
             let (starter, task_queue) = (starter.clone(), task_queue.clone());
+            let shape = shape.to_vec();
             async move {
                 let id = format!("bench-baseline-{}", uuid::Uuid::new_v4());
                 let handle = starter
                     .start_workflow(
                         BaselineWorkflow::run,
-                        i as u32,
+                        shape,
                         WorkflowStartOptions::new(task_queue, id).build(),
                     )
                     .await?;

@@ -7,8 +7,10 @@
 //!
 //! Measured per mode and C: per-token latency, first event (execute sent → first frame), runs
 //! per second, the dev server's own request counters per streaming call
-//! (`RecordActivityTaskHeartbeat`, `DescribeWorkflowExecution`, …), CPU seconds per process.
-//! Every subscriber is checked against the task's final log.
+//! (`RecordActivityTaskHeartbeat`, `DescribeWorkflowExecution`, …), CPU seconds per process,
+//! and runs per second as a ratio to a bare-Temporal workflow of the same shape on the same
+//! server (three activities that only wait: 200 ms, 0, 500 ms). Every subscriber is checked
+//! against the task's final log.
 
 use crate::chaos::{Binaries, Stack};
 use crate::fake_llm::{FakeLlm, Script, Turn, emitted_at};
@@ -79,6 +81,10 @@ impl Script for Workload {
     }
 }
 
+/// The bare-Temporal workflow of the workload's shape: the two streaming calls' 20 and 50
+/// tokens 10 ms apart, and the calculator between them.
+const BARE_SHAPE: [u64; 3] = [200, 0, 500];
+
 /// What one run measured.
 struct Run {
     token_ms: Vec<f64>,
@@ -114,6 +120,24 @@ async fn one_run(target: &Target) -> anyhow::Result<Run> {
         first_event_ms,
         violation,
     })
+}
+
+/// The api's relay RPC counters by kind (`/metrics`: `relay_rpcs`).
+async fn relay_rpcs(http: &reqwest::Client, api: &str) -> BTreeMap<String, f64> {
+    let metrics: Value = match http.get(format!("{api}/metrics")).send().await {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => Value::Null,
+    };
+    metrics["relay_rpcs"]
+        .as_object()
+        .map(|kinds| {
+            kinds
+                .iter()
+                .filter(|(kind, _)| kind.as_str() != "total")
+                .filter_map(|(kind, n)| Some((kind.clone(), n.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The dev server's request counters by operation (`service_requests`).
@@ -183,6 +207,7 @@ async fn level(
     one_run(&target).await?;
     let runs = runs.max(3 * concurrency);
     let requests_before = temporal_requests(&http, stack.temporal_metrics_port()).await;
+    let relay_before = relay_rpcs(&http, &stack.api_base()).await;
     let cpu_before = cpu(stack);
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
@@ -205,6 +230,7 @@ async fn level(
     let wall = started.elapsed();
     let cpu_after = cpu(stack);
     let requests_after = temporal_requests(&http, stack.temporal_metrics_port()).await;
+    let relay_after = relay_rpcs(&http, &stack.api_base()).await;
     let mut token_ms = Vec::new();
     let mut first_ms = Vec::new();
     let mut violations = Vec::new();
@@ -246,6 +272,13 @@ async fn level(
         "first_event_ms": Percentiles::of(first_ms),
         "runs_per_sec": ((runs - failed.len()) as f64 / wall.as_secs_f64() * 100.0).round() / 100.0,
         "temporal_requests_per_streaming_call": per_call,
+        "relay_rpcs_per_streaming_call": relay_after
+            .iter()
+            .map(|(kind, after)| {
+                let delta = after - relay_before.get(kind).copied().unwrap_or(0.0);
+                (kind.clone(), (delta / streaming_calls * 100.0).round() / 100.0)
+            })
+            .collect::<BTreeMap<_, _>>(),
         "heartbeat_plus_describe_per_streaming_call": (heartbeats_and_describes * 100.0).round() / 100.0,
         "cpu_seconds": cpu_used,
         "wall_secs": (wall.as_secs_f64() * 10.0).round() / 10.0,
@@ -301,11 +334,30 @@ pub async fn live(options: &LiveOptions) -> anyhow::Result<Report> {
         modes.push(("heartbeat_path", false));
     }
     let outcome: anyhow::Result<()> = async {
+        let mut bare = BTreeMap::new();
+        for &c in &options.concurrency {
+            let runs = options.runs.max(3 * c);
+            let per_sec =
+                crate::baseline::run(&stack.temporal_address(), runs, c, &BARE_SHAPE).await?;
+            println!("live: bare Temporal C={c}: {per_sec:.2} runs/s");
+            bare.insert(c, per_sec);
+        }
+        metrics.insert(
+            "bare_temporal_runs_per_sec".into(),
+            json!(
+                bare.iter()
+                    .map(|(c, r)| (format!("c{c}"), (r * 100.0).round() / 100.0))
+                    .collect::<BTreeMap<_, _>>()
+            ),
+        );
         for (mode, on) in &modes {
             stack.set_bus(*on).await?;
             let mut levels = serde_json::Map::new();
             for &c in &options.concurrency {
-                let (figures, found) = level(&stack, c, options.runs).await?;
+                let (mut figures, found) = level(&stack, c, options.runs).await?;
+                let ratio = figures["runs_per_sec"].as_f64().unwrap_or(0.0) / bare[&c];
+                figures["runs_per_sec_ratio_to_bare_temporal"] =
+                    json!((ratio * 100.0).round() / 100.0);
                 println!("live: {mode} C={c}: {figures}");
                 levels.insert(format!("c{c}"), figures);
                 violations.extend(found.into_iter().map(|v| format!("{mode} C={c}: {v}")));

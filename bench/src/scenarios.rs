@@ -283,7 +283,7 @@ pub async fn throughput(
             violations.push(v);
         }
     }
-    let baseline = crate::baseline::run(temporal_address, tasks, concurrency).await?;
+    let baseline = crate::baseline::run(temporal_address, tasks, concurrency, &[0]).await?;
     Ok(Report {
         scenario: "throughput".into(),
         parameters: json!({"tasks": tasks, "concurrency": concurrency, "model": "scripted-fast"}),

@@ -1,9 +1,11 @@
 //! A relay's view of one task on the bus: every message of the task's calls, in stream order,
-//! through each call's [fold](crate::fold); out come the events the fold accepted. The ordered
+//! through each call's [fold](crate::fold); out come the events the fold accepted, and the
+//! workflow's [durable](crate::durable) events as they are. The ordered
 //! consumer behind it recreates itself after a gap or a reconnection and resumes where it was.
 
 use crate::connection::{Bus, BusError};
 use crate::counters::BusCounters;
+use crate::durable::is_durable_subject;
 use crate::fold::{CallFold, Folded};
 use crate::message::BusMessage;
 use crate::subject::CallSubject;
@@ -58,6 +60,15 @@ impl TaskFollower {
                 None => return Err(BusError::Request("the follower ended".into())),
             };
             BusCounters::count(&self.counters.followed);
+            if is_durable_subject(&self.prefix, message.subject.as_str()) {
+                match serde_json::from_slice::<Event>(&message.payload) {
+                    Ok(event) => return Ok(event),
+                    Err(error) => {
+                        tracing::warn!(subject = %message.subject, %error, "an undecodable durable event");
+                        continue;
+                    }
+                }
+            }
             let Some(call) = CallSubject::parse(&self.prefix, message.subject.as_str()) else {
                 continue;
             };

@@ -7,6 +7,8 @@
 //!   into its events (a superseded attempt's later messages are dropped).
 //! - [`connection`]: the [`Bus`]: connecting in the background, the stream checked at start.
 //! - [`publisher`]: a call's publisher, acknowledgements pipelined.
+//! - [`durable`]: the workflow's own events (already durable), handed to an LLM call to publish
+//!   first (`<prefix>.<task>.w`).
 //! - [`reader`]: reading a call's subject and fencing it for a new attempt.
 //! - [`follower`]: a relay's view of one task's calls, as they are stored.
 //! - [`control`]: hints to a running call (heartbeat now: a cancel was accepted).
@@ -15,6 +17,7 @@
 pub mod connection;
 pub mod control;
 pub mod counters;
+pub mod durable;
 pub mod fold;
 pub mod follower;
 pub mod message;

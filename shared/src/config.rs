@@ -205,6 +205,9 @@ pub struct SizeLimits {
     pub max_conversation_bytes: usize,
     /// A tool result the model reads: longer ones are cut, with a truncation marker.
     pub max_tool_result_bytes: usize,
+    /// The workflow's own events handed to the next LLM call to publish on the bus first (the
+    /// live path for them): at most this many JSON bytes; the rest reach clients from Temporal.
+    pub max_handed_event_bytes: usize,
 }
 
 impl Default for SizeLimits {
@@ -215,6 +218,7 @@ impl Default for SizeLimits {
             max_run_log_bytes: 1024 * 1024,
             max_conversation_bytes: 256 * 1024,
             max_tool_result_bytes: 16 * 1024,
+            max_handed_event_bytes: 32 * 1024,
         }
     }
 }
@@ -245,8 +249,9 @@ impl SizeLimits {
             2 * self.max_call_event_bytes,
         )?;
         fits(
-            "an LLM call's input, max_conversation_bytes + max_call_event_bytes",
-            self.max_conversation_bytes + self.max_call_event_bytes,
+            "an LLM call's input, max_conversation_bytes + max_call_event_bytes + \
+             max_handed_event_bytes",
+            self.max_conversation_bytes + self.max_call_event_bytes + self.max_handed_event_bytes,
         )?;
         fits(
             "a run's carried state, max_run_log_bytes + max_conversation_bytes",

@@ -476,6 +476,94 @@ async fn a_call_that_left_the_dead_bus_is_resumed_from_its_heartbeats_after_a_wo
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_relay_queries_the_workflow_only_after_workflow_tasks_that_completed() {
+    use temporalio_common::protos::temporal::api::enums::v1::EventType;
+    let app = spawn_app_with(slow_config(), true).await;
+    let api = app.spawn_api().await;
+    let task = create(&api).await;
+    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    execute(&api, task, "What is 6*7? Then count to 40").await;
+    let received = live.rest().await.to_vec();
+    let log = dense_log(&app.result(task).await.events);
+    assert_whole(&received, &log);
+    assert!(
+        log.events()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ToolCallCompleted(_))),
+        "the task called a tool"
+    );
+    let (_, metrics) = api.get("/metrics").await;
+    let queries = metrics["relay_rpcs"]["query"].as_u64().expect("metrics");
+    let history: serde_json::Value =
+        serde_json::from_slice(&app.history_json(task).await).expect("history JSON");
+    let completed = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event_type"] == EventType::WorkflowTaskCompleted as i64)
+        .count() as u64;
+    // Only a completed workflow task can add to the log: activity starts and ends, workflow
+    // task starts, timers firing alone are not worth a query. (One more: the first read.)
+    assert!(
+        queries <= completed + 1,
+        "{queries} queries for {completed} completed workflow tasks"
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workflows_own_events_travel_on_the_bus_ahead_of_each_call() {
+    let app = spawn_app_with(slow_config(), true).await;
+    let api = app.spawn_api().await;
+    let task = create(&api).await;
+    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    execute(&api, task, "What is 6*7? Then count to 20").await;
+    let received = live.rest().await.to_vec();
+    let log = dense_log(&app.result(task).await.events);
+    assert_whole(&received, &log);
+    let calls = calls(&log);
+    assert_eq!(calls.len(), 2, "a tool call between two LLM calls");
+    // The workflow's events before the last call (start, steps, the tool call): each call
+    // published those made since the previous one, as the durable log has them.
+    let in_calls: std::collections::HashSet<Seq> = calls
+        .iter()
+        .flat_map(|(_, events)| events.iter().map(|e| e.seq))
+        .collect();
+    let handed: Vec<&Event> = log
+        .events()
+        .iter()
+        .filter(|e| e.seq < calls[1].0 && !in_calls.contains(&e.seq))
+        .collect();
+    assert!(
+        handed
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ToolCallCompleted(_))),
+        "{handed:?}"
+    );
+    let mut follower = bus(&app).await.follow_task(task).await.expect("following");
+    let mut seen = std::collections::HashMap::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !handed.iter().all(|e| seen.contains_key(&e.seq)) {
+            let event = follower.next().await.expect("the bus");
+            seen.insert(event.seq, event);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let missing: Vec<Seq> = handed
+            .iter()
+            .map(|e| e.seq)
+            .filter(|s| !seen.contains_key(s))
+            .collect();
+        panic!("the workflow's events {missing:?} are not on the bus")
+    });
+    for event in handed {
+        assert_eq!(&seen[&event.seq], event);
+    }
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_cancel_stops_a_call_on_the_bus_and_the_stream_ends_cancelled() {
     let fake = FakeOpenAi::start(vec![Turn::Endless]).await;
     let mut config = fake.config(test_config());

@@ -73,6 +73,10 @@ pub struct LlmCallInput {
     /// nothing): this attempt reads the bus first, waiting for it if it must.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recover_from_bus: bool,
+    /// The workflow's events since the previous call (durable already): published on the bus
+    /// before anything else, so they reach clients without waiting for a query.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workflow_events: Vec<Event>,
 }
 
 fn first_attempt() -> u32 {
@@ -518,6 +522,13 @@ impl AgentActivities {
     ) -> Result<LlmCallOutput, ActivityError> {
         let attempt = ctx.info().attempt.max(input.attempt);
         tracing::Span::current().record("attempt", attempt);
+        if let Some(bus) = &self.bus
+            && let Err(error) = bus
+                .publish_durable(input.task_id, &input.workflow_events)
+                .await
+        {
+            tracing::debug!(%error, "the workflow's events reach clients from Temporal");
+        }
         let heartbeated: Option<CallProgress> = ctx.heartbeat_details().deserialize()?;
         let must_recover =
             input.recover_from_bus || heartbeated.as_ref().is_some_and(CallProgress::on_bus);

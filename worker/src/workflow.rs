@@ -52,6 +52,8 @@ pub struct AgentTaskWorkflow {
     input: TaskInput,
     /// This run's part of the task's log (from the seq the previous run ended at).
     log: EventLog,
+    /// The last seq handed to an LLM call to publish on the bus (or published by one).
+    handed: Seq,
     status: TaskStatus,
     step: u32,
     turn: u32,
@@ -176,6 +178,25 @@ impl AgentTaskWorkflow {
     /// `WorkflowCompleted`), within `max_run_log_bytes`.
     fn has_room_for(&self, bytes: usize) -> bool {
         self.log.encoded_bytes() + bytes + bytes / 2 <= self.input.settings.limits.max_run_log_bytes
+    }
+
+    /// The events appended since the last LLM call, for the next one to publish on the bus
+    /// first (at most `max_bytes` of them, oldest first; the rest reach clients from Temporal).
+    /// They are durable: the workflow task that schedules the call is the one that made them.
+    fn hand_over(&mut self, max_bytes: usize) -> Vec<Event> {
+        let mut bytes = 0;
+        let events = self
+            .log
+            .after(self.handed)
+            .iter()
+            .take_while(|event| {
+                bytes += serde_json::to_vec(event).map_or(usize::MAX / 2, |b| b.len());
+                bytes <= max_bytes
+            })
+            .cloned()
+            .collect();
+        self.handed = Seq(self.next_seq().0 - 1);
+        events
     }
 
     fn state(&self) -> TaskState {
@@ -464,6 +485,7 @@ impl AgentTaskWorkflow {
             .unwrap_or(input.agent.agent.budget_usd);
         let mut state = Self {
             log: EventLog::new(),
+            handed: Seq(0),
             status: TaskStatus::Created,
             step: 0,
             turn: 0,
@@ -481,6 +503,7 @@ impl AgentTaskWorkflow {
         if let Some(carried) = state.input.carried.take() {
             let carried = *carried;
             state.log = EventLog::starting_at(carried.first_seq);
+            state.handed = Seq(carried.first_seq.0 - 1);
             state.status = TaskStatus::Waiting;
             state.step = carried.step;
             state.turn = carried.turn;
@@ -1198,6 +1221,7 @@ async fn run_agent(
             attempt: 1,
             max_event_bytes: limits.max_call_event_bytes,
             recover_from_bus: false,
+            workflow_events: ctx.state_mut(|s| s.hand_over(limits.max_handed_event_bytes)),
         };
         let LlmCallOutput {
             events,
@@ -1241,6 +1265,8 @@ async fn run_agent(
         if let Err(problem) = ctx.state_mut(|s| s.append(events)) {
             return Outcome::Failed(internal(problem), false);
         }
+        // The call's own events went live with it.
+        ctx.state_mut(|s| s.handed = Seq(s.next_seq().0 - 1));
         let (cost, tokens) = ctx.state_mut(|s| {
             s.cost_usd += cost_usd;
             s.usage = s.usage + response.usage;

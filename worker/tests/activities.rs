@@ -50,6 +50,7 @@ fn input(query: &str, mode: Mode, model: ModelConfig) -> LlmCallInput {
         attempt: 1,
         max_event_bytes: 256 * 1024,
         recover_from_bus: false,
+        workflow_events: Vec::new(),
     }
 }
 

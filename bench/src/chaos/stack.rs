@@ -150,6 +150,11 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
+    /// The dev server's frontend address (`host:port`).
+    pub fn temporal_address(&self) -> String {
+        format!("127.0.0.1:{}", self.temporal_ports[0])
+    }
+
     /// The port of the dev server's Prometheus metrics (its own request counters).
     pub fn temporal_metrics_port(&self) -> u16 {
         self.temporal_ports[2]
