@@ -414,12 +414,32 @@ async fn with_own_bus() -> (
     (nats, config, app)
 }
 
+/// Reads `live` to its end and stops `worker` once the task has its result; checks the
+/// subscriber got the whole final log and the task completed. Returns the log.
+async fn completes_whole(
+    app: &TestApp,
+    mut live: Live,
+    worker: WorkerProcess,
+    task: TaskId,
+) -> EventLog {
+    let received = live.rest().await.to_vec();
+    let result = app.result(task).await;
+    worker.kill().await;
+    let log = dense_log(&result.events);
+    assert_whole(&received, &log);
+    assert!(matches!(
+        log.events().last().unwrap().kind,
+        EventKind::Completed(_)
+    ));
+    log
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_whose_worker_died_while_the_bus_is_down_waits_for_the_bus_and_resumes_from_it() {
     let (mut nats, config, app) = with_own_bus().await;
     let api = app.spawn_api().await;
     let first = WorkerProcess::spawn(WORKER, &config);
-    let (task, mut live) = streaming(&api, "Count to 300", 10).await;
+    let (task, live) = streaming(&api, "Count to 300", 10).await;
     // The worker dies on the bus, then the bus dies: what the first attempt stored is out of
     // reach, and its heartbeats never carried it.
     first.kill().await;
@@ -430,16 +450,7 @@ async fn a_call_whose_worker_died_while_the_bus_is_down_waits_for_the_bus_and_re
     })
     .await;
     nats.restart();
-    let received = live.rest().await.to_vec();
-    let result = app.result(task).await;
-    second.kill().await;
-
-    let log = dense_log(&result.events);
-    assert_whole(&received, &log);
-    assert!(matches!(
-        log.events().last().unwrap().kind,
-        EventKind::Completed(_)
-    ));
+    let log = completes_whole(&app, live, second, task).await;
     let fold = the_call_on_the_bus(&bus(&app).await, task, &log).await;
     assert_eq!(fold.attempt(), 2, "the second attempt fenced the call");
     api.stop().await;
@@ -450,22 +461,13 @@ async fn a_call_that_left_the_dead_bus_is_resumed_from_its_heartbeats_after_a_wo
     let (mut nats, config, app) = with_own_bus().await;
     let api = app.spawn_api().await;
     let first = WorkerProcess::spawn(WORKER, &config);
-    let (task, mut live) = streaming(&api, "Count to 600", 10).await;
+    let (task, live) = streaming(&api, "Count to 600", 10).await;
     nats.kill();
     // The call leaves the bus: its heartbeats now carry every event since its start.
     llm_call_until(&api, task, |call| call["path"] == "heartbeats").await;
     first.kill().await;
     let second = WorkerProcess::spawn(WORKER, &config);
-    let received = live.rest().await.to_vec();
-    let result = app.result(task).await;
-    second.kill().await;
-
-    let log = dense_log(&result.events);
-    assert_whole(&received, &log);
-    assert!(matches!(
-        log.events().last().unwrap().kind,
-        EventKind::Completed(_)
-    ));
+    let log = completes_whole(&app, live, second, task).await;
     assert!(
         log.events()
             .iter()
@@ -475,17 +477,24 @@ async fn a_call_that_left_the_dead_bus_is_resumed_from_its_heartbeats_after_a_wo
     api.stop().await;
 }
 
+/// A streaming task running `query`, watched by one subscriber from its start to its end;
+/// checks the subscriber got the whole final log, and returns it.
+async fn watched_to_the_end(app: &TestApp, api: &TestApi, query: &str) -> (TaskId, EventLog) {
+    let task = create(api).await;
+    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    execute(api, task, query).await;
+    let received = live.rest().await.to_vec();
+    let log = dense_log(&app.result(task).await.events);
+    assert_whole(&received, &log);
+    (task, log)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_relay_queries_the_workflow_only_after_workflow_tasks_that_completed() {
     use temporalio_common::protos::temporal::api::enums::v1::EventType;
     let app = spawn_app_with(slow_config(), true).await;
     let api = app.spawn_api().await;
-    let task = create(&api).await;
-    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
-    execute(&api, task, "What is 6*7? Then count to 40").await;
-    let received = live.rest().await.to_vec();
-    let log = dense_log(&app.result(task).await.events);
-    assert_whole(&received, &log);
+    let (task, log) = watched_to_the_end(&app, &api, "What is 6*7? Then count to 40").await;
     assert!(
         log.events()
             .iter()
@@ -515,12 +524,7 @@ async fn the_relay_queries_the_workflow_only_after_workflow_tasks_that_completed
 async fn the_workflows_own_events_travel_on_the_bus_ahead_of_each_call() {
     let app = spawn_app_with(slow_config(), true).await;
     let api = app.spawn_api().await;
-    let task = create(&api).await;
-    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
-    execute(&api, task, "What is 6*7? Then count to 20").await;
-    let received = live.rest().await.to_vec();
-    let log = dense_log(&app.result(task).await.events);
-    assert_whole(&received, &log);
+    let (task, log) = watched_to_the_end(&app, &api, "What is 6*7? Then count to 20").await;
     let calls = calls(&log);
     assert_eq!(calls.len(), 2, "a tool call between two LLM calls");
     // The workflow's events before the last call (start, steps, the tool call): each call
