@@ -67,10 +67,17 @@ async fn chaos_rounds_keep_every_subscriber_on_a_prefix_of_the_final_log() {
         metrics["subscribers_stayed_to_end"].as_u64().unwrap() >= 3,
         "{metrics}"
     );
-    let process_faults: u64 = ["worker_sigkill", "api_restart", "temporal_restart"]
-        .iter()
-        .map(|kind| metrics["faults"][kind].as_u64().unwrap())
-        .sum();
+    let process_faults: u64 = [
+        "worker_sigkill",
+        "api_restart",
+        "temporal_restart",
+        "nats_sigkill",
+        "worker_zombie_sigstop",
+        "nats_and_worker_sigkill",
+    ]
+    .iter()
+    .map(|kind| metrics["faults"][kind].as_u64().unwrap())
+    .sum();
     assert!(process_faults > 0, "no process fault fired: {metrics}");
     assert_eq!(
         metrics["tasks_by_terminal_event"]["WorkflowCompleted"], 3,

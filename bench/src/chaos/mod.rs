@@ -111,11 +111,16 @@ pub enum FaultKind {
     Tool500,
     /// nats-server was killed (SIGKILL) mid-delta and started again on its store.
     NatsKill,
+    /// The worker was stopped (SIGSTOP) past the heartbeat timeout while another took its
+    /// calls, then let go on (SIGCONT): a zombie that still publishes.
+    WorkerZombie,
+    /// The worker and nats-server were killed together; the next worker waited for the bus.
+    NatsAndWorkerKill,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::WorkerKill,
         Self::ApiRestart,
         Self::TemporalRestart,
@@ -126,6 +131,8 @@ impl FaultKind {
         Self::LlmDrop,
         Self::Tool500,
         Self::NatsKill,
+        Self::WorkerZombie,
+        Self::NatsAndWorkerKill,
     ];
 
     /// The kind's name in reports.
@@ -141,6 +148,8 @@ impl FaultKind {
             Self::LlmDrop => "llm_stream_dropped",
             Self::Tool500 => "tool_http_500",
             Self::NatsKill => "nats_sigkill",
+            Self::WorkerZombie => "worker_zombie_sigstop",
+            Self::NatsAndWorkerKill => "nats_and_worker_sigkill",
         }
     }
 }
@@ -185,6 +194,11 @@ enum ProcessFault {
     /// SIGKILL nats-server (and start it again) once the first subscriber has seen this many
     /// deltas.
     KillNats(usize),
+    /// Make the worker a zombie once the first subscriber has seen this many deltas.
+    ZombieWorker(usize),
+    /// SIGKILL the worker and nats-server together once the first subscriber has seen this
+    /// many deltas.
+    KillNatsAndWorker(usize),
 }
 
 impl ProcessFault {
@@ -194,12 +208,17 @@ impl ProcessFault {
             Self::RestartApi(_) => FaultKind::ApiRestart,
             Self::RestartTemporal(_) => FaultKind::TemporalRestart,
             Self::KillNats(_) => FaultKind::NatsKill,
+            Self::ZombieWorker(_) => FaultKind::WorkerZombie,
+            Self::KillNatsAndWorker(_) => FaultKind::NatsAndWorkerKill,
         }
     }
 
     fn due(self, progress: &Progress) -> bool {
         match self {
-            Self::KillWorker(deltas) | Self::KillNats(deltas) => progress.deltas >= deltas,
+            Self::KillWorker(deltas)
+            | Self::KillNats(deltas)
+            | Self::ZombieWorker(deltas)
+            | Self::KillNatsAndWorker(deltas) => progress.deltas >= deltas,
             Self::RestartApi(events) | Self::RestartTemporal(events) => progress.events >= events,
         }
     }
@@ -207,7 +226,10 @@ impl ProcessFault {
     /// Roughly where in the log it fires (the answer's deltas start after ≈ 8 events).
     fn position(self) -> usize {
         match self {
-            Self::KillWorker(deltas) | Self::KillNats(deltas) => 8 + deltas,
+            Self::KillWorker(deltas)
+            | Self::KillNats(deltas)
+            | Self::ZombieWorker(deltas)
+            | Self::KillNatsAndWorker(deltas) => 8 + deltas,
             Self::RestartApi(events) | Self::RestartTemporal(events) => events,
         }
     }
@@ -279,6 +301,12 @@ impl Plan {
         }
         if rng.chance(0.3) {
             process_faults.push(ProcessFault::KillNats(rng.range(1, 6) as usize));
+        }
+        if rng.chance(0.15) {
+            process_faults.push(ProcessFault::ZombieWorker(rng.range(1, 3) as usize));
+        }
+        if rng.chance(0.15) {
+            process_faults.push(ProcessFault::KillNatsAndWorker(rng.range(1, 3) as usize));
         }
         if process_faults.is_empty() {
             process_faults.push(match rng.range(0, 2) {
@@ -615,6 +643,8 @@ async fn round(
             ProcessFault::RestartApi(_) => stack.restart_api().await?,
             ProcessFault::RestartTemporal(_) => stack.restart_temporal().await?,
             ProcessFault::KillNats(_) => stack.kill_nats().await?,
+            ProcessFault::ZombieWorker(_) => stack.zombie_worker().await?,
+            ProcessFault::KillNatsAndWorker(_) => stack.kill_nats_and_worker().await?,
         }
         faults.add(fault.kind());
     }

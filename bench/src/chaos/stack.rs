@@ -27,6 +27,26 @@ pub struct Binaries {
 
 /// How long a process may take to start listening, or to stop after SIGTERM.
 const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a zombie worker stays stopped: past the stack's heartbeat timeout (2 s), so its
+/// calls are retried elsewhere.
+const ZOMBIE_STOPPED: Duration = Duration::from_secs(3);
+/// How long a zombie runs again before it is killed.
+const ZOMBIE_LIVES: Duration = Duration::from_secs(5);
+/// How long nats-server stays away after it died with the worker: past the heartbeat timeout.
+const NATS_AWAY: Duration = Duration::from_secs(3);
+
+/// Sends signal `name` (`STOP`, `CONT`, `KILL`) to process `pid`.
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{name} {pid} failed ({status})");
+    }
+    Ok(())
+}
 
 /// The running stack. Its processes are killed when it is dropped; [`Stack::stop`] stops them
 /// gracefully and removes the directory with the database, config and logs.
@@ -43,6 +63,8 @@ pub struct Stack {
     temporal: Child,
     nats: Child,
     worker: Child,
+    /// Workers made zombies (SIGSTOPped, replaced, let go on, then killed), until reaped.
+    zombies: Vec<Child>,
     api: Child,
 }
 
@@ -129,6 +151,7 @@ impl Stack {
             nats_port,
             task_queue,
             llm_base_url: llm_base_url.to_owned(),
+            zombies: Vec::new(),
             worker: spawn_agentflow(&binaries.worker, &dir, "worker", temporal_ports[0], |c| {
                 c.env("CHAOS_LOOKUP_URL", lookup_url);
             })?,
@@ -227,6 +250,43 @@ impl Stack {
         Ok(())
     }
 
+    /// Makes the worker a zombie: SIGSTOPs it (its calls go on elsewhere once their heartbeats
+    /// time out), starts another, lets the stopped one go on after `ZOMBIE_STOPPED` — it keeps
+    /// publishing its superseded attempts until it learns it lost them — and SIGKILLs it
+    /// `ZOMBIE_LIVES` later.
+    pub async fn zombie_worker(&mut self) -> anyhow::Result<()> {
+        self.zombies
+            .retain_mut(|z| matches!(z.try_wait(), Ok(None)));
+        let pid = self.worker.id().context("the worker's pid")?;
+        signal(pid, "STOP")?;
+        let next = self.spawn_worker()?;
+        let zombie = std::mem::replace(&mut self.worker, next);
+        self.zombies.push(zombie);
+        tokio::spawn(async move {
+            tokio::time::sleep(ZOMBIE_STOPPED).await;
+            let _ = signal(pid, "CONT");
+            tokio::time::sleep(ZOMBIE_LIVES).await;
+            let _ = signal(pid, "KILL");
+        });
+        Ok(())
+    }
+
+    /// SIGKILLs the worker and nats-server together, starts another worker at once (its retry
+    /// of the call waits for the bus, which holds what the dead attempt stored), and starts
+    /// nats-server again `NATS_AWAY` later, past the heartbeat timeout.
+    pub async fn kill_nats_and_worker(&mut self) -> anyhow::Result<()> {
+        if self.worker.try_wait()?.is_none() {
+            self.worker.kill().await.context("killing the worker")?;
+        }
+        if self.nats.try_wait()?.is_none() {
+            self.nats.kill().await.context("killing nats-server")?;
+        }
+        self.worker = self.spawn_worker()?;
+        tokio::time::sleep(NATS_AWAY).await;
+        self.nats = spawn_nats(&self.binaries.nats, &self.dir, self.nats_port)?;
+        wait_listening(self.nats_port).await
+    }
+
     /// SIGKILLs nats-server and starts it again on the same port and store; returns once it
     /// listens (the worker and api reconnect on their own).
     pub async fn kill_nats(&mut self) -> anyhow::Result<()> {
@@ -282,6 +342,9 @@ impl Stack {
         let worker = terminate(&mut self.worker).await;
         let temporal = terminate(&mut self.temporal).await;
         let nats = terminate(&mut self.nats).await;
+        for zombie in &mut self.zombies {
+            let _ = zombie.kill().await;
+        }
         std::fs::remove_dir_all(&self.dir)?;
         api.and(worker).and(temporal).and(nats)
     }
