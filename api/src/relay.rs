@@ -783,13 +783,19 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
         .get_result(temporal::result_options(ctx.settings.rpc_timeout))
         .await;
     match result {
-        Ok(result) => {
+        Ok(result) if result.events_included => {
             if result.state.first_seq.0 > relay.len() as u64 + 1
                 && !read_earlier_runs(relay, ctx, description.run_id()).await
             {
                 return;
             }
             relay.publish(result.events);
+        }
+        Ok(_) => {
+            // A log too large for the result: the closed run answers `get_events`.
+            if !read_all_pages(relay, ctx, description).await {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
         Err(error) => {
             tracing::warn!(%task, %error, "relay: the workflow closed without a result");

@@ -2,13 +2,17 @@
 
 use agentflow_shared::event::Event;
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
+use agentflow_shared::task::EventsRange;
 use agentflow_shared::task::{TaskInput, TaskStatus};
+use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::activities::AgentActivities;
 use agentflow_worker::progress::CallProgress;
+use agentflow_worker::queries::EventsQuery;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use temporalio_client::Client;
+use temporalio_client::WorkflowHandle;
 use temporalio_client::grpc::WorkflowService;
 use temporalio_client::tonic::{Code, IntoRequest, Status};
 use temporalio_common::protos::temporal::api::common::v1::{Payload, WorkflowExecution};
@@ -236,6 +240,46 @@ pub async fn describe(
     })
 }
 
+/// The events with `seq > after` of one (closed) run of `task`, page by page from the run
+/// itself (`get_events`; a worker replays the run to answer): for a run whose log was too
+/// large to be carried into the next.
+async fn run_log(
+    client: &Client,
+    counters: &RpcCounters,
+    task: TaskId,
+    run_id: &str,
+    after: Seq,
+    timeout: Duration,
+) -> Result<Vec<Event>, Status> {
+    let info = temporalio_client::WorkflowExecutionInfo::builder()
+        .namespace(temporalio_client::NamespacedClient::namespace(client))
+        .workflow_id(task.workflow_id())
+        .run_id(run_id.to_owned())
+        .build();
+    let handle = WorkflowHandle::<Client, AgentTaskWorkflow>::new(client.clone(), info);
+    let mut events: Vec<Event> = Vec::new();
+    loop {
+        RpcCounters::count(&counters.query);
+        let range = EventsRange {
+            after: events.last().map_or(after, |e| e.seq),
+            limit: EventsRange::DEFAULT_LIMIT,
+        };
+        let page = handle
+            .query(
+                AgentTaskWorkflow::get_events,
+                EventsQuery(range),
+                query_options(timeout),
+            )
+            .await
+            .map_err(|error| Status::unavailable(format!("reading run {run_id}: {error}")))?;
+        let more = page.has_more && !page.events.is_empty();
+        events.extend(page.events);
+        if !more {
+            return Ok(events);
+        }
+    }
+}
+
 /// What one long poll of a task's history brought.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HistoryPoll {
@@ -344,15 +388,22 @@ pub async fn earlier_events(
             .and_then(|p| serde_json::from_slice::<TaskInput>(&p.data).ok())
             .and_then(|input| input.carried);
         let Some(carried) = carried else { break };
-        let reached = carried
-            .previous_events
+        let previous_run = started.continued_execution_run_id;
+        let events = if carried.previous_events_included {
+            carried.previous_events
+        } else if previous_run.is_empty() {
+            break;
+        } else {
+            run_log(client, counters, task, &previous_run, after, timeout).await?
+        };
+        let reached = events
             .first()
             .is_none_or(|e| e.seq.0 <= after.0.saturating_add(1));
-        collected.splice(0..0, carried.previous_events);
-        if reached || started.continued_execution_run_id.is_empty() {
+        collected.splice(0..0, events);
+        if reached || previous_run.is_empty() {
             break;
         }
-        run = started.continued_execution_run_id;
+        run = previous_run;
     }
     collected.retain(|e| e.seq > after);
     Ok(collected)

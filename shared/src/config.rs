@@ -228,9 +228,9 @@ impl SizeLimits {
     pub const MARGIN_BYTES: usize = 16 * 1024;
 
     /// Checks that the bounds fit in the payload limit: an LLM call's result (its events and
-    /// the answer again) and input (the conversation and the events of earlier attempts), the
-    /// workflow result (a run's log) and what a run continues as new with (its log and the
-    /// conversation).
+    /// the answer again) and input (the conversation, the events of earlier attempts and the
+    /// workflow's events for the bus), and what a run continues as new with besides its log
+    /// (the conversation and the last answer). A run's log is carried only when it fits.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fits = |what: &str, bytes: usize| {
             if bytes + Self::MARGIN_BYTES <= self.payload_limit_bytes {
@@ -253,9 +253,11 @@ impl SizeLimits {
              max_handed_event_bytes",
             self.max_conversation_bytes + self.max_call_event_bytes + self.max_handed_event_bytes,
         )?;
+        // A run's log rides in the workflow result and the continue-as-new input only when it
+        // fits; what must always fit is the rest: the conversation and the last answer.
         fits(
-            "a run's carried state, max_run_log_bytes + max_conversation_bytes",
-            self.max_run_log_bytes + self.max_conversation_bytes,
+            "a run's carried state, max_conversation_bytes + max_call_event_bytes",
+            self.max_conversation_bytes + self.max_call_event_bytes,
         )?;
         if self.max_call_event_bytes + self.max_tool_result_bytes > self.max_run_log_bytes {
             return Err(ConfigError::Invalid(

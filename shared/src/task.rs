@@ -166,15 +166,20 @@ pub struct TaskInput {
 
 /// What one run of a long task hands the next when it continues as new.
 ///
-/// `previous_events` are the events of the run that just ended: they stay readable from that
-/// run's close event (and this run's start event), so the api can serve the whole log.
+/// `previous_events` are the events of the run that just ended when they fit in the payload
+/// (`previous_events_included`): they stay readable from that run's close event (and this
+/// run's start event), so the api can serve the whole log without a worker. A larger log is
+/// read from the ended run itself with `get_events` (a worker replays it to answer).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Carried {
     /// Seq of the first event of the new run.
     pub first_seq: Seq,
-    /// The events of the previous run (seqs `previous_first_seq .. first_seq`).
+    /// The events of the previous run (seqs `previous_first_seq .. first_seq`), if included.
     #[serde(default, deserialize_with = "crate::nullable::or_default")]
     pub previous_events: Vec<Event>,
+    /// Whether `previous_events` holds the previous run's whole log (else it is empty).
+    #[serde(default = "included")]
+    pub previous_events_included: bool,
     /// The conversation so far (what the model sees next turn).
     #[serde(default, deserialize_with = "crate::nullable::or_default")]
     pub messages: Vec<ChatMessage>,
@@ -396,13 +401,23 @@ pub struct TaskState {
     pub first_seq: Seq,
 }
 
-/// Result of `AgentTaskWorkflow`: the final state and the whole event log.
+/// Result of `AgentTaskWorkflow`: the final state and, when it fits in the payload, the event
+/// log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskResult {
     /// Final state.
     pub state: TaskState,
     /// The event log of this run (the whole log unless the task continued as new; then the
-    /// events from `state.first_seq` on).
+    /// events from `state.first_seq` on), when `events_included`.
     #[serde(default, deserialize_with = "crate::nullable::or_default")]
     pub events: Vec<Event>,
+    /// Whether `events` holds this run's whole log. A log too large for one payload is not
+    /// in the result: read it with `get_events` (a worker replays the closed run to answer).
+    #[serde(default = "included")]
+    pub events_included: bool,
+}
+
+/// Logs written before the flag existed were always included.
+fn included() -> bool {
+    true
 }

@@ -180,6 +180,16 @@ impl AgentTaskWorkflow {
         self.log.encoded_bytes() + bytes + bytes / 2 <= self.input.settings.limits.max_run_log_bytes
     }
 
+    /// The payload bytes left for the log beside `used` bytes of other content, all counted
+    /// (Temporal's payload limit, less room for the payload's envelope).
+    fn payload_room(&self, used: usize) -> usize {
+        const ENVELOPE_BYTES: usize = 4 * 1024;
+        let limits = self.input.settings.limits;
+        limits
+            .payload_limit_bytes
+            .saturating_sub(ENVELOPE_BYTES + used)
+    }
+
     /// The events appended since the last LLM call, for the next one to publish on the bus
     /// first (at most `max_bytes` of them, oldest first; the rest reach clients from Temporal).
     /// They are durable: the workflow task that schedules the call is the one that made them.
@@ -593,9 +603,19 @@ impl AgentTaskWorkflow {
             }
         };
         finish(ctx, outcome);
-        Ok(ctx.state(|s| TaskResult {
-            state: s.state(),
-            events: s.log.events().to_vec(),
+        Ok(ctx.state(|s| {
+            let state = s.state();
+            let room = s.payload_room(json_bytes(&state));
+            let events_included = s.log.encoded_bytes() <= room;
+            TaskResult {
+                state,
+                events: if events_included {
+                    s.log.events().to_vec()
+                } else {
+                    Vec::new()
+                },
+                events_included,
+            }
         }))
     }
 
@@ -892,14 +912,20 @@ impl AgentTaskWorkflow {
     }
 }
 
+/// The JSON size of `value`.
+fn json_bytes(value: &impl serde::Serialize) -> usize {
+    serde_json::to_vec(value).map_or(0, |bytes| bytes.len())
+}
+
 /// Ends this run and starts the next with the state it needs (between turns only).
 fn continue_as_new(ctx: &WorkflowContext<AgentTaskWorkflow>) -> WorkflowTermination {
     let input = ctx.state(|s| {
         let mut input = s.input.clone();
         input.query = None;
-        input.carried = Some(Box::new(Carried {
+        let mut carried = Carried {
             first_seq: s.next_seq(),
-            previous_events: s.log.events().to_vec(),
+            previous_events: Vec::new(),
+            previous_events_included: false,
             messages: s.messages.clone(),
             turn: s.turn,
             step: s.step,
@@ -908,7 +934,13 @@ fn continue_as_new(ctx: &WorkflowContext<AgentTaskWorkflow>) -> WorkflowTerminat
             budget_limit_usd: s.budget_limit,
             budget_warned: s.budget_warned,
             final_response: s.final_response.clone(),
-        }));
+        };
+        // The log rides along when it fits; a larger one is read from the ended run.
+        if s.log.encoded_bytes() <= s.payload_room(json_bytes(&input) + json_bytes(&carried)) {
+            carried.previous_events = s.log.events().to_vec();
+            carried.previous_events_included = true;
+        }
+        input.carried = Some(Box::new(carried));
         input
     });
     match ctx.continue_as_new(input, ContinueAsNewOptions::default()) {

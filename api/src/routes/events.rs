@@ -69,12 +69,15 @@ pub async fn page(
             .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))?
     } else {
         match closed_log(&state, task).await? {
-            Some(result) => EventLog::from_events(result.state.first_seq, result.events)
-                .map_err(|e| {
-                    ApiError::Internal(format!("the task's stored log is not dense: {e}"))
-                })?
-                .page(range, EventsRange::MAX_PAGE_BYTES),
-            None => relayed_page(&state, task, range).await?,
+            Some(result) if result.events_included => {
+                EventLog::from_events(result.state.first_seq, result.events)
+                    .map_err(|e| {
+                        ApiError::Internal(format!("the task's stored log is not dense: {e}"))
+                    })?
+                    .page(range, EventsRange::MAX_PAGE_BYTES)
+            }
+            // No result (terminated from outside), or a log too large for it.
+            _ => relayed_page(&state, task, range).await?,
         }
     };
     if range.after.0.saturating_add(1) >= page.first_seq.0 {
