@@ -791,10 +791,34 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
             }
             relay.publish(result.events);
         }
-        Ok(_) => {
-            // A log too large for the result: the closed run answers `get_events`.
-            if !read_all_pages(relay, ctx, description).await {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(result) => {
+            // A log too large for the result: the run recorded it in its history (else the
+            // closed run answers `get_events`).
+            let archived = temporal::archived_log(
+                &ctx.client,
+                &ctx.counters,
+                task,
+                &description.run_id(),
+                ctx.settings.rpc_timeout,
+            )
+            .await;
+            match archived {
+                Ok(events) if !events.is_empty() => {
+                    if result.state.first_seq.0 > relay.len() as u64 + 1
+                        && !read_earlier_runs(relay, ctx, description.run_id()).await
+                    {
+                        return;
+                    }
+                    relay.publish(events);
+                }
+                other => {
+                    if let Err(status) = other {
+                        tracing::warn!(%task, %status, "relay: reading the archived log failed");
+                    }
+                    if !read_all_pages(relay, ctx, description).await {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
             }
         }
         Err(error) => {

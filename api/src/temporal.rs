@@ -240,6 +240,72 @@ pub async fn describe(
     })
 }
 
+/// The log a closed run of `task` recorded in its history — the inputs of its `archive_log`
+/// activities, in order — when it rode in neither its result nor the next run's input. Empty
+/// when it recorded none. Needs no worker.
+pub async fn archived_log(
+    client: &Client,
+    counters: &RpcCounters,
+    task: TaskId,
+    run_id: &str,
+    timeout: Duration,
+) -> Result<Vec<Event>, Status> {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let archive = AgentActivities::archive_log.name();
+    let mut events: Vec<Event> = Vec::new();
+    let mut token = Vec::new();
+    loop {
+        RpcCounters::count(&counters.result);
+        let mut rpc = client.clone();
+        let namespace = temporalio_client::NamespacedClient::namespace(&rpc);
+        let mut request = GetWorkflowExecutionHistoryRequest {
+            namespace,
+            execution: Some(WorkflowExecution {
+                workflow_id: task.workflow_id(),
+                run_id: run_id.to_owned(),
+            }),
+            maximum_page_size: 100,
+            next_page_token: token,
+            wait_new_event: false,
+            history_event_filter_type: HistoryEventFilterType::AllEvent as i32,
+            skip_archival: true,
+        }
+        .into_request();
+        request.set_timeout(timeout);
+        let response = WorkflowService::get_workflow_execution_history(&mut rpc, request)
+            .await?
+            .into_inner();
+        for event in response.history.map(|h| h.events).unwrap_or_default() {
+            let Some(Attributes::ActivityTaskScheduledEventAttributes(scheduled)) =
+                event.attributes
+            else {
+                continue;
+            };
+            if scheduled.activity_type.is_none_or(|t| t.name != archive) {
+                continue;
+            }
+            let chunk = scheduled
+                .input
+                .and_then(|input| input.payloads.into_iter().next())
+                .map(|payload| serde_json::from_slice::<Vec<Event>>(&payload.data))
+                .transpose()
+                .map_err(|error| Status::internal(format!("an archived chunk: {error}")))?;
+            // A run archives again when it went on after archiving: keep what continues.
+            let last = events.last().map_or(Seq(0), |e| e.seq);
+            events.extend(
+                chunk
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|e| e.seq > last),
+            );
+        }
+        if response.next_page_token.is_empty() {
+            return Ok(events);
+        }
+        token = response.next_page_token;
+    }
+}
+
 /// The events with `seq > after` of one (closed) run of `task`, page by page from the run
 /// itself (`get_events`; a worker replays the run to answer): for a run whose log was too
 /// large to be carried into the next.
@@ -394,7 +460,12 @@ pub async fn earlier_events(
         } else if previous_run.is_empty() {
             break;
         } else {
-            run_log(client, counters, task, &previous_run, after, timeout).await?
+            let mut archived = archived_log(client, counters, task, &previous_run, timeout).await?;
+            if archived.is_empty() {
+                archived = run_log(client, counters, task, &previous_run, after, timeout).await?;
+            }
+            archived.retain(|e| e.seq > after);
+            archived
         };
         let reached = events
             .first()

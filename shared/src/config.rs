@@ -194,11 +194,20 @@ pub struct WorkerSettings {
 pub struct SizeLimits {
     /// Temporal's payload (blob) size error limit, `limit.blobSize.error`: 2 MiB by default.
     pub payload_limit_bytes: usize,
-    /// One LLM call's events, JSON-encoded, at most: past it the answer is truncated
-    /// (`finish_reason: "length"`).
+    /// One LLM call's events (all attempts), JSON-encoded, at most: past it the answer is
+    /// truncated (`finish_reason: "length"`). They reach the workflow in checkpoints of
+    /// `checkpoint_bytes`, so this is not bounded by one payload.
     pub max_call_event_bytes: usize,
+    /// One answer's text (and tool calls), JSON-encoded, at most: past it the answer is
+    /// truncated. It travels whole in `WorkflowLLMCallCompleted`, so it must fit a payload.
+    pub max_answer_bytes: usize,
+    /// An LLM call hands its events to the workflow (a `checkpoint_call` update) whenever this
+    /// many are not durable yet; its heartbeats, failure details and result carry only the
+    /// events since the last checkpoint.
+    pub checkpoint_bytes: usize,
     /// One run's log, JSON-encoded: a conversation continues as new between turns past half of
-    /// it; a turn that would outgrow it ends with `WorkflowFailed {kind: "log_limit"}`.
+    /// it (or once another call would not fit); a turn that would outgrow it ends with
+    /// `WorkflowFailed {kind: "log_limit"}`. It bounds a run's history, not a payload.
     pub max_run_log_bytes: usize,
     /// The conversation handed to the model and carried across runs: the oldest turns are
     /// dropped past it (`WorkflowConversationTrimmed`).
@@ -214,8 +223,10 @@ impl Default for SizeLimits {
     fn default() -> Self {
         Self {
             payload_limit_bytes: 2 * 1024 * 1024,
-            max_call_event_bytes: 256 * 1024,
-            max_run_log_bytes: 1024 * 1024,
+            max_call_event_bytes: 8 * 1024 * 1024,
+            max_answer_bytes: 1536 * 1024,
+            checkpoint_bytes: 256 * 1024,
+            max_run_log_bytes: 16 * 1024 * 1024,
             max_conversation_bytes: 256 * 1024,
             max_tool_result_bytes: 16 * 1024,
             max_handed_event_bytes: 32 * 1024,
@@ -227,10 +238,12 @@ impl SizeLimits {
     /// Room kept in every payload for what is not counted (state, headers, encoding).
     pub const MARGIN_BYTES: usize = 16 * 1024;
 
-    /// Checks that the bounds fit in the payload limit: an LLM call's result (its events and
-    /// the answer again) and input (the conversation, the events of earlier attempts and the
-    /// workflow's events for the bus), and what a run continues as new with besides its log
-    /// (the conversation and the last answer). A run's log is carried only when it fits.
+    /// Checks that the bounds fit in the payload limit: an LLM call's result, heartbeat and
+    /// failure details and each checkpoint (the events since the last checkpoint, and the
+    /// answer), its input (the conversation, the earlier attempts' events since the last
+    /// checkpoint and the workflow's events for the bus), and what a run continues as new with
+    /// besides its log (the conversation and the last answer). A run's log is carried only when
+    /// it fits; it must hold at least one whole call.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fits = |what: &str, bytes: usize| {
             if bytes + Self::MARGIN_BYTES <= self.payload_limit_bytes {
@@ -245,20 +258,27 @@ impl SizeLimits {
             }
         };
         fits(
-            "an LLM call's result, 2 × max_call_event_bytes",
-            2 * self.max_call_event_bytes,
+            "an LLM call's result, checkpoint_bytes + max_answer_bytes",
+            self.checkpoint_bytes + self.max_answer_bytes,
         )?;
         fits(
-            "an LLM call's input, max_conversation_bytes + max_call_event_bytes + \
+            "an LLM call's input, max_conversation_bytes + checkpoint_bytes + \
              max_handed_event_bytes",
-            self.max_conversation_bytes + self.max_call_event_bytes + self.max_handed_event_bytes,
+            self.max_conversation_bytes + self.checkpoint_bytes + self.max_handed_event_bytes,
         )?;
-        // A run's log rides in the workflow result and the continue-as-new input only when it
-        // fits; what must always fit is the rest: the conversation and the last answer.
         fits(
-            "a run's carried state, max_conversation_bytes + max_call_event_bytes",
-            self.max_conversation_bytes + self.max_call_event_bytes,
+            "a run's carried state, max_conversation_bytes + max_answer_bytes",
+            self.max_conversation_bytes + self.max_answer_bytes,
         )?;
+        if self.max_answer_bytes > self.max_call_event_bytes
+            || self.checkpoint_bytes > self.max_call_event_bytes
+        {
+            return Err(ConfigError::Invalid(
+                "[worker.limits]: max_call_event_bytes must hold max_answer_bytes and \
+                 checkpoint_bytes"
+                    .into(),
+            ));
+        }
         if self.max_call_event_bytes + self.max_tool_result_bytes > self.max_run_log_bytes {
             return Err(ConfigError::Invalid(
                 "[worker.limits]: max_run_log_bytes must hold at least one LLM call and one tool \

@@ -182,6 +182,36 @@ impl EventLog {
         }
     }
 
+    /// Whether [`EventLog::extend`] would take `events` whole, without changing the log: each
+    /// is one the log holds unchanged, or the next.
+    pub fn accepts(&self, events: &[Event]) -> Result<(), LogError> {
+        let mut next = self.next_seq();
+        for event in events {
+            if event.seq < next {
+                if event.seq < self.first_seq {
+                    return Err(LogError::BeforeStart {
+                        first: self.first_seq,
+                        got: event.seq,
+                    });
+                }
+                if self.get(event.seq) != Some(event) {
+                    return Err(LogError::Changed(event.seq));
+                }
+            } else if event.seq == next {
+                if self.is_finished() {
+                    return Err(LogError::AfterEnd(event.seq));
+                }
+                next = next.next();
+            } else {
+                return Err(LogError::Gap {
+                    expected: next,
+                    got: event.seq,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Appends events in order (see [`EventLog::append`]); returns how many were new. Stops at
     /// the first refused event, keeping those before it.
     pub fn extend(&mut self, events: impl IntoIterator<Item = Event>) -> Result<usize, LogError> {
@@ -300,6 +330,31 @@ mod tests {
             kind: EventKind::Cancelled(Reason::new("stop")),
             ..delta(seq, "")
         }
+    }
+
+    #[test]
+    fn accepts_tells_what_extend_would_take_without_changing_the_log() {
+        let log = EventLog::from_events(Seq(3), vec![delta(3, "a"), delta(4, "b")]).unwrap();
+        assert_eq!(
+            log.accepts(&[delta(4, "b"), delta(5, "c"), delta(6, "d")]),
+            Ok(())
+        );
+        assert_eq!(
+            log.accepts(&[delta(4, "x")]),
+            Err(LogError::Changed(Seq(4)))
+        );
+        assert_eq!(
+            log.accepts(&[delta(5, "c"), delta(7, "e")]),
+            Err(LogError::Gap {
+                expected: Seq(6),
+                got: Seq(7)
+            })
+        );
+        assert!(matches!(
+            log.accepts(&[delta(2, "z")]),
+            Err(LogError::BeforeStart { .. })
+        ));
+        assert_eq!(log.len(), 2, "nothing was appended");
     }
 
     #[test]

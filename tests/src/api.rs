@@ -3,6 +3,7 @@
 use crate::harness::{TestApp, connect};
 use agentflow_api::Application;
 use agentflow_shared::config::AgentflowConfig;
+use agentflow_shared::event::Event;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -61,6 +62,23 @@ impl TestApi {
         let response = self.http.get(self.url(path)).send().await.expect("GET");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Every page of a task's log from `GET {task_path}/events`, in order.
+    pub async fn paged_events(&self, task_path: &str) -> Vec<Event> {
+        let mut events: Vec<Event> = Vec::new();
+        loop {
+            let path = format!("{task_path}/events?after={}&limit=200", events.len());
+            let (status, page) = self.get(&path).await;
+            assert_eq!(status, 200, "{page}");
+            let batch: Vec<Event> =
+                serde_json::from_value(page["events"].clone()).expect("a page of events");
+            let more = page["has_more"] == true;
+            events.extend(batch);
+            if !more {
+                return events;
+            }
+        }
     }
 
     /// `POST path` with a JSON body → (status, JSON body or null).

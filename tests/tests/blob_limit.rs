@@ -10,7 +10,6 @@ use agentflow_shared::ids::TaskId;
 use agentflow_shared::llm::FinishReason;
 use agentflow_shared::log::{EventLog, check_prefix};
 use agentflow_shared::task::TaskStatus;
-use agentflow_tests::api::TestApi;
 use agentflow_tests::harness::dense_log;
 use agentflow_tests::harness::test_config;
 use agentflow_tests::server::dev_server_args;
@@ -25,6 +24,8 @@ fn lowered(max_run_log_bytes: usize) -> AgentflowConfig {
     let limits = &mut config.worker.limits;
     limits.payload_limit_bytes = 60_000;
     limits.max_call_event_bytes = 16 * 1024;
+    limits.max_answer_bytes = 16 * 1024;
+    limits.checkpoint_bytes = 16 * 1024;
     limits.max_run_log_bytes = max_run_log_bytes;
     limits.max_conversation_bytes = 8 * 1024;
     limits.max_tool_result_bytes = 4 * 1024;
@@ -82,26 +83,6 @@ async fn a_batch_generation_past_a_lowered_payload_limit_is_truncated_exactly() 
 
 fn task_path(task: TaskId, action: &str) -> String {
     format!("/api/v1/agents/assistant/tasks/{task}{action}")
-}
-
-/// Every page of the task's log from `GET …/events`.
-async fn paged(api: &TestApi, task: TaskId) -> Vec<Event> {
-    let mut events: Vec<Event> = Vec::new();
-    loop {
-        let path = format!(
-            "{}?after={}&limit=200",
-            task_path(task, "/events"),
-            events.len()
-        );
-        let (status, page) = api.get(&path).await;
-        assert_eq!(status, 200, "{page}");
-        let batch: Vec<Event> = serde_json::from_value(page["events"].clone()).unwrap();
-        let more = page["has_more"] == true;
-        events.extend(batch);
-        if !more {
-            return events;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,7 +145,11 @@ async fn a_conversation_whose_run_logs_outgrow_the_payload_limit_is_served_whole
         &events[..],
         "a new api streams the whole log"
     );
-    assert_eq!(paged(&fresh, task).await, events, "and pages it");
+    assert_eq!(
+        fresh.paged_events(&task_path(task, "")).await,
+        events,
+        "and pages it"
+    );
     fresh.stop().await;
     api.stop().await;
 }

@@ -72,11 +72,13 @@ async fn a_deeply_nested_expression_is_a_failed_tool_result_and_the_worker_lives
     worker.kill().await;
 }
 
-/// `Count to 100000` on `scripted-fast` in one mode: the answer is truncated at the call's cap
-/// with an exact log over reconnects, and a small task on the same worker completes meanwhile.
+/// `Count to 100000` on `scripted-fast` (≈ 590 KB) in one mode, with answers capped at 256 KiB:
+/// the answer is truncated at the cap with an exact log over reconnects, and a small task on
+/// the same worker completes meanwhile.
 async fn long_generation(streaming: bool) {
     let mut config = test_config();
     config.agents.get_mut("assistant").unwrap().model = "scripted-fast".into();
+    config.worker.limits.max_answer_bytes = 256 * 1024;
     let app = spawn_app_with(config.clone(), true).await;
     let api = app.spawn_api().await;
     let long = app.run_query("Count to 100000", streaming).await;
@@ -254,6 +256,8 @@ async fn a_turn_whose_log_would_outgrow_the_run_fails_with_log_limit() {
     let mut config = test_config();
     let limits = &mut config.worker.limits;
     limits.max_call_event_bytes = 2 * 1024;
+    limits.max_answer_bytes = 2 * 1024;
+    limits.checkpoint_bytes = 2 * 1024;
     limits.max_tool_result_bytes = 12 * 1024;
     limits.max_run_log_bytes = 14 * 1024;
     config.validate().expect("consistent limits");

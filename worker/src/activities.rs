@@ -10,6 +10,7 @@
 //! cancellation attaches the events as details, so the workflow can append everything a client
 //! may have seen (DESIGN.md, Invariant 1).
 
+use crate::checkpoint::{CallCheckpoint, CheckpointError, Checkpoints};
 use crate::coalesce::Coalescer;
 use crate::llm::{LlmChunk, LlmError, LlmRequest, LlmResponse, provider_for};
 use crate::progress::{BusPosition, CallProgress, merge_prefixes};
@@ -77,14 +78,39 @@ pub struct LlmCallInput {
     /// before anything else, so they reach clients without waiting for a query.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workflow_events: Vec<Event>,
+    /// The call's events up to this seq are in the workflow already (checkpoints of earlier
+    /// attempts); `previous_events` continue after it. Absent: none are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_through: Option<Seq>,
+    /// The JSON bytes of the call's events in the workflow already (they count in its budget).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub durable_bytes: usize,
+    /// The most JSON bytes one answer (its text and tool calls) may weigh; past it the answer
+    /// is truncated.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_answer_bytes: usize,
+    /// Hand the events to the workflow (`checkpoint_call`) whenever this many are not durable
+    /// yet. Absent (histories from before checkpoints): never; the events stay within
+    /// `max_event_bytes` then.
+    #[serde(default = "no_checkpoints")]
+    pub checkpoint_bytes: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn no_checkpoints() -> usize {
+    usize::MAX
 }
 
 fn first_attempt() -> u32 {
     1
 }
 
+/// The bound of calls scheduled before it was part of their input.
 fn default_max_event_bytes() -> usize {
-    SizeLimits::default().max_call_event_bytes
+    256 * 1024
 }
 
 fn default_max_result_bytes() -> usize {
@@ -94,9 +120,11 @@ fn default_max_result_bytes() -> usize {
 /// Output of [`AgentActivities::llm_call`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlmCallOutput {
-    /// Every event of the call, all attempts, numbered from `seq_base`.
+    /// The call's events after the last checkpoint (every event, all attempts, numbered from
+    /// `seq_base`, when there was none).
     pub events: Vec<Event>,
-    /// The model's answer.
+    /// The model's answer; its text is left out when it is in the events (in
+    /// `WorkflowLLMCallCompleted`), so the result carries it once.
     pub response: LlmResponse,
     /// Cost of this call.
     pub cost_usd: f64,
@@ -111,8 +139,11 @@ pub struct RecoverCallInput {
     pub seq_base: Seq,
     /// The attempt number to fence with (one past the call's last attempt).
     pub attempt: u32,
-    /// The events the workflow holds of the call.
+    /// The events the workflow holds of the call (after `durable_through`).
     pub previous_events: Vec<Event>,
+    /// The call's events up to this seq are in the workflow's log already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_through: Option<Seq>,
 }
 
 /// Input of [`AgentActivities::tool_call`].
@@ -159,6 +190,7 @@ pub struct AgentActivities {
     heartbeat_interval: Duration,
     shutdown: watch::Receiver<bool>,
     bus: Option<Bus>,
+    checkpoints: Option<Checkpoints>,
 }
 
 impl AgentActivities {
@@ -171,7 +203,15 @@ impl AgentActivities {
             heartbeat_interval: Duration::from_millis(30),
             shutdown: watch::channel(false).1,
             bus: None,
+            checkpoints: None,
         }
+    }
+
+    /// Hands long calls' events to their workflow in checkpoints. Without, a call's events
+    /// stay within one checkpoint's size (its answer is truncated past it).
+    pub fn with_checkpoints(mut self, checkpoints: Option<Checkpoints>) -> Self {
+        self.checkpoints = checkpoints;
+        self
     }
 
     /// Publishes LLM calls' events on `bus` (when it is ready; else they use heartbeats).
@@ -194,23 +234,43 @@ impl AgentActivities {
     }
 }
 
-/// The events of one LLM call across attempts, on the shared dense log.
+/// The events of one LLM call across attempts that are not in the workflow yet (the call's
+/// whole log until its first checkpoint), and this attempt's answer so far.
 struct CallLog {
     task_id: TaskId,
     agent_id: AgentId,
     step: u32,
+    /// The events after the last checkpoint, dense.
     log: EventLog,
+    /// The JSON bytes of the call's events in the workflow already.
+    durable_bytes: usize,
+    /// This attempt's streamed text.
+    answer: String,
 }
 
 impl CallLog {
-    /// The call's log, holding the events of earlier attempts (dense from `seq_base`).
+    /// The call's log, holding the events of earlier attempts the workflow does not hold yet
+    /// (dense after `durable_through`, or from `seq_base`).
     fn resume(input: &LlmCallInput, previous: Vec<Event>) -> Result<Self, LogError> {
+        let first = input.durable_through.map_or(input.seq_base, Seq::next);
         Ok(Self {
             task_id: input.task_id,
             agent_id: input.agent_id.clone(),
             step: input.step,
-            log: EventLog::from_events(input.seq_base, previous)?,
+            log: EventLog::from_events(first, previous)?,
+            durable_bytes: input.durable_bytes,
+            answer: String::new(),
         })
+    }
+
+    /// Whether the call has no event yet (this is its first attempt).
+    fn is_fresh(&self, input: &LlmCallInput) -> bool {
+        self.log.is_empty() && input.durable_through.is_none()
+    }
+
+    /// The JSON bytes of all the call's events.
+    fn bytes(&self) -> usize {
+        self.durable_bytes + self.log.encoded_bytes()
     }
 
     fn push(&mut self, kind: EventKind) {
@@ -225,6 +285,27 @@ impl CallLog {
         self.log
             .append(event)
             .expect("a call log is only appended at its next seq, before any terminal event");
+    }
+
+    /// The events from the start of the log through `through` (those a checkpoint hands on).
+    fn through(&self, through: Seq) -> Vec<Event> {
+        self.log
+            .events()
+            .iter()
+            .take_while(|e| e.seq <= through)
+            .cloned()
+            .collect()
+    }
+
+    /// Drops the events through `through`: the workflow holds them now. Returns how many.
+    fn checkpointed(&mut self, through: Seq) -> usize {
+        let kept: Vec<Event> = self.log.after(through).to_vec();
+        let dropped = self.log.len() - kept.len();
+        let before = self.log.encoded_bytes();
+        self.log = EventLog::from_events(through.next(), kept)
+            .expect("the events after a seq of a dense log are dense");
+        self.durable_bytes += before - self.log.encoded_bytes();
+        dropped
     }
 
     fn events(&self) -> Vec<Event> {
@@ -334,6 +415,26 @@ impl Route {
         }
     }
 
+    /// The last event a checkpoint may hold: on the bus, the last one it stored (so that the
+    /// bus holds whatever the workflow holds); off it, the log's last.
+    fn checkpointable(&self, log: &CallLog) -> Seq {
+        match self {
+            Route::Bus(bus) => bus
+                .publisher
+                .acked()
+                .unwrap_or(Seq(0))
+                .min(log.log.last_seq()),
+            Route::Heartbeat => log.log.last_seq(),
+        }
+    }
+
+    /// `dropped` events left the front of the call's log (a checkpoint took them).
+    fn checkpointed(&mut self, dropped: usize) {
+        if let Route::Bus(bus) = self {
+            bus.published -= dropped;
+        }
+    }
+
     /// The next acknowledgement on the bus; never resolves on the heartbeat path.
     async fn next_ack(&mut self) -> Result<Seq, agentflow_bus::BusError> {
         match self {
@@ -360,44 +461,59 @@ impl Route {
 /// Room kept in a call's event budget for its `WorkflowLLMCallCompleted` envelope.
 const COMPLETED_ENVELOPE_BYTES: usize = 1024;
 
-/// Keeps a call's events within `max_event_bytes`: the streamed text appears twice (in the
-/// deltas and in `WorkflowLLMCallCompleted`), so each delta counts double.
+/// Keeps a call's events within `max_event_bytes` (the streamed text appears twice — in the
+/// deltas and in `WorkflowLLMCallCompleted` — so each delta counts double) and its answer
+/// within `max_answer_bytes`.
 struct EventBudget {
     max_event_bytes: usize,
+    max_answer_bytes: usize,
     truncated: bool,
 }
 
 impl EventBudget {
     /// What the call's events would weigh once completed with the text streamed so far.
-    fn projected(log: &EventLog, streamed: usize) -> usize {
-        log.encoded_bytes() + streamed + COMPLETED_ENVELOPE_BYTES
+    fn projected(log: &CallLog, streamed: usize) -> usize {
+        log.bytes() + streamed + COMPLETED_ENVELOPE_BYTES
     }
 
-    /// Cuts `text` so that a delta carrying it fits; marks the call truncated when it had to.
-    fn fit_delta(&mut self, log: &EventLog, streamed: usize, text: String) -> String {
+    /// Cuts `text` so that a delta carrying it fits, and the answer with it; marks the call
+    /// truncated when it had to.
+    fn fit_delta(&mut self, log: &CallLog, streamed: usize, text: String) -> String {
         /// A delta event's size without its text.
         const DELTA_ENVELOPE_BYTES: usize = 256;
         let room = self
             .max_event_bytes
             .saturating_sub(Self::projected(log, streamed) + DELTA_ENVELOPE_BYTES)
             / 2;
-        self.cut(text, room)
+        let answer_room = self
+            .max_answer_bytes
+            .saturating_sub(streamed + COMPLETED_ENVELOPE_BYTES);
+        self.cut(text, room.min(answer_room))
     }
 
     /// Cuts a batch answer so that the completed event fits: the text first, and the tool
     /// calls too when they alone do not fit.
-    fn fit_answer(&mut self, log: &EventLog, response: &mut LlmResponse) {
+    fn fit_answer(&mut self, log: &CallLog, response: &mut LlmResponse) {
         let json_len = |calls: &[ToolCall]| serde_json::to_vec(calls).map_or(0, |b| b.len());
-        if Self::projected(log, 0) + json_len(&response.tool_calls) > self.max_event_bytes
-            && !response.tool_calls.is_empty()
+        let calls = json_len(&response.tool_calls);
+        if !response.tool_calls.is_empty()
+            && (Self::projected(log, 0) + calls > self.max_event_bytes
+                || COMPLETED_ENVELOPE_BYTES + calls > self.max_answer_bytes)
         {
             response.tool_calls.clear();
             self.truncated = true;
         }
-        let room = self
+        let calls = json_len(&response.tool_calls);
+        let events_room = self
             .max_event_bytes
-            .saturating_sub(Self::projected(log, 0) + json_len(&response.tool_calls));
-        response.content = self.cut(std::mem::take(&mut response.content), room);
+            .saturating_sub(Self::projected(log, 0) + calls);
+        let answer_room = self
+            .max_answer_bytes
+            .saturating_sub(COMPLETED_ENVELOPE_BYTES + calls);
+        response.content = self.cut(
+            std::mem::take(&mut response.content),
+            events_room.min(answer_room),
+        );
     }
 
     /// `text` cut to at most `room` JSON-escaped bytes, on a character boundary.
@@ -440,6 +556,16 @@ fn failure(error: &LlmError, events: Vec<Event>) -> ActivityError {
         .details(CallProgress::Events(events))
         .build()
         .into()
+}
+
+/// The events a call's subject holds after `durable` (the workflow holds those before);
+/// `None` when the subject does not reach `durable` (the workflow holds events it lacks).
+fn beyond_durable(stored: &[Event], durable: Option<Seq>) -> Option<&[Event]> {
+    let Some(durable) = durable else {
+        return Some(stored);
+    };
+    let held = stored.iter().take_while(|e| e.seq <= durable).count();
+    (stored.get(held.wrapping_sub(1)).map(|e| e.seq) == Some(durable)).then(|| &stored[held..])
 }
 
 fn non_retryable(message: String) -> ActivityError {
@@ -548,20 +674,27 @@ impl AgentActivities {
             && let Some(fold) =
                 join_bus(&ctx, bus, call, attempt, must_recover, &mut shutdown).await?
         {
-            previous = merge_prefixes(previous, fold.events()).map_err(|seq| {
-                non_retryable(format!(
-                    "the bus and the earlier attempts disagree at seq {seq}"
-                ))
-            })?;
-            route = Route::Bus(Box::new(BusRoute {
-                publisher: CallPublisher::new(bus, call, attempt),
-                published: fold.events().len(),
-            }));
+            match beyond_durable(fold.events(), input.durable_through) {
+                // The workflow holds events the bus lacks (an earlier attempt left the bus):
+                // the call cannot continue there; heartbeats carry it.
+                None => {}
+                Some(stored) => {
+                    previous = merge_prefixes(previous, stored).map_err(|seq| {
+                        non_retryable(format!(
+                            "the bus and the earlier attempts disagree at seq {seq}"
+                        ))
+                    })?;
+                    route = Route::Bus(Box::new(BusRoute {
+                        publisher: CallPublisher::new(bus, call, attempt),
+                        published: stored.len(),
+                    }));
+                }
+            }
         }
         let mut log = CallLog::resume(&input, previous).map_err(|error| {
             non_retryable(format!("the call's earlier events are not dense: {error}"))
         })?;
-        if log.log.is_empty() {
+        if log.is_fresh(&input) {
             log.push(EventKind::LlmCallStarted(LlmCallStarted {
                 step: input.step,
                 model: input.model_name.clone(),
@@ -598,7 +731,12 @@ impl AgentActivities {
         let mut chunks = provider.call(request);
         let mut coalescer = Coalescer::new(self.coalesce.interval, self.coalesce.max_chars);
         let mut budget = EventBudget {
-            max_event_bytes: input.max_event_bytes,
+            // Without checkpoints every event rides in one payload.
+            max_event_bytes: match self.checkpoints {
+                Some(_) => input.max_event_bytes,
+                None => input.max_event_bytes.min(input.checkpoint_bytes),
+            },
+            max_answer_bytes: input.max_answer_bytes,
             truncated: false,
         };
         let mut streamed = 0usize;
@@ -660,6 +798,7 @@ impl AgentActivities {
                             flush(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed);
                             route.sync(&ctx, &log, &mut pacer).await?;
                         }
+                        self.checkpoint(&input, attempt, &mut log, &mut route, &mut pacer).await?;
                     }
                     Err(error) => route.leave(&ctx, &log, &mut pacer, &error).await?,
                 },
@@ -675,6 +814,7 @@ impl AgentActivities {
                             if let Some(text) = released {
                                 push_delta(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed, text);
                                 route.sync(&ctx, &log, &mut pacer).await?;
+                                self.checkpoint(&input, attempt, &mut log, &mut route, &mut pacer).await?;
                             }
                         }
                         tokio::task::consume_budget().await;
@@ -700,11 +840,11 @@ impl AgentActivities {
             &mut streamed,
         );
         if budget.truncated {
-            response.content = streamed_text(&log.log);
+            response.content = std::mem::take(&mut log.answer);
             response.tool_calls.clear();
         } else {
             // Streamed text already fits (its deltas were budgeted); tool calls may not.
-            budget.fit_answer(&log.log, &mut response);
+            budget.fit_answer(&log, &mut response);
         }
         if budget.truncated {
             response.finish_reason = FinishReason::Length;
@@ -722,11 +862,64 @@ impl AgentActivities {
             finish_reason: response.finish_reason,
         }));
         route.sync(&ctx, &log, &mut pacer).await?;
+        // The text is in `WorkflowLLMCallCompleted`: the result carries it once.
+        response.content.clear();
         Ok(LlmCallOutput {
             events: log.into_events(),
             response,
             cost_usd,
         })
+    }
+
+    /// Once `checkpoint_bytes` of the call's events are not durable, hands those the route
+    /// allows to the workflow and drops them from the call's log. A refused checkpoint means
+    /// the workflow gave up on this attempt; one not taken in time fails the attempt
+    /// (retryably, with the events since the last checkpoint).
+    async fn checkpoint(
+        &self,
+        input: &LlmCallInput,
+        attempt: u32,
+        log: &mut CallLog,
+        route: &mut Route,
+        pacer: &mut HeartbeatPacer,
+    ) -> Result<(), ActivityError> {
+        let Some(checkpoints) = &self.checkpoints else {
+            return Ok(());
+        };
+        if log.log.encoded_bytes() < input.checkpoint_bytes {
+            return Ok(());
+        }
+        let events = log.through(route.checkpointable(log));
+        let Some(through) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        let checkpoint = CallCheckpoint {
+            seq_base: input.seq_base,
+            attempt,
+            events,
+        };
+        match checkpoints.send(input.task_id, checkpoint).await {
+            Ok(_) => {
+                let dropped = log.checkpointed(through);
+                route.checkpointed(dropped);
+                pacer.sent = pacer.sent.saturating_sub(dropped);
+                Ok(())
+            }
+            Err(error @ CheckpointError::Refused(_)) => {
+                tracing::warn!(%error, "the workflow moved on from this attempt");
+                Err(failure(
+                    &LlmError::retryable(error.to_string()),
+                    log.events(),
+                ))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a checkpoint was not taken; the attempt fails");
+                Err(failure(
+                    &LlmError::retryable(error.to_string()),
+                    log.events(),
+                ))
+            }
+        }
     }
 
     /// Recovers a call that ended without a result from the bus: fences its subject (nothing a
@@ -751,8 +944,22 @@ impl AgentActivities {
         let fold = join_bus(&ctx, bus, call, input.attempt, true, &mut shutdown)
             .await?
             .ok_or_else(|| non_retryable("the bus could not be joined".into()))?;
-        merge_prefixes(input.previous_events, fold.events())
+        let Some(stored) = beyond_durable(fold.events(), input.durable_through) else {
+            // The bus holds less than the workflow: nothing there is new.
+            return Ok(input.previous_events);
+        };
+        merge_prefixes(input.previous_events, stored)
             .map_err(|seq| non_retryable(format!("the bus and the workflow disagree at seq {seq}")))
+    }
+
+    /// Records a chunk of a run's log in history (its input is the record; it does nothing):
+    /// a log too large for the workflow result or the next run's input is read from there.
+    #[activity]
+    pub async fn archive_log(
+        _ctx: ActivityContext,
+        _chunk: Vec<Event>,
+    ) -> Result<(), ActivityError> {
+        Ok(())
     }
 
     /// Runs one tool. Unknown tools and bad arguments are a failed result, not an error.
@@ -852,11 +1059,12 @@ fn push_delta(
     streamed: &mut usize,
     text: String,
 ) {
-    let text = budget.fit_delta(&log.log, *streamed, text);
+    let text = budget.fit_delta(log, *streamed, text);
     if text.is_empty() {
         return;
     }
     *streamed += escaped_len(&text);
+    log.answer.push_str(&text);
     let chunk_index = coalescer.take_index();
     log.push(EventKind::LlmCallDelta(LlmCallDelta {
         step,
@@ -876,20 +1084,4 @@ fn flush(
     if let Some(text) = coalescer.flush().filter(|_| !budget.truncated) {
         push_delta(log, step, coalescer, budget, streamed, text);
     }
-}
-
-/// The text of the deltas of this call's latest attempt (what a truncated answer is).
-fn streamed_text(log: &EventLog) -> String {
-    let latest = log
-        .events()
-        .iter()
-        .rposition(|e| matches!(e.kind, EventKind::LlmCallRetrying(_)))
-        .map_or(0, |i| i + 1);
-    log.events()[latest..]
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::LlmCallDelta(delta) => Some(delta.text.as_str()),
-            _ => None,
-        })
-        .collect()
 }

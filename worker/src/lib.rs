@@ -4,6 +4,7 @@
 //! - [`activities`]: the LLM call (the one event-emitting activity) and tool calls.
 //! - [`llm`]: providers behind one trait: `scripted` and `openai`.
 //! - [`tools`]: the tool trait, registry and built-ins (`calculator`, `current_time`).
+//! - [`checkpoint`]: a long LLM call's events handed to the workflow in batches.
 //! - [`coalesce`]: coalescing streamed text into delta events.
 //! - [`progress`]: what an LLM call heartbeats (its events, or a marker while on the bus).
 //! - [`queries`]: the `get_events` argument that may be absent.
@@ -14,6 +15,7 @@
 // The SDK macros generate undocumented marker constants, one per handler.
 #[allow(missing_docs)]
 pub mod activities;
+pub mod checkpoint;
 pub mod coalesce;
 pub mod connect;
 pub mod llm;

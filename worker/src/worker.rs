@@ -1,6 +1,7 @@
 //! Worker wiring: register the workflow and activities and poll the task queue.
 
 use crate::activities::{AgentActivities, CoalesceSettings};
+use crate::checkpoint::Checkpoints;
 use crate::tools::ToolRegistry;
 use crate::workflow::AgentTaskWorkflow;
 use agentflow_bus::{Bus, BusError};
@@ -63,7 +64,11 @@ pub async fn run(
     )
     .with_heartbeat_interval(Duration::from_millis(settings.max_heartbeat_throttle_ms))
     .with_shutdown(stopping_rx)
-    .with_bus(bus);
+    .with_bus(bus)
+    .with_checkpoints(Some(Checkpoints::new(
+        client.clone(),
+        Duration::from_secs(settings.llm_heartbeat_timeout_secs),
+    )));
     let mut options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<AgentTaskWorkflow>()?
         .register_activities(activities)

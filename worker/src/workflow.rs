@@ -12,6 +12,7 @@
 use crate::activities::{
     AgentActivities, LlmCallInput, LlmCallOutput, RecoverCallInput, ToolCallInput,
 };
+use crate::checkpoint::CallCheckpoint;
 use crate::progress::CallProgress;
 use crate::queries::EventsQuery;
 use agentflow_shared::event::{
@@ -54,6 +55,8 @@ pub struct AgentTaskWorkflow {
     log: EventLog,
     /// The last seq handed to an LLM call to publish on the bus (or published by one).
     handed: Seq,
+    /// The LLM call attempt running now, whose checkpoints are accepted.
+    running_call: Option<RunningCall>,
     status: TaskStatus,
     step: u32,
     turn: u32,
@@ -67,6 +70,14 @@ pub struct AgentTaskWorkflow {
     messages: Vec<ChatMessage>,
     controls: Controls,
     approvals: Vec<Approval>,
+}
+
+/// The LLM call attempt the workflow waits for: only its checkpoints are taken (an attempt
+/// the workflow gave up on — timed out, failed, cancelled — may still run somewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RunningCall {
+    seq_base: Seq,
+    attempt: u32,
 }
 
 /// What control updates asked for and the loop has not acted on yet.
@@ -180,6 +191,22 @@ impl AgentTaskWorkflow {
         self.log.encoded_bytes() + bytes + bytes / 2 <= self.input.settings.limits.max_run_log_bytes
     }
 
+    /// The text of the last `WorkflowLLMCallCompleted` in the log.
+    fn last_answer(&self) -> Option<String> {
+        self.log.events().iter().rev().find_map(|e| match &e.kind {
+            EventKind::LlmCallCompleted(done) => Some(done.content.clone()),
+            _ => None,
+        })
+    }
+
+    /// How much of the call starting at `seq_base` is in the log already: through which seq,
+    /// and how many JSON bytes.
+    fn durable_part(&self, seq_base: Seq) -> (Option<Seq>, usize) {
+        let held = self.log.after(Seq(seq_base.0.saturating_sub(1)));
+        let bytes = held.iter().map(agentflow_shared::log::encoded_len).sum();
+        (held.last().map(|e| e.seq), bytes)
+    }
+
     /// The payload bytes left for the log beside `used` bytes of other content, all counted
     /// (Temporal's payload limit, less room for the payload's envelope).
     fn payload_room(&self, used: usize) -> usize {
@@ -251,6 +278,16 @@ impl AgentTaskWorkflow {
     }
 
     /// Whether a handler recorded something the loop should act on while it waits.
+    /// Whether no control waits to be acted on (cancel, close, pause, resume, budget raise).
+    fn controls_idle(&self) -> bool {
+        let controls = &self.controls;
+        controls.cancel.is_none()
+            && controls.close.is_none()
+            && controls.pause.is_none()
+            && controls.resume.is_none()
+            && controls.budget_raise.is_none()
+    }
+
     fn has_news(&self) -> bool {
         self.controls.cancel.is_some()
             || self.controls.budget_raise.is_some()
@@ -449,13 +486,16 @@ impl Recovered {
         }
     }
 
-    /// Takes in what a failed attempt left; its events when longer (they are a prefix of one log).
-    fn absorb(&mut self, progress: Option<CallProgress>) {
+    /// Takes in what a failed attempt left: its events after `durable` (the log holds the
+    /// ones before), when longer (they are a prefix of one log).
+    fn absorb(&mut self, progress: Option<CallProgress>, durable: Seq) {
         self.complete = matches!(progress, Some(CallProgress::Events(_)));
-        if let Some(CallProgress::Events(events)) = progress
-            && events.len() >= self.events.len()
-        {
-            self.events = events;
+        self.events.retain(|e| e.seq > durable);
+        if let Some(CallProgress::Events(mut events)) = progress {
+            events.retain(|e| e.seq > durable);
+            if events.len() >= self.events.len() {
+                self.events = events;
+            }
         }
     }
 }
@@ -496,6 +536,7 @@ impl AgentTaskWorkflow {
         let mut state = Self {
             log: EventLog::new(),
             handed: Seq(0),
+            running_call: None,
             status: TaskStatus::Created,
             step: 0,
             turn: 0,
@@ -591,19 +632,30 @@ impl AgentTaskWorkflow {
                     }
                     set_status(ctx, TaskStatus::Waiting);
                     let full = ctx.state(|s| {
+                        let limits = s.input.settings.limits;
                         s.log.len() as u64 >= u64::from(s.input.settings.max_events_per_run)
-                            || 2 * s.log.encoded_bytes()
-                                >= s.input.settings.limits.max_run_log_bytes
+                            || 2 * s.log.encoded_bytes() >= limits.max_run_log_bytes
+                            || !s.has_room_for(limits.max_call_event_bytes)
                     });
                     if full || ctx.continue_as_new_suggested() {
-                        return Err(continue_as_new(ctx));
+                        let archived = carried_input(ctx)
+                            .carried
+                            .is_some_and(|c| !c.previous_events_included);
+                        if archived {
+                            archive_log(ctx).await;
+                        }
+                        // A query accepted while the log was archived goes to the next run;
+                        // a control (cancel, close, pause, budget) is this run's to act on.
+                        if !archived || ctx.state(Self::controls_idle) {
+                            return Err(continue_as_new(ctx, carried_input(ctx)));
+                        }
                     }
                 }
                 other => break other,
             }
         };
         finish(ctx, outcome);
-        Ok(ctx.state(|s| {
+        let result = ctx.state(|s| {
             let state = s.state();
             let room = s.payload_room(json_bytes(&state));
             let events_included = s.log.encoded_bytes() <= room;
@@ -616,7 +668,11 @@ impl AgentTaskWorkflow {
                 },
                 events_included,
             }
-        }))
+        });
+        if !result.events_included {
+            archive_log(ctx).await;
+        }
+        Ok(result)
     }
 
     /// Checks an `execute` before it is accepted into history.
@@ -893,6 +949,46 @@ impl AgentTaskWorkflow {
         self.state()
     }
 
+    /// Checks a checkpoint: it comes from the call attempt the workflow waits for, and its
+    /// events continue the log (those the log holds already must be the same).
+    #[update_validator(checkpoint_call)]
+    fn validate_checkpoint_call(
+        &self,
+        _ctx: &WorkflowContextView,
+        checkpoint: &CallCheckpoint,
+    ) -> Result<(), Rejected> {
+        let running = RunningCall {
+            seq_base: checkpoint.seq_base,
+            attempt: checkpoint.attempt,
+        };
+        if self.running_call != Some(running) {
+            return reject(Rejection::Conflict(format!(
+                "attempt {} of the call at seq {} is not the one running",
+                checkpoint.attempt, checkpoint.seq_base.0
+            )));
+        }
+        match self.log.accepts(&checkpoint.events) {
+            Ok(()) => Ok(()),
+            Err(error) => reject(Rejection::Invalid(format!(
+                "the checkpoint does not continue the log: {error}"
+            ))),
+        }
+    }
+
+    /// Appends a running call's events to the log (they are durable from now on); returns
+    /// the last seq the log holds.
+    #[update]
+    pub fn checkpoint_call(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        checkpoint: CallCheckpoint,
+    ) -> Seq {
+        if let Err(error) = self.log.extend(checkpoint.events) {
+            tracing::error!(%error, "a validated checkpoint did not continue the log");
+        }
+        self.log.last_seq()
+    }
+
     /// A page of the event log: events with `seq > after`, at most `limit` (this run's part).
     #[query]
     pub fn get_events(&self, _ctx: &WorkflowContextView, query: EventsQuery) -> EventsPage {
@@ -917,11 +1013,13 @@ fn json_bytes(value: &impl serde::Serialize) -> usize {
     serde_json::to_vec(value).map_or(0, |bytes| bytes.len())
 }
 
-/// Ends this run and starts the next with the state it needs (between turns only).
-fn continue_as_new(ctx: &WorkflowContext<AgentTaskWorkflow>) -> WorkflowTermination {
-    let input = ctx.state(|s| {
+/// The input of the next run: the task's, with the state it needs (and this run's log when
+/// it fits).
+fn carried_input(ctx: &WorkflowContext<AgentTaskWorkflow>) -> TaskInput {
+    ctx.state(|s| {
         let mut input = s.input.clone();
-        input.query = None;
+        // A query accepted while the run archived its log is the next run's first.
+        input.query = s.pending.as_ref().map(|request| request.query.clone());
         let mut carried = Carried {
             first_seq: s.next_seq(),
             previous_events: Vec::new(),
@@ -942,7 +1040,54 @@ fn continue_as_new(ctx: &WorkflowContext<AgentTaskWorkflow>) -> WorkflowTerminat
         }
         input.carried = Some(Box::new(carried));
         input
+    })
+}
+
+/// Records this run's log in history, in chunks of at most half a payload (one larger event
+/// alone), as the inputs of `archive_log` activities: the api reads a closed run's log from
+/// there when it is in neither the result nor the next run's input — without a worker.
+async fn archive_log(ctx: &WorkflowContext<AgentTaskWorkflow>) {
+    let (chunks, retry_ms) = ctx.state(|s| {
+        let max = s.input.settings.limits.payload_limit_bytes / 2;
+        let mut chunks: Vec<Vec<Event>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for event in s.log.events() {
+            let size = agentflow_shared::log::encoded_len(event);
+            if bytes + size > max && chunks.last().is_some_and(|c| !c.is_empty()) {
+                chunks.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            chunks
+                .last_mut()
+                .expect("one chunk at least")
+                .push(event.clone());
+        }
+        (chunks, s.input.settings.llm_retry_initial_ms)
     });
+    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_millis(retry_ms))
+                    .maximum_interval(Duration::from_secs(10))
+                    .build(),
+            )
+            .build();
+        if let Err(error) = ctx
+            .execute_activity(AgentActivities::archive_log, chunk, options)
+            .await
+        {
+            tracing::error!(error = %error_message(&error), "archiving the run's log failed");
+        }
+    }
+}
+
+/// Ends this run and starts the next with `input` (between turns only).
+fn continue_as_new(
+    ctx: &WorkflowContext<AgentTaskWorkflow>,
+    input: TaskInput,
+) -> WorkflowTermination {
     match ctx.continue_as_new(input, ContinueAsNewOptions::default()) {
         Err(termination) => termination,
         Ok(never) => match never {},
@@ -1075,21 +1220,33 @@ async fn call_llm(
         .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
         .cancellation_token(token.clone())
         .build();
+        let (durable_through, durable_bytes) = ctx.state_mut(|s| {
+            s.running_call = Some(RunningCall {
+                seq_base: call.seq_base,
+                attempt,
+            });
+            s.durable_part(call.seq_base)
+        });
         let input = LlmCallInput {
             previous_events: previous.events.clone(),
             attempt,
             recover_from_bus: !previous.complete,
+            durable_through,
+            durable_bytes,
             ..call.clone()
         };
         let result = temporalio_sdk::workflows::select! {
             result = ctx.execute_activity(AgentActivities::llm_call, input, options) => result,
             _ = cancel_on_request(ctx, &token).fuse() => unreachable!("never resolves"),
         };
+        // From here on this attempt's checkpoints are refused: it ended, or was given up on.
+        ctx.state_mut(|s| s.running_call = None);
         let error = match result {
             Ok(output) => return Ok(output),
             Err(error) => error,
         };
-        previous.absorb(recovered_progress(&error));
+        let durable = ctx.state(|s| s.log.last_seq());
+        previous.absorb(recovered_progress(&error), durable);
         if error.as_cancelled().is_some() || cancellation(ctx).is_some() {
             let events = recover_from_bus(ctx, &call, attempt, previous, settings).await;
             return Err(LlmFailure::Cancelled(events));
@@ -1135,6 +1292,7 @@ async fn recover_from_bus(
         seq_base: call.seq_base,
         attempt: last_attempt + 1,
         previous_events: previous.events.clone(),
+        durable_through: ctx.state(|s| s.durable_part(call.seq_base).0),
     };
     let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
         settings.llm_timeout_secs,
@@ -1254,10 +1412,14 @@ async fn run_agent(
             max_event_bytes: limits.max_call_event_bytes,
             recover_from_bus: false,
             workflow_events: ctx.state_mut(|s| s.hand_over(limits.max_handed_event_bytes)),
+            durable_through: None,
+            durable_bytes: 0,
+            max_answer_bytes: limits.max_answer_bytes,
+            checkpoint_bytes: limits.checkpoint_bytes,
         };
         let LlmCallOutput {
             events,
-            response,
+            mut response,
             cost_usd,
         } = match call_llm(ctx, call, settings).await {
             Ok(output) => output,
@@ -1299,6 +1461,10 @@ async fn run_agent(
         }
         // The call's own events went live with it.
         ctx.state_mut(|s| s.handed = Seq(s.next_seq().0 - 1));
+        // The answer's text travels once, in `WorkflowLLMCallCompleted`.
+        if response.content.is_empty() {
+            response.content = ctx.state(|s| s.last_answer()).unwrap_or_default();
+        }
         let (cost, tokens) = ctx.state_mut(|s| {
             s.cost_usd += cost_usd;
             s.usage = s.usage + response.usage;

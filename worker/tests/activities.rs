@@ -51,6 +51,10 @@ fn input(query: &str, mode: Mode, model: ModelConfig) -> LlmCallInput {
         max_event_bytes: 256 * 1024,
         recover_from_bus: false,
         workflow_events: Vec::new(),
+        durable_through: None,
+        durable_bytes: 0,
+        max_answer_bytes: 256 * 1024,
+        checkpoint_bytes: 256 * 1024,
     }
 }
 
@@ -145,7 +149,11 @@ async fn streaming_heartbeats_are_cumulative_prefixes_of_the_result() {
             _ => None,
         })
         .collect();
-    assert_eq!(deltas, output.response.content);
+    assert_eq!(deltas, completed(&output.events).content);
+    assert!(
+        output.response.content.is_empty(),
+        "the text travels once, in WorkflowLLMCallCompleted"
+    );
     let beats = beats.lock().unwrap();
     assert!(
         beats.len() >= 3,
@@ -313,7 +321,7 @@ async fn a_streamed_answer_past_the_cap_is_truncated_cleanly() {
     let done = completed(&output.events);
     assert_eq!(done.finish_reason, FinishReason::Length);
     assert_eq!(done.content, delta_text(&output.events));
-    assert_eq!(output.response.content, done.content);
+    assert!(output.response.content.is_empty());
     assert!(!done.content.is_empty());
     assert!(
         log.encoded_bytes() > 4 * 1024,

@@ -120,13 +120,17 @@ pub fn respond(request: &LlmRequest) -> LlmResponse {
     }
 }
 
-/// `1 2 … N` when the query asks to "count to N".
+/// The most `Count to N` counts (≈ 6.9 MB of text; answers are cut at
+/// `worker.limits.max_answer_bytes` anyway).
+const MAX_COUNT: u32 = 1_000_000;
+
+/// `1 2 … N` when the query asks to "count to N" (N at most [`MAX_COUNT`]).
 fn counting(query: &str) -> Option<String> {
     let lower = query.to_lowercase();
     let rest = lower.split("count to ").nth(1)?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     let n = digits.parse::<u32>().ok()?;
-    let numbers: Vec<String> = (1..=n.min(100_000)).map(|i| i.to_string()).collect();
+    let numbers: Vec<String> = (1..=n.min(MAX_COUNT)).map(|i| i.to_string()).collect();
     Some(numbers.join(" "))
 }
 
