@@ -22,7 +22,8 @@ use temporalio_common::protos::temporal::api::enums::v1::{
 use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
 use temporalio_common::protos::temporal::api::workflowservice::v1::{
     DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse, GetSystemInfoRequest,
-    GetWorkflowExecutionHistoryRequest, ListWorkflowExecutionsRequest,
+    GetWorkflowExecutionHistoryRequest, GetWorkflowExecutionHistoryResponse,
+    ListWorkflowExecutionsRequest,
 };
 
 /// Counts of Temporal RPCs made by this api process, by kind (they feed the benchmark).
@@ -240,6 +241,49 @@ pub async fn describe(
     })
 }
 
+/// Which page of a task's history to read.
+struct HistoryPage {
+    /// The run (empty: the latest).
+    run_id: String,
+    /// Events per page at most.
+    size: i32,
+    /// Where to start (empty: the first event).
+    token: Vec<u8>,
+    /// Wait for new events (a long poll) rather than answer at once.
+    wait_new_event: bool,
+    /// The RPC gives up after this long.
+    timeout: Duration,
+}
+
+/// One `GetWorkflowExecutionHistory` call.
+async fn history_page(
+    client: &Client,
+    task: TaskId,
+    page: HistoryPage,
+) -> Result<GetWorkflowExecutionHistoryResponse, Status> {
+    let mut rpc = client.clone();
+    let namespace = temporalio_client::NamespacedClient::namespace(&rpc);
+    let mut request = GetWorkflowExecutionHistoryRequest {
+        namespace,
+        execution: Some(WorkflowExecution {
+            workflow_id: task.workflow_id(),
+            run_id: page.run_id,
+        }),
+        maximum_page_size: page.size,
+        next_page_token: page.token,
+        wait_new_event: page.wait_new_event,
+        history_event_filter_type: HistoryEventFilterType::AllEvent as i32,
+        skip_archival: true,
+    }
+    .into_request();
+    request.set_timeout(page.timeout);
+    Ok(
+        WorkflowService::get_workflow_execution_history(&mut rpc, request)
+            .await?
+            .into_inner(),
+    )
+}
+
 /// The log a closed run of `task` recorded in its history — the inputs of its `archive_log`
 /// activities, in order — when it rode in neither its result nor the next run's input. Empty
 /// when it recorded none. Needs no worker.
@@ -256,25 +300,14 @@ pub async fn archived_log(
     let mut token = Vec::new();
     loop {
         RpcCounters::count(&counters.result);
-        let mut rpc = client.clone();
-        let namespace = temporalio_client::NamespacedClient::namespace(&rpc);
-        let mut request = GetWorkflowExecutionHistoryRequest {
-            namespace,
-            execution: Some(WorkflowExecution {
-                workflow_id: task.workflow_id(),
-                run_id: run_id.to_owned(),
-            }),
-            maximum_page_size: 100,
-            next_page_token: token,
+        let page = HistoryPage {
+            run_id: run_id.to_owned(),
+            size: 100,
+            token,
             wait_new_event: false,
-            history_event_filter_type: HistoryEventFilterType::AllEvent as i32,
-            skip_archival: true,
-        }
-        .into_request();
-        request.set_timeout(timeout);
-        let response = WorkflowService::get_workflow_execution_history(&mut rpc, request)
-            .await?
-            .into_inner();
+            timeout,
+        };
+        let response = history_page(client, task, page).await?;
         for event in response.history.map(|h| h.events).unwrap_or_default() {
             let Some(Attributes::ActivityTaskScheduledEventAttributes(scheduled)) =
                 event.attributes
@@ -371,25 +404,14 @@ pub async fn poll_history(
     token: Vec<u8>,
 ) -> Result<HistoryPoll, Status> {
     RpcCounters::count(&counters.history_poll);
-    let mut client = client.clone();
-    let namespace = temporalio_client::NamespacedClient::namespace(&client);
-    let mut request = GetWorkflowExecutionHistoryRequest {
-        namespace,
-        execution: Some(WorkflowExecution {
-            workflow_id: task.workflow_id(),
-            run_id: String::new(),
-        }),
-        maximum_page_size: 1000,
-        next_page_token: token,
+    let page = HistoryPage {
+        run_id: String::new(),
+        size: 1000,
+        token,
         wait_new_event: true,
-        history_event_filter_type: HistoryEventFilterType::AllEvent as i32,
-        skip_archival: true,
-    }
-    .into_request();
-    request.set_timeout(Duration::from_secs(70));
-    let response = WorkflowService::get_workflow_execution_history(&mut client, request)
-        .await?
-        .into_inner();
+        timeout: Duration::from_secs(70),
+    };
+    let response = history_page(client, task, page).await?;
     if response.next_page_token.is_empty() {
         return Ok(HistoryPoll::Closed);
     }
@@ -421,25 +443,14 @@ pub async fn earlier_events(
     let mut run = run_id;
     loop {
         RpcCounters::count(&counters.result);
-        let mut rpc = client.clone();
-        let namespace = temporalio_client::NamespacedClient::namespace(&rpc);
-        let mut request = GetWorkflowExecutionHistoryRequest {
-            namespace,
-            execution: Some(WorkflowExecution {
-                workflow_id: task.workflow_id(),
-                run_id: run.clone(),
-            }),
-            maximum_page_size: 1,
-            next_page_token: Vec::new(),
+        let page = HistoryPage {
+            run_id: run.clone(),
+            size: 1,
+            token: Vec::new(),
             wait_new_event: false,
-            history_event_filter_type: HistoryEventFilterType::AllEvent as i32,
-            skip_archival: true,
-        }
-        .into_request();
-        request.set_timeout(timeout);
-        let history = WorkflowService::get_workflow_execution_history(&mut rpc, request)
-            .await?
-            .into_inner();
+            timeout,
+        };
+        let history = history_page(client, task, page).await?;
         let started = history
             .history
             .and_then(|h| h.events.into_iter().next())

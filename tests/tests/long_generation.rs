@@ -7,6 +7,7 @@ use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::{Event, EventKind, LlmCallCompleted};
 use agentflow_shared::ids::TaskId;
 use agentflow_shared::llm::FinishReason;
+use agentflow_tests::api::TestApi;
 use agentflow_tests::harness::{dense_log, test_config};
 use agentflow_tests::sse::Live;
 use agentflow_tests::{WorkerProcess, spawn_app_with};
@@ -26,30 +27,33 @@ fn completed(events: &[Event]) -> &LlmCallCompleted {
         .expect("the call completed")
 }
 
+/// A task with these parameters, watched from its start, then executing `query`.
+async fn watched(api: &TestApi, parameters: serde_json::Value, query: &str) -> (TaskId, Live) {
+    let task = TaskId::new();
+    api.create_task(
+        "assistant",
+        json!({"id": task.to_string(), "description": "long", "task_parameters": parameters}),
+    )
+    .await;
+    let url = api.url(&format!("{}/events/stream", task_path(task)));
+    let live = Live::open(&api.http, &url).await;
+    let (status, body) = api
+        .post(
+            &format!("{}/execute", task_path(task)),
+            &json!({"query": query}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    (task, live)
+}
+
 /// Runs `Count to 200000` watched from its start; checks the exact log, the whole answer, and
 /// that it travelled in checkpoints.
 async fn count_to_200000(config: AgentflowConfig) {
     let app = spawn_app_with(config, true).await;
     let api = app.spawn_api().await;
-    let task = TaskId::new();
-    api.create_task(
-        "assistant",
-        json!({"id": task.to_string(), "description": "long", "task_parameters": {
-            "enable_streaming": true, "model": "scripted-fast"}}),
-    )
-    .await;
-    let mut live = Live::open(
-        &api.http,
-        &api.url(&format!("{}/events/stream", task_path(task))),
-    )
-    .await;
-    let (status, body) = api
-        .post(
-            &format!("{}/execute", task_path(task)),
-            &json!({"query": "Count to 200000"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    let parameters = json!({"enable_streaming": true, "model": "scripted-fast"});
+    let (task, mut live) = watched(&api, parameters, "Count to 200000").await;
     let received = live.rest().await.to_vec();
     let log = dense_log(&received);
     assert!(
@@ -128,25 +132,7 @@ async fn killed_after_checkpoints(bus: bool) {
     let app = spawn_app_with(config.clone(), false).await;
     let api = app.spawn_api().await;
     let first = WorkerProcess::spawn(WORKER, &config);
-    let task = TaskId::new();
-    api.create_task(
-        "assistant",
-        json!({"id": task.to_string(), "description": "long",
-            "task_parameters": {"enable_streaming": true}}),
-    )
-    .await;
-    let mut live = Live::open(
-        &api.http,
-        &api.url(&format!("{}/events/stream", task_path(task))),
-    )
-    .await;
-    let (status, body) = api
-        .post(
-            &format!("{}/execute", task_path(task)),
-            &json!({"query": "Count to 3000"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    let (task, mut live) = watched(&api, json!({"enable_streaming": true}), "Count to 3000").await;
     // Far enough for a few checkpoints of 16 KiB.
     while live
         .events
