@@ -13,7 +13,7 @@
 //! (DESIGN.md, Invariants 1 and 2).
 
 use crate::temporal::{self, DescribeError, HistoryPoll, RpcCounters, TaskDescription};
-use agentflow_bus::Bus;
+use agentflow_bus::{Bus, Progress};
 use agentflow_shared::event::{ErrorInfo, Event, EventKind, Failed, Reason};
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
 use agentflow_shared::log::{Appended, EventLog, LogError};
@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use temporalio_client::tonic::Code;
+use temporalio_client::tonic::{self, Code};
 use temporalio_client::{Client, WorkflowQueryOptions, errors::WorkflowQueryError};
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use tokio::sync::{Notify, OnceCell, watch};
@@ -52,6 +52,10 @@ pub struct RelaySettings {
     pub max_streams_per_task: usize,
     /// How often the pending call's heartbeat marker is read while the call is on the bus.
     pub marker_interval: Duration,
+    /// Read the log on progress hints (the bus) rather than on the history long poll.
+    pub progress_hints: bool,
+    /// With hints, the longest between checks of a task with no call running.
+    pub max_check_interval: Duration,
 }
 
 /// One event of the log, encoded once for every subscriber.
@@ -278,6 +282,20 @@ impl Relay {
         self.append_from([event], true)
     }
 
+    /// Whether an LLM call is under way, as far as the log shows: its last event is a call's
+    /// start, delta or retry.
+    fn call_open(&self) -> bool {
+        let relayed = self.log.read().expect("relay lock");
+        relayed.log.events().last().is_some_and(|event| {
+            matches!(
+                event.kind,
+                EventKind::LlmCallStarted(_)
+                    | EventKind::LlmCallDelta(_)
+                    | EventKind::LlmCallRetrying(_)
+            )
+        }) || !relayed.ahead.is_empty()
+    }
+
     /// Whether live events wait for durable ones the relay has not read yet.
     fn is_behind(&self) -> bool {
         !self.log.read().expect("relay lock").ahead.is_empty()
@@ -443,14 +461,31 @@ async fn run(
         Some(bus) if first.running => tokio::spawn(follow_bus(relay.clone(), bus.clone())),
         _ => tokio::spawn(async {}),
     };
+    // Subscribed before the first query, so no step of the workflow after it goes unhinted.
+    let mut hints = match &ctx.bus {
+        Some(bus) if ctx.settings.progress_hints && first.running => {
+            match tokio::time::timeout(ctx.settings.rpc_timeout, bus.progress(task)).await {
+                Ok(Ok(hints)) => Some(hints),
+                Ok(Err(error)) => {
+                    tracing::warn!(%task, %error, "relay: subscribing to progress hints failed");
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
     let mut description = Some(first);
-    // With the bus, a history wake-up after a read that brought new events reuses the last
-    // description (the query says what is new; a call's live events come from the bus), and
-    // the marker ticks check it; a read that brought nothing is followed by a `Describe`.
+    // With the bus, a wake-up after a read that brought new events (or any progress hint)
+    // reuses the last description (the query says what is new; a call's live events come from
+    // the bus), and the marker ticks check it; a read that brought nothing is followed by a
+    // `Describe`.
     let mut last: Option<TaskDescription> = None;
     let mut reuse_last = false;
     let mut history_token: Vec<u8> = Vec::new();
     let mut backoff = Backoff::default();
+    // With progress hints, how long between checks of a task with no call running.
+    let mut check_interval = ctx.settings.marker_interval;
     loop {
         if relay.diverged() {
             // A fresh relay (started by the next subscriber) reads the durable log.
@@ -522,21 +557,56 @@ async fn run(
             continue;
         }
         let brought_news = relay.len() > before_query;
+        // Progress hints replace the history long poll while the bus is up; without it (or
+        // without hints) the long poll says when a workflow task completed.
+        let hinted = bus_ready && hints.is_some();
         // A call that has not heartbeated yet is taken to be on the bus while the bus is ready
         // (the marker tick finds out within `marker_interval` if it is not).
-        let mut ticking = reused
+        let mut ticking = hinted
+            || reused
             || match current.llm_progress() {
                 Some(CallProgress::OnBus { .. }) => true,
                 Some(CallProgress::Events(events)) => events.is_empty() && bus_ready,
                 None => false,
             };
+        if brought_news {
+            check_interval = ctx.settings.marker_interval;
+        }
+        let period = |check_interval: Duration| {
+            if !hinted || relay.call_open() {
+                ctx.settings.marker_interval
+            } else {
+                check_interval
+            }
+        };
         last = Some(current);
-        let poll = temporal::poll_history(&ctx.client, &ctx.counters, task, history_token.clone());
-        tokio::pin!(poll);
-        let mut marker = tokio::time::interval_at(
-            tokio::time::Instant::now() + ctx.settings.marker_interval,
-            ctx.settings.marker_interval,
-        );
+        let token = history_token.clone();
+        let mut durable_wake: WakeFuture<'_> = Box::pin(async {
+            match hints.as_mut() {
+                Some(hints) if hinted => match hints.next().await {
+                    Some(Progress::Appended) => Ok(Wake::Hinted),
+                    Some(Progress::Closing) => {
+                        // The hint precedes the closing task's completion: wait for it.
+                        let closed = temporal::wait_closed(
+                            &ctx.client,
+                            &ctx.counters,
+                            task,
+                            ctx.settings.rpc_timeout,
+                        )
+                        .await?;
+                        Ok(if closed { Wake::Closed } else { Wake::Hinted })
+                    }
+                    None => Ok(Wake::HintsEnded),
+                },
+                _ => temporal::poll_history(&ctx.client, &ctx.counters, task, token)
+                    .await
+                    .map(Wake::History),
+            }
+        });
+        let first_period = period(check_interval);
+        let mut marker =
+            tokio::time::interval_at(tokio::time::Instant::now() + first_period, first_period);
+        let mut hints_ended = false;
         loop {
             let idle = async {
                 loop {
@@ -547,23 +617,28 @@ async fn run(
                 }
             };
             tokio::select! {
-                result = &mut poll => {
+                result = &mut durable_wake => {
                     match result {
-                        Ok(HistoryPoll::More { token, progressed }) => {
+                        Ok(Wake::History(HistoryPoll::More { token, progressed })) => {
                             history_token = token;
                             if !progressed {
                                 // Nothing a query would show: poll on.
-                                poll.set(temporal::poll_history(
-                                    &ctx.client,
-                                    &ctx.counters,
-                                    task,
-                                    history_token.clone(),
-                                ));
+                                let token = history_token.clone();
+                                durable_wake = Box::pin(async {
+                                    temporal::poll_history(&ctx.client, &ctx.counters, task, token)
+                                        .await
+                                        .map(Wake::History)
+                                });
                                 continue;
                             }
                             reuse_last = bus_ready && brought_news;
                         }
-                        Ok(HistoryPoll::Closed) => history_token.clear(),
+                        Ok(Wake::Hinted) => {
+                            check_interval = ctx.settings.marker_interval;
+                            reuse_last = true;
+                        }
+                        Ok(Wake::History(HistoryPoll::Closed) | Wake::Closed) => history_token.clear(),
+                        Ok(Wake::HintsEnded) => hints_ended = true,
                         Err(status) => {
                             tracing::warn!(%task, %status, "relay: history poll failed");
                             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -577,25 +652,58 @@ async fn run(
                     break;
                 },
                 _ = marker.tick(), if ticking => {
-                    // A call on the bus: only notice it leaving the bus (or the task ending).
+                    // A call on the bus: only notice it leaving the bus (or the task ending);
+                    // with hints, also a step whose hint was lost (the history grew).
                     match temporal::describe(&ctx.client, &ctx.counters, task, ctx.settings.rpc_timeout).await {
                         Ok(d) if !d.running || d.llm_events().is_some_and(|e| !e.is_empty()) => {
                             description = Some(d);
                             break;
                         }
+                        Ok(d) if hinted
+                            && last.as_ref().is_some_and(|l| l.history_length() != d.history_length()) =>
+                        {
+                            description = Some(d);
+                            break;
+                        }
                         Ok(d) => {
-                            ticking = matches!(d.llm_progress(), Some(CallProgress::OnBus { .. }))
+                            ticking = hinted
+                                || matches!(d.llm_progress(), Some(CallProgress::OnBus { .. }))
                                 || d.llm_events().is_some();
                             last = Some(d);
+                            if hinted {
+                                check_interval = (check_interval * 2).min(ctx.settings.max_check_interval);
+                                let next = period(check_interval);
+                                marker = tokio::time::interval_at(tokio::time::Instant::now() + next, next);
+                            }
                         }
                         Err(error) => tracing::warn!(%task, %error, "relay: describe failed"),
                     }
                 }
             }
         }
+        drop(durable_wake);
+        if hints_ended {
+            hints = None;
+        }
     }
     follower.abort();
     registry.remove(task, &relay);
+}
+
+/// A relay's wait for the durable log to change.
+type WakeFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Wake, tonic::Status>> + Send + 'a>>;
+
+/// What ended a relay's wait for the durable log to change.
+enum Wake {
+    /// The history long poll returned.
+    History(HistoryPoll),
+    /// A progress hint: the workflow may have appended events.
+    Hinted,
+    /// A progress hint said the run closes, and it has.
+    Closed,
+    /// The hint subscription ended (the relay long-polls history from now on).
+    HintsEnded,
 }
 
 /// Follows the task's calls on the bus for as long as the relay runs: each event the bus's
@@ -1020,6 +1128,8 @@ mod tests {
             max_streams: 1,
             max_streams_per_task: 1,
             marker_interval: Duration::from_secs(1),
+            progress_hints: true,
+            max_check_interval: Duration::from_secs(10),
         };
         let mut interval = settings.describe_interval;
         let mut seen = Vec::new();

@@ -158,6 +158,14 @@ impl TaskDescription {
         })
     }
 
+    /// How many events the run's history holds.
+    pub fn history_length(&self) -> i64 {
+        self.raw
+            .workflow_execution_info
+            .as_ref()
+            .map_or(0, |info| info.history_length)
+    }
+
     /// The events in the pending LLM activity's heartbeat, if one is pending on the heartbeat
     /// path.
     pub fn llm_events(&self) -> Option<Vec<Event>> {
@@ -251,6 +259,8 @@ struct HistoryPage {
     token: Vec<u8>,
     /// Wait for new events (a long poll) rather than answer at once.
     wait_new_event: bool,
+    /// Only the close event (with `wait_new_event`: wait until the run closes).
+    close_only: bool,
     /// The RPC gives up after this long.
     timeout: Duration,
 }
@@ -272,7 +282,11 @@ async fn history_page(
         maximum_page_size: page.size,
         next_page_token: page.token,
         wait_new_event: page.wait_new_event,
-        history_event_filter_type: HistoryEventFilterType::AllEvent as i32,
+        history_event_filter_type: if page.close_only {
+            HistoryEventFilterType::CloseEvent as i32
+        } else {
+            HistoryEventFilterType::AllEvent as i32
+        },
         skip_archival: true,
     }
     .into_request();
@@ -305,6 +319,7 @@ pub async fn archived_log(
             size: 100,
             token,
             wait_new_event: false,
+            close_only: false,
             timeout,
         };
         let response = history_page(client, task, page).await?;
@@ -409,6 +424,7 @@ pub async fn poll_history(
         size: 1000,
         token,
         wait_new_event: true,
+        close_only: false,
         timeout: Duration::from_secs(70),
     };
     let response = history_page(client, task, page).await?;
@@ -425,6 +441,29 @@ pub async fn poll_history(
         token: response.next_page_token,
         progressed,
     })
+}
+
+/// Waits (at most `timeout`) until the task's latest run closes; `true` once it has.
+pub async fn wait_closed(
+    client: &Client,
+    counters: &RpcCounters,
+    task: TaskId,
+    timeout: Duration,
+) -> Result<bool, Status> {
+    RpcCounters::count(&counters.history_poll);
+    let page = HistoryPage {
+        run_id: String::new(),
+        size: 1,
+        token: Vec::new(),
+        wait_new_event: true,
+        close_only: true,
+        timeout,
+    };
+    match history_page(client, task, page).await {
+        Ok(response) => Ok(response.history.is_some_and(|h| !h.events.is_empty())),
+        Err(status) if status.code() == Code::DeadlineExceeded => Ok(false),
+        Err(status) => Err(status),
+    }
 }
 
 /// The events of the task's earlier runs with `seq > after`, walking back from run `run_id`:
@@ -448,6 +487,7 @@ pub async fn earlier_events(
             size: 1,
             token: Vec::new(),
             wait_new_event: false,
+            close_only: false,
             timeout,
         };
         let history = history_page(client, task, page).await?;

@@ -12,7 +12,7 @@
 //! server (three activities that only wait: 200 ms, 0, 500 ms). Every subscriber is checked
 //! against the task's final log.
 
-use crate::chaos::{Binaries, Stack};
+use crate::chaos::{Binaries, Stack, TemporalStore};
 use crate::fake_llm::{FakeLlm, Script, Turn, emitted_at};
 use crate::stats::{Percentiles, Report};
 use crate::target::{Target, check};
@@ -324,14 +324,20 @@ pub async fn live(options: &LiveOptions) -> anyhow::Result<Report> {
         calls: AtomicU64::new(0),
     }))
     .await?;
-    let mut stack =
-        Stack::start(options.binaries.clone(), &fake.base_url, &fake.lookup_url()).await?;
+    let mut stack = Stack::start(
+        options.binaries.clone(),
+        TemporalStore::Memory,
+        &fake.base_url,
+        &fake.lookup_url(),
+    )
+    .await?;
     println!("live: stack up, logs in {}", stack.dir().display());
     let mut metrics = serde_json::Map::new();
     let mut violations = Vec::new();
-    let mut modes = vec![("bus", true)];
+    // (name, bus, progress hints): the bus as relays read it before hints, then with them.
+    let mut modes = vec![("bus_without_hints", true, false), ("bus", true, true)];
     if options.heartbeat_path {
-        modes.push(("heartbeat_path", false));
+        modes.push(("heartbeat_path", false, false));
     }
     let outcome: anyhow::Result<()> = async {
         let mut bare = BTreeMap::new();
@@ -350,8 +356,8 @@ pub async fn live(options: &LiveOptions) -> anyhow::Result<Report> {
                     .collect::<BTreeMap<_, _>>()
             ),
         );
-        for (mode, on) in &modes {
-            stack.set_bus(*on).await?;
+        for (mode, on, hints) in &modes {
+            stack.set_bus_with(*on, *hints).await?;
             let mut levels = serde_json::Map::new();
             for &c in &options.concurrency {
                 let (mut figures, found) = level(&stack, c, options.runs).await?;

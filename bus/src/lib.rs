@@ -12,6 +12,7 @@
 //! - [`reader`]: reading a call's subject and fencing it for a new attempt.
 //! - [`follower`]: a relay's view of one task's calls, as they are stored.
 //! - [`control`]: hints to a running call (heartbeat now: a cancel was accepted).
+//! - [`progress`]: hints to a task's relays (its workflow appended events, or closed).
 //! - [`counters`]: what the bus did, for `/metrics`.
 
 pub mod connection;
@@ -21,6 +22,7 @@ pub mod durable;
 pub mod fold;
 pub mod follower;
 pub mod message;
+pub mod progress;
 pub mod publisher;
 pub mod reader;
 pub mod subject;
@@ -28,5 +30,6 @@ pub mod subject;
 pub use connection::{Bus, BusError, BusState};
 pub use fold::{CallFold, Folded};
 pub use message::{Body, BusMessage};
+pub use progress::{Progress, ProgressHints};
 pub use publisher::CallPublisher;
 pub use subject::CallSubject;

@@ -521,6 +521,35 @@ async fn the_relay_queries_the_workflow_only_after_workflow_tasks_that_completed
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_relay_reads_the_log_on_progress_hints_instead_of_polling_history() {
+    let app = spawn_app_with(slow_config(), true).await;
+    let api = app.spawn_api().await;
+    watched_to_the_end(&app, &api, "What is 6*7? Then count to 40").await;
+    let (_, metrics) = api.get("/metrics").await;
+    let polls = metrics["relay_rpcs"]["history_poll"]
+        .as_u64()
+        .expect("metrics");
+    // One wait for the run to close after its closing hint; no long poll per workflow task.
+    assert!(polls <= 1, "{polls} history polls with progress hints");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_expecting_hints_from_a_worker_that_sends_none_still_serves_the_whole_log() {
+    let mut silent = slow_config();
+    silent.bus.progress_hints = false;
+    let app = spawn_app_with(silent, true).await;
+    let mut config = app.config.clone();
+    config.bus.progress_hints = true;
+    config.bus.max_check_interval_ms = 300;
+    let api = agentflow_tests::api::spawn_api(&config).await;
+    // Every step after the first read is found by the relay's checks alone (the history grew).
+    let (_, log) = watched_to_the_end(&app, &api, "What is 6*7? Then count to 20").await;
+    assert!(log.is_finished());
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_workflows_own_events_travel_on_the_bus_ahead_of_each_call() {
     let app = spawn_app_with(slow_config(), true).await;
     let api = app.spawn_api().await;

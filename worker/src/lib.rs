@@ -6,6 +6,7 @@
 //! - [`tools`]: the tool trait, registry and built-ins (`calculator`, `current_time`).
 //! - [`checkpoint`]: a long LLM call's events handed to the workflow in batches.
 //! - [`coalesce`]: coalescing streamed text into delta events.
+//! - [`hints`]: progress hints to the task's relays after each workflow activation.
 //! - [`progress`]: what an LLM call heartbeats (its events, or a marker while on the bus).
 //! - [`queries`]: the `get_events` argument that may be absent.
 //! - [`tasks`]: building a task's input from the config and starting its workflow.
@@ -18,6 +19,7 @@ pub mod activities;
 pub mod checkpoint;
 pub mod coalesce;
 pub mod connect;
+pub mod hints;
 pub mod llm;
 pub mod progress;
 pub mod queries;

@@ -2,6 +2,7 @@
 
 use crate::activities::{AgentActivities, CoalesceSettings};
 use crate::checkpoint::Checkpoints;
+use crate::hints::ProgressHinter;
 use crate::tools::ToolRegistry;
 use crate::workflow::AgentTaskWorkflow;
 use agentflow_bus::{Bus, BusError};
@@ -64,7 +65,7 @@ pub async fn run(
     )
     .with_heartbeat_interval(Duration::from_millis(settings.max_heartbeat_throttle_ms))
     .with_shutdown(stopping_rx)
-    .with_bus(bus)
+    .with_bus(bus.clone())
     .with_checkpoints(Some(Checkpoints::new(
         client.clone(),
         Duration::from_secs(settings.llm_heartbeat_timeout_secs),
@@ -80,6 +81,9 @@ pub async fn run(
         .sticky_queue_schedule_to_start_timeout(Duration::from_secs(settings.sticky_timeout_secs))
         .graceful_shutdown_period(Duration::from_secs(5))
         .build();
+    if let Some(bus) = bus.filter(|_| config.bus.progress_hints) {
+        options.worker_interceptor(ProgressHinter::new(bus));
+    }
     if let Some(pollers) = settings.workflow_task_pollers {
         options.workflow_task_poller_behavior = Some(PollerBehavior::SimpleMaximum(pollers.max(2)));
     }

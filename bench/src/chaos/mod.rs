@@ -23,7 +23,7 @@
 
 mod stack;
 
-pub use stack::{Binaries, Stack};
+pub use stack::{Binaries, Stack, TemporalStore};
 
 use crate::fake_llm::{FakeLlm, Script, Turn};
 use crate::stats::{Percentiles, Report};
@@ -708,8 +708,13 @@ pub async fn chaos(options: &ChaosOptions) -> anyhow::Result<Report> {
         faults: faults.clone(),
     });
     let fake = FakeLlm::start_with(script.clone()).await?;
-    let mut stack =
-        Stack::start(options.binaries.clone(), &fake.base_url, &fake.lookup_url()).await?;
+    let mut stack = Stack::start(
+        options.binaries.clone(),
+        TemporalStore::File,
+        &fake.base_url,
+        &fake.lookup_url(),
+    )
+    .await?;
     println!("chaos: stack up, logs in {}", stack.dir().display());
     let started = Instant::now();
     let outcomes = rounds(&mut stack, &script, &faults, options).await;

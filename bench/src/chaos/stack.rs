@@ -52,6 +52,7 @@ fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
 /// gracefully and removes the directory with the database, config and logs.
 pub struct Stack {
     binaries: Binaries,
+    store: TemporalStore,
     dir: PathBuf,
     temporal_ports: [u16; 3],
     api_port: u16,
@@ -68,6 +69,15 @@ pub struct Stack {
     api: Child,
 }
 
+/// Where the stack's dev server keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemporalStore {
+    /// A database file in the stack's directory: the server can be restarted (chaos).
+    File,
+    /// Memory only, as `scripts/dev` and `scripts/bench` run it (the live scenario).
+    Memory,
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -75,10 +85,15 @@ fn free_port() -> anyhow::Result<u16> {
 /// The chaos config: the assistant on the fake model with `calculator` and `lookup`; short
 /// heartbeat timeout and retries, so a killed worker costs seconds; room for every fault of a
 /// round in the retry budgets.
-fn config(task_queue: &str, api_port: u16, llm_base_url: &str, bus_url: &str) -> String {
+fn config(task_queue: &str, api_port: u16, llm_base_url: &str, bus: &BusMode) -> String {
+    let BusMode {
+        url: bus_url,
+        hints,
+    } = bus;
     format!(
         r#"[bus]
 url = "{bus_url}"
+progress_hints = {hints}
 max_age_secs = 7200
 heartbeat_ms = 500
 
@@ -119,11 +134,20 @@ enable_streaming = true
     )
 }
 
+/// The bus as the worker and the api see it.
+struct BusMode {
+    /// The NATS url (empty: no bus).
+    url: String,
+    /// `bus.progress_hints`.
+    hints: bool,
+}
+
 impl Stack {
-    /// Starts the dev server, a worker and an api; returns once the api is ready (Temporal
-    /// answers it). `llm_base_url` and `lookup_url` are the fake server's.
+    /// Starts the dev server (its state in `store`), a worker and an api; returns once the api
+    /// is ready (Temporal answers it). `llm_base_url` and `lookup_url` are the fake server's.
     pub async fn start(
         binaries: Binaries,
+        store: TemporalStore,
         llm_base_url: &str,
         lookup_url: &str,
     ) -> anyhow::Result<Self> {
@@ -138,15 +162,19 @@ impl Stack {
                 &task_queue,
                 api_port,
                 llm_base_url,
-                &format!("nats://127.0.0.1:{nats_port}"),
+                &BusMode {
+                    url: format!("nats://127.0.0.1:{nats_port}"),
+                    hints: true,
+                },
             ),
         )?;
         let temporal_ports = [free_port()?, free_port()?, free_port()?];
-        let temporal = spawn_temporal(&binaries.temporal, &dir, temporal_ports)?;
+        let temporal = spawn_temporal(&binaries.temporal, store, &dir, temporal_ports)?;
         let nats = spawn_nats(&binaries.nats, &dir, nats_port)?;
         wait_listening(temporal_ports[0]).await?;
         wait_listening(nats_port).await?;
         let stack = Self {
+            store,
             nats,
             nats_port,
             task_queue,
@@ -199,6 +227,12 @@ impl Stack {
     /// Restarts the worker and the api with the bus on or off (off: every call streams over
     /// its heartbeats, the path the bus replaced); returns once the api is ready.
     pub async fn set_bus(&mut self, on: bool) -> anyhow::Result<()> {
+        self.set_bus_with(on, true).await
+    }
+
+    /// [`Stack::set_bus`], with the workers' progress hints on or off (off: relays long-poll
+    /// history, as before hints).
+    pub async fn set_bus_with(&mut self, on: bool, hints: bool) -> anyhow::Result<()> {
         let url = if on {
             format!("nats://127.0.0.1:{}", self.nats_port)
         } else {
@@ -206,7 +240,12 @@ impl Stack {
         };
         std::fs::write(
             self.dir.join("agentflow.toml"),
-            config(&self.task_queue, self.api_port, &self.llm_base_url, &url),
+            config(
+                &self.task_queue,
+                self.api_port,
+                &self.llm_base_url,
+                &BusMode { url, hints },
+            ),
         )?;
         terminate(&mut self.worker).await?;
         self.worker = self.spawn_worker()?;
@@ -216,6 +255,15 @@ impl Stack {
     /// Where the processes' logs are (until [`Stack::stop`]).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    fn spawn_temporal(&self) -> anyhow::Result<Child> {
+        spawn_temporal(
+            &self.binaries.temporal,
+            self.store,
+            &self.dir,
+            self.temporal_ports,
+        )
     }
 
     fn spawn_worker(&self) -> anyhow::Result<Child> {
@@ -309,7 +357,7 @@ impl Stack {
     /// returns once the api reaches it again.
     pub async fn restart_temporal(&mut self) -> anyhow::Result<()> {
         terminate(&mut self.temporal).await?;
-        self.temporal = spawn_temporal(&self.binaries.temporal, &self.dir, self.temporal_ports)?;
+        self.temporal = self.spawn_temporal()?;
         self.wait_temporal().await?;
         self.wait_api_ready().await
     }
@@ -328,8 +376,7 @@ impl Stack {
         }
         if let Some(status) = self.temporal.try_wait()? {
             exited.push(format!("the dev server exited on its own ({status})"));
-            self.temporal =
-                spawn_temporal(&self.binaries.temporal, &self.dir, self.temporal_ports)?;
+            self.temporal = self.spawn_temporal()?;
             self.wait_temporal().await?;
             self.wait_api_ready().await?;
         }
@@ -403,14 +450,22 @@ fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
         .into())
 }
 
-fn spawn_temporal(program: &Path, dir: &Path, ports: [u16; 3]) -> anyhow::Result<Child> {
+fn spawn_temporal(
+    program: &Path,
+    store: TemporalStore,
+    dir: &Path,
+    ports: [u16; 3],
+) -> anyhow::Result<Child> {
     let [port, http_port, metrics_port] = ports.map(|p| p.to_string());
-    Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
         .args(["--port", &port, "--http-port", &http_port])
-        .args(["--metrics-port", &metrics_port, "--log-level", "error"])
-        .arg("--db-filename")
-        .arg(dir.join("temporal.db"))
+        .args(["--metrics-port", &metrics_port, "--log-level", "error"]);
+    if store == TemporalStore::File {
+        command.arg("--db-filename").arg(dir.join("temporal.db"));
+    }
+    command
         .args(["--search-attribute", "AgentId=Keyword"])
         .args(["--search-attribute", "TaskStatus=Keyword"])
         .args(["--search-attribute", "UserId=Keyword"])

@@ -1,0 +1,92 @@
+//! Progress hints, on core NATS (not stored): after every workflow activation that was more
+//! than queries, the worker tells the task's relays that its log may have grown, so a relay
+//! reads it with one `get_events` query instead of long-polling the task's history. A hint is
+//! only a wake-up — what a relay shows still comes from the workflow (a query, the result) —
+//! so a lost hint delays events, never changes them.
+
+use crate::connection::{Bus, BusError};
+use agentflow_shared::ids::TaskId;
+use bytes::Bytes;
+use futures::StreamExt;
+
+/// What a workflow activation did, as far as a relay cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// It may have appended events; the workflow runs on.
+    Appended,
+    /// It closed the run (completed, failed, cancelled or continued as new).
+    Closing,
+}
+
+impl Progress {
+    fn payload(self) -> Bytes {
+        match self {
+            Self::Appended => Bytes::from_static(b"appended"),
+            Self::Closing => Bytes::from_static(b"closing"),
+        }
+    }
+
+    fn parse(payload: &[u8]) -> Self {
+        if payload == b"closing" {
+            Self::Closing
+        } else {
+            Self::Appended
+        }
+    }
+}
+
+/// The progress hints of one task.
+pub struct ProgressHints(async_nats::Subscriber);
+
+impl ProgressHints {
+    /// The next hint; `None` once the subscription ended.
+    pub async fn next(&mut self) -> Option<Progress> {
+        self.0
+            .next()
+            .await
+            .map(|message| Progress::parse(&message.payload))
+    }
+}
+
+impl Bus {
+    /// The progress subject of `task` (outside the stream's subjects).
+    fn progress_subject(&self, task: TaskId) -> String {
+        format!("{}-progress.{task}", self.settings.subject_prefix)
+    }
+
+    /// Tells `task`'s relays what its workflow just did. Best effort: a relay that misses it
+    /// notices the change on its next check.
+    pub async fn hint_progress(&self, task: TaskId, progress: Progress) {
+        if !self.is_ready() {
+            return;
+        }
+        if let Err(error) = self
+            .client
+            .publish(self.progress_subject(task), progress.payload())
+            .await
+        {
+            tracing::warn!(%task, %error, "sending a progress hint failed");
+        }
+    }
+
+    /// The progress hints of `task` from now on.
+    pub async fn progress(&self, task: TaskId) -> Result<ProgressHints, BusError> {
+        self.client
+            .subscribe(self.progress_subject(task))
+            .await
+            .map(ProgressHints)
+            .map_err(BusError::request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_parse_back() {
+        for progress in [Progress::Appended, Progress::Closing] {
+            assert_eq!(Progress::parse(&progress.payload()), progress);
+        }
+    }
+}
