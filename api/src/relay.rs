@@ -54,8 +54,6 @@ pub struct RelaySettings {
     pub marker_interval: Duration,
     /// Read the log on progress hints (the bus) rather than on the history long poll.
     pub progress_hints: bool,
-    /// With hints, the longest between checks of a task with no call running.
-    pub max_check_interval: Duration,
 }
 
 /// One event of the log, encoded once for every subscriber.
@@ -484,8 +482,11 @@ async fn run(
     let mut reuse_last = false;
     let mut history_token: Vec<u8> = Vec::new();
     let mut backoff = Backoff::default();
-    // With progress hints, how long between checks of a task with no call running.
-    let mut check_interval = ctx.settings.marker_interval;
+    // With hints: the run's close, awaited by one parked long poll that outlives iterations
+    // (a run closed from outside sends no hint), and the bus's state (a hint lost while it was
+    // away is made up for by a read when it changes).
+    let mut close_watch: Option<CloseWatch<'_>> = None;
+    let mut bus_state = ctx.bus.as_ref().map(Bus::watch_state);
     loop {
         if relay.diverged() {
             // A fresh relay (started by the next subscriber) reads the durable log.
@@ -560,53 +561,51 @@ async fn run(
         // Progress hints replace the history long poll while the bus is up; without it (or
         // without hints) the long poll says when a workflow task completed.
         let hinted = bus_ready && hints.is_some();
-        // A call that has not heartbeated yet is taken to be on the bus while the bus is ready
-        // (the marker tick finds out within `marker_interval` if it is not).
-        let mut ticking = hinted
-            || reused
-            || match current.llm_progress() {
-                Some(CallProgress::OnBus { .. }) => true,
-                Some(CallProgress::Events(events)) => events.is_empty() && bus_ready,
-                None => false,
-            };
-        if brought_news {
-            check_interval = ctx.settings.marker_interval;
+        if hinted && close_watch.is_none() {
+            close_watch = Some(Box::pin(watch_close(&ctx, task)));
         }
-        let period = |check_interval: Duration| {
-            if !hinted || relay.call_open() {
-                ctx.settings.marker_interval
-            } else {
-                check_interval
-            }
+        // A call that has not heartbeated yet is taken to be on the bus while the bus is ready
+        // (the marker tick finds out within `marker_interval` if it is not). With hints, the
+        // marker is read only while the log shows a call under way.
+        let mut ticking = if hinted {
+            relay.call_open()
+        } else {
+            reused
+                || match current.llm_progress() {
+                    Some(CallProgress::OnBus { .. }) => true,
+                    Some(CallProgress::Events(events)) => events.is_empty() && bus_ready,
+                    None => false,
+                }
         };
         last = Some(current);
         let token = history_token.clone();
         let mut durable_wake: WakeFuture<'_> = Box::pin(async {
-            match hints.as_mut() {
-                Some(hints) if hinted => match hints.next().await {
-                    Some(Progress::Appended) => Ok(Wake::Hinted),
-                    Some(Progress::Closing) => {
+            match (hints.as_mut(), close_watch.as_mut()) {
+                (Some(hints), Some(closing)) if hinted => tokio::select! {
+                    hint = hints.next() => match hint {
+                        Some(Progress::Appended) => Ok(Wake::Hinted),
                         // The hint precedes the closing task's completion: wait for it.
-                        let closed = temporal::wait_closed(
-                            &ctx.client,
-                            &ctx.counters,
-                            task,
-                            ctx.settings.rpc_timeout,
-                        )
-                        .await?;
-                        Ok(if closed { Wake::Closed } else { Wake::Hinted })
-                    }
-                    None => Ok(Wake::HintsEnded),
+                        Some(Progress::Closing) => {
+                            match tokio::time::timeout(ctx.settings.rpc_timeout, closing).await {
+                                Ok(()) => Ok(Wake::Closed),
+                                Err(_) => Ok(Wake::Hinted),
+                            }
+                        }
+                        None => Ok(Wake::HintsEnded),
+                    },
+                    () = &mut *closing => Ok(Wake::Closed),
                 },
                 _ => temporal::poll_history(&ctx.client, &ctx.counters, task, token)
                     .await
                     .map(Wake::History),
             }
         });
-        let first_period = period(check_interval);
-        let mut marker =
-            tokio::time::interval_at(tokio::time::Instant::now() + first_period, first_period);
+        let mut marker = tokio::time::interval_at(
+            tokio::time::Instant::now() + ctx.settings.marker_interval,
+            ctx.settings.marker_interval,
+        );
         let mut hints_ended = false;
+        let mut closed = false;
         loop {
             let idle = async {
                 loop {
@@ -633,11 +632,9 @@ async fn run(
                             }
                             reuse_last = bus_ready && brought_news;
                         }
-                        Ok(Wake::Hinted) => {
-                            check_interval = ctx.settings.marker_interval;
-                            reuse_last = true;
-                        }
-                        Ok(Wake::History(HistoryPoll::Closed) | Wake::Closed) => history_token.clear(),
+                        Ok(Wake::Hinted) => reuse_last = true,
+                        Ok(Wake::Closed) => closed = true,
+                        Ok(Wake::History(HistoryPoll::Closed)) => history_token.clear(),
                         Ok(Wake::HintsEnded) => hints_ended = true,
                         Err(status) => {
                             tracing::warn!(%task, %status, "relay: history poll failed");
@@ -647,13 +644,14 @@ async fn run(
                     break;
                 }
                 _ = idle => break,
+                _ = bus_changed(bus_state.as_mut()) => break,
                 // A stale wake-up (a read since caught up) is not worth another query.
                 _ = relay.behind.notified() => if relay.is_behind() {
                     break;
                 },
                 _ = marker.tick(), if ticking => {
                     // A call on the bus: only notice it leaving the bus (or the task ending);
-                    // with hints, also a step whose hint was lost (the history grew).
+                    // with hints, also a step whose hint did not come (the history grew).
                     match temporal::describe(&ctx.client, &ctx.counters, task, ctx.settings.rpc_timeout).await {
                         Ok(d) if !d.running || d.llm_events().is_some_and(|e| !e.is_empty()) => {
                             description = Some(d);
@@ -666,15 +664,13 @@ async fn run(
                             break;
                         }
                         Ok(d) => {
-                            ticking = hinted
-                                || matches!(d.llm_progress(), Some(CallProgress::OnBus { .. }))
-                                || d.llm_events().is_some();
+                            ticking = if hinted {
+                                relay.call_open()
+                            } else {
+                                matches!(d.llm_progress(), Some(CallProgress::OnBus { .. }))
+                                    || d.llm_events().is_some()
+                            };
                             last = Some(d);
-                            if hinted {
-                                check_interval = (check_interval * 2).min(ctx.settings.max_check_interval);
-                                let next = period(check_interval);
-                                marker = tokio::time::interval_at(tokio::time::Instant::now() + next, next);
-                            }
                         }
                         Err(error) => tracing::warn!(%task, %error, "relay: describe failed"),
                     }
@@ -685,9 +681,44 @@ async fn run(
         if hints_ended {
             hints = None;
         }
+        if closed {
+            history_token.clear();
+            close_watch = None;
+        }
     }
     follower.abort();
     registry.remove(task, &relay);
+}
+
+/// A relay's wait for the run to close.
+type CloseWatch<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
+/// Returns once the task's latest run (as of the call) has closed: one parked long poll of
+/// its close event at a time.
+async fn watch_close(ctx: &RelayContext, task: TaskId) {
+    loop {
+        match temporal::wait_closed(&ctx.client, &ctx.counters, task, CLOSE_POLL).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(status) => {
+                tracing::warn!(%task, %status, "relay: waiting for the close failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// The longest one wait for a run's close event lasts (the server ends it after ~60 s).
+const CLOSE_POLL: Duration = Duration::from_secs(70);
+
+/// Resolves when the bus's state changes; never without a bus.
+async fn bus_changed(state: Option<&mut tokio::sync::watch::Receiver<agentflow_bus::BusState>>) {
+    if let Some(state) = state
+        && state.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// A relay's wait for the durable log to change.
@@ -700,7 +731,7 @@ enum Wake {
     History(HistoryPoll),
     /// A progress hint: the workflow may have appended events.
     Hinted,
-    /// A progress hint said the run closes, and it has.
+    /// The run closed (after a closing hint, or from outside).
     Closed,
     /// The hint subscription ended (the relay long-polls history from now on).
     HintsEnded,
@@ -1129,7 +1160,6 @@ mod tests {
             max_streams_per_task: 1,
             marker_interval: Duration::from_secs(1),
             progress_hints: true,
-            max_check_interval: Duration::from_secs(10),
         };
         let mut interval = settings.describe_interval;
         let mut seen = Vec::new();

@@ -71,12 +71,6 @@ impl Application {
             max_streams_per_task: config.api.max_streams_per_task,
             marker_interval: Duration::from_millis(config.bus.marker_interval_ms.max(1)),
             progress_hints: config.bus.progress_hints,
-            max_check_interval: Duration::from_millis(
-                config
-                    .bus
-                    .max_check_interval_ms
-                    .max(config.bus.marker_interval_ms.max(1)),
-            ),
         };
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
         let state = AppState {

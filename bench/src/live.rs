@@ -151,7 +151,12 @@ async fn temporal_requests(http: &reqwest::Client, port: u16) -> BTreeMap<String
         return counts;
     };
     let text = response.text().await.unwrap_or_default();
-    for line in text.lines().filter(|l| l.starts_with("service_requests{")) {
+    // The frontend's counters only: the requests clients made (the history and matching
+    // services count the same requests again as they pass them on).
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("service_requests{") && l.contains("service_name=\"frontend\""))
+    {
         let Some(operation) = line
             .split("operation=\"")
             .nth(1)

@@ -101,6 +101,11 @@ impl Bus {
         }
     }
 
+    /// The bus's state as it changes (to `Connecting` on a disconnect, `Ready` once back).
+    pub fn watch_state(&self) -> watch::Receiver<BusState> {
+        self.state.clone()
+    }
+
     /// Whether calls may use the bus now.
     pub fn is_ready(&self) -> bool {
         self.state() == BusState::Ready

@@ -439,9 +439,6 @@ pub struct BusSettings {
     /// Workers send a progress hint after each workflow activation, and relays read the log
     /// on hints instead of long-polling history. Every worker of the task queue must agree.
     pub progress_hints: bool,
-    /// With progress hints, the longest between a relay's checks of a task with no LLM call
-    /// running (a hint lost to a NATS reconnect is noticed within this).
-    pub max_check_interval_ms: u64,
 }
 
 impl Default for BusSettings {
@@ -460,7 +457,6 @@ impl Default for BusSettings {
             max_pending_acks: 4096,
             marker_interval_ms: 1000,
             progress_hints: true,
-            max_check_interval_ms: 10_000,
         }
     }
 }

@@ -541,7 +541,6 @@ async fn a_relay_expecting_hints_from_a_worker_that_sends_none_still_serves_the_
     let app = spawn_app_with(silent, true).await;
     let mut config = app.config.clone();
     config.bus.progress_hints = true;
-    config.bus.max_check_interval_ms = 300;
     let api = agentflow_tests::api::spawn_api(&config).await;
     // Every step after the first read is found by the relay's checks alone (the history grew).
     let (_, log) = watched_to_the_end(&app, &api, "What is 6*7? Then count to 20").await;

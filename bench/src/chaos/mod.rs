@@ -248,6 +248,9 @@ enum Role {
     Slow(Duration),
 }
 
+/// Chunks of a long round's answer (`word0 word1 …`, ≈ 400 KB).
+const LONG_ANSWER_CHUNKS: usize = 40_000;
+
 /// One round's plan, drawn from its seed.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -262,9 +265,20 @@ struct Plan {
 
 impl Plan {
     fn draw(rng: &mut Rng) -> Self {
-        let chunks = rng.range(20, 50) as usize;
+        // One round in ten is a long generation (≈ 400 KB of text as fast as the model can
+        // send it: the call hands its events to the workflow in checkpoints), with its
+        // process faults spread further into the answer.
+        let long = rng.chance(0.1);
+        let (chunks, every, spread) = if long {
+            (LONG_ANSWER_CHUNKS, Duration::ZERO, 20)
+        } else {
+            (
+                rng.range(20, 50) as usize,
+                Duration::from_millis(rng.range(10, 30)),
+                1,
+            )
+        };
         let answer = (0..chunks).map(|i| format!("word{i} ")).collect();
-        let every = Duration::from_millis(rng.range(10, 30));
         let tool_call_errors = u32::from(rng.chance(0.25));
         let answer_faults = (0..rng.range(0, 2))
             .map(|_| {
@@ -286,12 +300,14 @@ impl Plan {
                 0 => Role::Steady,
                 1 => Role::Reconnecting(rng.range(2, 8) as usize),
                 2 => Role::Leaves(rng.range(1, 20) as usize),
+                // A long answer has thousands of events: its slow readers sleep less.
+                _ if long => Role::Slow(Duration::from_millis(rng.range(1, 3))),
                 _ => Role::Slow(Duration::from_millis(rng.range(20, 80))),
             });
         }
         let mut process_faults = Vec::new();
         if rng.chance(0.5) {
-            process_faults.push(ProcessFault::KillWorker(rng.range(1, 3) as usize));
+            process_faults.push(ProcessFault::KillWorker(spread * rng.range(1, 3) as usize));
         }
         if rng.chance(0.4) {
             process_faults.push(ProcessFault::RestartApi(rng.range(1, 25) as usize));
@@ -300,13 +316,17 @@ impl Plan {
             process_faults.push(ProcessFault::RestartTemporal(rng.range(1, 25) as usize));
         }
         if rng.chance(0.3) {
-            process_faults.push(ProcessFault::KillNats(rng.range(1, 6) as usize));
+            process_faults.push(ProcessFault::KillNats(spread * rng.range(1, 6) as usize));
         }
         if rng.chance(0.15) {
-            process_faults.push(ProcessFault::ZombieWorker(rng.range(1, 3) as usize));
+            process_faults.push(ProcessFault::ZombieWorker(
+                spread * rng.range(1, 3) as usize,
+            ));
         }
         if rng.chance(0.15) {
-            process_faults.push(ProcessFault::KillNatsAndWorker(rng.range(1, 3) as usize));
+            process_faults.push(ProcessFault::KillNatsAndWorker(
+                spread * rng.range(1, 3) as usize,
+            ));
         }
         if process_faults.is_empty() {
             process_faults.push(match rng.range(0, 2) {
