@@ -81,7 +81,9 @@ pub struct ModelConfig {
     /// Scripted model only: delay between streamed tokens.
     #[serde(default)]
     pub token_delay_ms: u64,
-    /// HTTP timeout of one request.
+    /// HTTP timeout: of the whole request in batch mode; while streaming, of the wait for the
+    /// response and of every silence in the stream (the call as a whole is bounded by
+    /// `worker.llm_timeout_secs`).
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
 }

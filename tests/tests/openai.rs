@@ -154,3 +154,27 @@ async fn a_server_error_is_retried_and_the_log_stays_dense() {
     assert_eq!(done.final_response, "Fine now.");
     app.stop_worker().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_longer_than_the_request_timeout_completes_while_it_keeps_sending() {
+    // 25 chunks 100 ms apart: 2.5 s of streaming against a 1 s request timeout, which bounds
+    // the model's silences, not the whole stream.
+    let chunks: Vec<String> = (0..25).map(|i| format!("w{i} ")).collect();
+    let fake = FakeOpenAi::start(vec![Turn::Paced(
+        chunks.clone(),
+        std::time::Duration::from_millis(100),
+    )])
+    .await;
+    let mut config = fake.config(test_config());
+    config.models.get_mut("fake").unwrap().request_timeout_secs = 1;
+    let mut app = spawn_app_with(config, true).await;
+    let id = app.create("assistant", task("hello", true)).await.unwrap();
+    let result = app.result(id).await;
+    assert_eq!(result.state.status, TaskStatus::Completed);
+    assert_eq!(fake.requests().len(), 1, "no retry");
+    let EventKind::Completed(done) = &result.events.last().unwrap().kind else {
+        unreachable!()
+    };
+    assert_eq!(done.final_response, chunks.concat());
+    app.stop_worker().await;
+}

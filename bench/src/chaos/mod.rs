@@ -248,8 +248,9 @@ enum Role {
     Slow(Duration),
 }
 
-/// Chunks of a long round's answer (`word0 word1 …`, ≈ 400 KB).
-const LONG_ANSWER_CHUNKS: usize = 40_000;
+/// Chunks of a long round's answer (`word0 word1 …`: ≈ 60 KB of text in ≈ 1 MB of events,
+/// several checkpoints).
+const LONG_ANSWER_CHUNKS: usize = 6_000;
 
 /// One round's plan, drawn from its seed.
 #[derive(Debug, Clone)]
@@ -265,7 +266,7 @@ struct Plan {
 
 impl Plan {
     fn draw(rng: &mut Rng) -> Self {
-        // One round in ten is a long generation (≈ 400 KB of text as fast as the model can
+        // One round in ten is a long generation (thousands of events as fast as the model can
         // send it: the call hands its events to the workflow in checkpoints), with its
         // process faults spread further into the answer.
         let long = rng.chance(0.1);
@@ -578,6 +579,8 @@ struct Outcome {
     duplicated: u64,
     diverged: u64,
     terminal: Option<&'static str>,
+    /// Why the task failed, when it ended with `WorkflowFailed`.
+    failure: Option<String>,
     violations: Vec<String>,
 }
 
@@ -686,6 +689,9 @@ async fn round(
         .last()
         .filter(|e| e.is_terminal())
         .map(Event::type_name);
+    if let Some(EventKind::Failed(failed)) = events.last().map(|e| &e.kind) {
+        outcome.failure = Some(format!("{}: {}", failed.error.kind, failed.error.message));
+    }
     let log = match EventLog::from_events(Seq(1), events) {
         Ok(log) => log,
         Err(error) => {
@@ -816,10 +822,15 @@ async fn rounds(
         let outcome = round(stack, script, faults, number, &plan, options.round_timeout).await?;
         seconds.push(started.elapsed().as_secs_f64());
         println!(
-            "round {number}: {} subscribers, {} events checked, ended with {}, {:.1} s{}",
+            "round {number}: {} subscribers, {} events checked, ended with {}{}, {:.1} s{}",
             outcome.subscribers,
             outcome.events_checked,
             outcome.terminal.unwrap_or("nothing"),
+            outcome
+                .failure
+                .as_ref()
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default(),
             started.elapsed().as_secs_f64(),
             if outcome.violations.is_empty() {
                 String::new()

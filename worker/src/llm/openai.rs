@@ -249,14 +249,29 @@ impl LlmProvider for OpenAiProvider {
         let mut builder = self
             .http
             .post(format!("{}/chat/completions", self.base_url))
-            .timeout(self.timeout)
             .json(&Self::body(&request));
+        // A batch request is bounded as a whole; a stream by its silences (a long generation
+        // may stream for longer than any sensible whole-request timeout: the activity's
+        // start-to-close timeout bounds the call).
+        let timeout = self.timeout;
+        if !request.stream {
+            builder = builder.timeout(timeout);
+        }
+        let silent = move || {
+            LlmError::retryable(format!(
+                "the model sent nothing for {} s",
+                timeout.as_secs_f64()
+            ))
+        };
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
         let stream = request.stream;
         Box::pin(async_stream::try_stream! {
-            let response = builder.send().await.map_err(network_error)?;
+            let response = tokio::time::timeout(timeout, builder.send())
+                .await
+                .map_err(|_| silent())?
+                .map_err(network_error)?;
             let status = response.status();
             if !status.is_success() {
                 let body = response.text().await.unwrap_or_default();
@@ -267,7 +282,10 @@ impl LlmProvider for OpenAiProvider {
             } else {
                 let mut events = response.bytes_stream().eventsource();
                 let mut acc = StreamAccumulator::default();
-                while let Some(event) = events.next().await {
+                while let Some(event) = tokio::time::timeout(timeout, events.next())
+                    .await
+                    .map_err(|_| silent())?
+                {
                     let event = event.map_err(|e| LlmError::retryable(format!("stream broke: {e}")))?;
                     if let Some(text) = acc.push(&event.data)? {
                         yield LlmChunk::Text(text);
