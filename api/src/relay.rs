@@ -482,6 +482,7 @@ async fn run(
     let mut reuse_last = false;
     let mut history_token: Vec<u8> = Vec::new();
     let mut backoff = Backoff::default();
+    let mut query_backoff = Backoff::default();
     // With hints: the run's close, awaited by one parked long poll that outlives iterations
     // (a run closed from outside sends no hint), and the bus's state (a hint lost while it was
     // away is made up for by a read when it changes).
@@ -546,8 +547,17 @@ async fn run(
                     continue;
                 }
             }
-            Err(error) => tracing::warn!(%task, %error, "relay: get_events failed"),
+            Err(error) => {
+                tracing::warn!(%task, %error, "relay: get_events failed");
+                if hints.is_some() && ctx.bus.as_ref().is_some_and(Bus::is_ready) {
+                    // No history poll would bring another wake-up: read again after a pause
+                    // (growing while the reads fail, e.g. while no worker answers).
+                    query_backoff.wait().await;
+                    continue;
+                }
+            }
         }
+        query_backoff.reset();
         relay.caught_up.send_replace(true);
         let bus_ready = ctx.bus.as_ref().is_some_and(Bus::is_ready);
         if let Some(events) = current.llm_events()
@@ -585,12 +595,15 @@ async fn run(
                     hint = hints.next() => match hint {
                         Some(Progress::Appended) => Ok(Wake::Hinted),
                         // The hint precedes the closing task's completion: wait for it.
-                        Some(Progress::Closing) => {
-                            match tokio::time::timeout(ctx.settings.rpc_timeout, closing).await {
-                                Ok(()) => Ok(Wake::Closed),
-                                Err(_) => Ok(Wake::Hinted),
-                            }
-                        }
+                        Some(Progress::Closing) => tokio::select! {
+                            () = &mut *closing => Ok(Wake::Closed),
+                            // A later step: the close did not happen (or this hint is stale).
+                            next = hints.next() => Ok(match next {
+                                Some(_) => Wake::Hinted,
+                                None => Wake::HintsEnded,
+                            }),
+                            () = tokio::time::sleep(ctx.settings.rpc_timeout) => Ok(Wake::Hinted),
+                        },
                         None => Ok(Wake::HintsEnded),
                     },
                     () = &mut *closing => Ok(Wake::Closed),
@@ -681,6 +694,10 @@ async fn run(
         if hints_ended {
             hints = None;
         }
+        // Hints that piled up meanwhile are covered by the read that follows.
+        if let Some(hints) = hints.as_mut() {
+            while let Some(Some(_)) = futures::FutureExt::now_or_never(hints.next()) {}
+        }
         if closed {
             history_token.clear();
             close_watch = None;
@@ -711,12 +728,18 @@ async fn watch_close(ctx: &RelayContext, task: TaskId) {
 /// The longest one wait for a run's close event lasts (the server ends it after ~60 s).
 const CLOSE_POLL: Duration = Duration::from_secs(70);
 
-/// Resolves when the bus's state changes; never without a bus.
+/// Resolves when the bus becomes ready or stops being ready (compared with when this was
+/// called); never without a bus.
 async fn bus_changed(state: Option<&mut tokio::sync::watch::Receiver<agentflow_bus::BusState>>) {
-    if let Some(state) = state
-        && state.changed().await.is_ok()
-    {
-        return;
+    if let Some(state) = state {
+        let was_ready = *state.borrow() == agentflow_bus::BusState::Ready;
+        if state
+            .wait_for(|now| (*now == agentflow_bus::BusState::Ready) != was_ready)
+            .await
+            .is_ok()
+        {
+            return;
+        }
     }
     std::future::pending().await
 }

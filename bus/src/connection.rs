@@ -101,6 +101,11 @@ impl Bus {
         }
     }
 
+    /// Whether core NATS is connected (hints need no more; calls need [`Bus::is_ready`]).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// The bus's state as it changes (to `Connecting` on a disconnect, `Ready` once back).
     pub fn watch_state(&self) -> watch::Receiver<BusState> {
         self.state.clone()

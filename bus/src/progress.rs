@@ -35,6 +35,9 @@ impl Progress {
     }
 }
 
+/// The longest a hint may wait to be handed to the NATS client.
+pub const HINT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The progress hints of one task.
 pub struct ProgressHints(async_nats::Subscriber);
 
@@ -54,18 +57,26 @@ impl Bus {
         format!("{}-progress.{task}", self.settings.subject_prefix)
     }
 
-    /// Tells `task`'s relays what its workflow just did. Best effort: a relay that misses it
-    /// notices the change on its next check.
-    pub async fn hint_progress(&self, task: TaskId, progress: Progress) {
-        if !self.is_ready() {
-            return;
+    /// Tells `task`'s relays what its workflow just did; whether the hint went out. It needs
+    /// only core NATS (not the stream), and gives up after [`HINT_TIMEOUT`] rather than hold
+    /// up the workflow task (a client whose server stalls stops taking publishes).
+    pub async fn hint_progress(&self, task: TaskId, progress: Progress) -> bool {
+        if !self.is_connected() {
+            return false;
         }
-        if let Err(error) = self
+        let publish = self
             .client
-            .publish(self.progress_subject(task), progress.payload())
-            .await
-        {
-            tracing::warn!(%task, %error, "sending a progress hint failed");
+            .publish(self.progress_subject(task), progress.payload());
+        match tokio::time::timeout(HINT_TIMEOUT, publish).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(%task, %error, "sending a progress hint failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(%task, "sending a progress hint timed out");
+                false
+            }
         }
     }
 

@@ -7,8 +7,8 @@
 
 use agentflow_bus::{Bus, Progress};
 use agentflow_shared::ids::TaskId;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use temporalio_common::protos::coresdk::workflow_activation::WorkflowActivation;
 use temporalio_common::protos::coresdk::workflow_activation::workflow_activation_job::Variant as Job;
 use temporalio_common::protos::coresdk::workflow_commands::workflow_command::Variant as Command;
@@ -27,18 +27,57 @@ struct Run {
     evicted: bool,
 }
 
-/// Sends a [`Progress`] hint per workflow activation that could have changed the log.
+/// Sends a [`Progress`] hint per workflow activation that could have changed the log. A hint
+/// that could not go out (NATS unreachable) is sent again once NATS is back, so no step goes
+/// unhinted for longer than the outage. Clones share their state.
+#[derive(Clone)]
 pub struct ProgressHinter {
     bus: Bus,
-    runs: Runs,
+    runs: Arc<Runs>,
+    /// Tasks whose last hint did not go out (at most [`MAX_MISSED`]).
+    missed: Arc<Mutex<HashSet<TaskId>>>,
 }
+
+/// The most tasks remembered for a hint again after an outage; past it a relay catches up at
+/// its task's next step.
+const MAX_MISSED: usize = 65_536;
 
 impl ProgressHinter {
     /// A hinter publishing on `bus`.
     pub fn new(bus: Bus) -> Self {
         Self {
             bus,
-            runs: Runs::default(),
+            runs: Arc::default(),
+            missed: Arc::default(),
+        }
+    }
+
+    /// Sends `task` its hint, remembering it when it could not go out.
+    async fn hint(&self, task: TaskId, progress: Progress) {
+        if !self.bus.hint_progress(task, progress).await {
+            let mut missed = self.missed.lock().expect("hinter lock");
+            if missed.len() < MAX_MISSED {
+                missed.insert(task);
+            }
+        }
+    }
+
+    /// Sends the hints that did not go out, now that NATS is back.
+    async fn resend_missed(&self) {
+        let missed: Vec<TaskId> = self.missed.lock().expect("hinter lock").drain().collect();
+        for task in missed {
+            self.hint(task, Progress::Appended).await;
+        }
+    }
+
+    /// Runs until the bus goes away: after every change of the bus's state (a reconnect
+    /// among them), resends the hints that did not go out.
+    pub async fn resend_after_outages(self) {
+        let mut state = self.bus.watch_state();
+        while state.changed().await.is_ok() {
+            if self.bus.is_connected() {
+                self.resend_missed().await;
+            }
         }
     }
 }
@@ -123,7 +162,7 @@ impl Runs {
 impl WorkerInterceptor for ProgressHinter {
     async fn on_workflow_activation_completion(&self, completion: &WorkflowActivationCompletion) {
         if let Some((task, progress)) = self.runs.hint_for(completion) {
-            self.bus.hint_progress(task, progress).await;
+            self.hint(task, progress).await;
         }
     }
 

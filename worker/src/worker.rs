@@ -82,7 +82,9 @@ pub async fn run(
         .graceful_shutdown_period(Duration::from_secs(5))
         .build();
     if let Some(bus) = bus.filter(|_| config.bus.progress_hints) {
-        options.worker_interceptor(ProgressHinter::new(bus));
+        let hinter = ProgressHinter::new(bus);
+        tokio::spawn(hinter.clone().resend_after_outages());
+        options.worker_interceptor(hinter);
     }
     if let Some(pollers) = settings.workflow_task_pollers {
         options.workflow_task_poller_behavior = Some(PollerBehavior::SimpleMaximum(pollers.max(2)));

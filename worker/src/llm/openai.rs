@@ -274,7 +274,11 @@ impl LlmProvider for OpenAiProvider {
                 .map_err(network_error)?;
             let status = response.status();
             if !status.is_success() {
-                let body = response.text().await.unwrap_or_default();
+                let body = tokio::time::timeout(timeout, response.text())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
                 Err(http_error(status, &body))?;
             } else if !stream {
                 let body: Value = response.json().await.map_err(network_error)?;
