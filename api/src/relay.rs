@@ -1,8 +1,10 @@
 //! The per-task relay: one per task per api process, shared by all of the task's subscribers.
 //!
 //! It keeps the task's whole log in memory as pre-encoded SSE frames and advances it from
-//! Temporal and the bus: the `get_events` query for durable events, the history long poll as
-//! the wake-up, the workflow result once the task is closed (no worker needed), and for live
+//! Temporal and the bus: the `get_events` query for durable events, woken by the workers'
+//! progress hints on the bus (or, with the bus down or hints off, by the history long poll;
+//! one parked close-only long poll notices a run closed from outside), the workflow result
+//! once the task is closed (no worker needed), and for live
 //! ones the task's calls on the bus (a follower, each call through the bus's fold) — or, for a
 //! call on the heartbeat path (no bus, or a call that left it), the heartbeat details of the
 //! pending LLM activity, polled with `Describe` only while one runs. A call on the bus costs
