@@ -215,6 +215,7 @@ async fn a_worker_killed_mid_delta_is_resumed_from_what_the_bus_stored() {
     );
     let fold = the_call_on_the_bus(&bus(&app).await, task, &log).await;
     assert_eq!(fold.attempt(), 2);
+    app.assert_replays(task, "bus-worker-killed").await;
     api.stop().await;
 }
 
@@ -307,6 +308,7 @@ async fn a_heartbeat_timeout_on_the_last_attempt_fences_before_the_terminal_even
         .await
         .unwrap();
     assert_eq!(read.fold.attempt(), 2);
+    app.assert_replays(task, "bus-recovery").await;
     api.stop().await;
 }
 

@@ -114,6 +114,9 @@ async fn long_generation(streaming: bool) {
     );
     check_prefix(Seq(0), &received, &log).expect("the stream is the log");
     assert_eq!(received.len(), log.len(), "the stream reached the end");
+    if streaming {
+        app.assert_replays(long, "checkpoints").await;
+    }
     api.stop().await;
 }
 
@@ -175,6 +178,7 @@ async fn a_stopped_worker_hands_its_call_over_at_once_with_every_event() {
         "the call was resumed on the next worker"
     );
     assert_eq!(llm_completed(&result)[0].content, counting_to(400));
+    app.assert_replays(task, "llm-retry").await;
 }
 
 fn failure_kind(result: &TaskResult) -> Option<String> {
@@ -278,5 +282,6 @@ async fn a_turn_whose_log_would_outgrow_the_run_fails_with_log_limit() {
             .any(|e| matches!(e.kind, EventKind::ToolCallStarted(_))),
         "the tools did not run"
     );
+    app.assert_replays(task, "log-limit").await;
     api.stop().await;
 }
