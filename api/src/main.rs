@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let path = std::env::args_os().nth(1).map(PathBuf::from);
     let config = AgentflowConfig::load(path.as_deref()).context("loading the configuration")?;
-    let client = agentflow_worker::connect::connect_from_env().await?;
+    let client = agentflow_client::connect::connect_from_env().await?;
     let listen = config.api.listen.clone();
     let app = Application::build(config, client)
         .await

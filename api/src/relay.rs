@@ -12,17 +12,17 @@
 //! that run ahead of the durable log wait in the follower until the query has caught up.
 //! Subscribers read frames after their own cursor at their own pace, so a slow subscriber is
 //! never skipped and never slows the others; Temporal RPCs do not depend on how many there are
-//! (DESIGN.md, Invariants 1 and 2).
+//! (docs/CONTRACT.md, Invariants 1 and 2).
 
 use crate::temporal::{self, DescribeError, HistoryPoll, RpcCounters, TaskDescription};
 use agentflow_bus::{Bus, Progress};
-use agentflow_shared::event::{ErrorInfo, Event, EventKind, Failed, Reason};
+use agentflow_client::EventsQuery;
+use agentflow_client::progress::CallProgress;
+use agentflow_client::workflow::{self as contract, AgentTask};
+use agentflow_shared::event::{ErrorInfo, Event, EventKind, Failed, FailureKind, Reason};
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
 use agentflow_shared::log::{Appended, EventLog, LogError};
 use agentflow_shared::task::{EventsPage, EventsRange, TaskResult};
-use agentflow_worker::AgentTaskWorkflow;
-use agentflow_worker::progress::CallProgress;
-use agentflow_worker::queries::EventsQuery;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -419,7 +419,7 @@ impl RelayContext {
     ) -> Result<EventsPage, WorkflowQueryError> {
         let handle = self
             .client
-            .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+            .get_workflow_handle::<AgentTask>(task.workflow_id());
         let mut attempt = 0;
         loop {
             RpcCounters::count(&self.counters.query);
@@ -429,7 +429,7 @@ impl RelayContext {
             };
             match handle
                 .query(
-                    AgentTaskWorkflow::get_events,
+                    contract::GetEvents,
                     EventsQuery(range),
                     self.query_options(),
                 )
@@ -942,7 +942,7 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
     RpcCounters::count(&ctx.counters.result);
     let handle = ctx
         .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+        .get_workflow_handle::<AgentTask>(task.workflow_id());
     let result: Result<TaskResult, _> = handle
         .get_result(temporal::result_options(ctx.settings.rpc_timeout))
         .await;
@@ -998,10 +998,10 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
                     EventKind::Cancelled(Reason::new("the workflow was cancelled"))
                 }
                 _ => EventKind::Failed(Failed {
-                    error: ErrorInfo {
-                        kind: "workflow_closed".into(),
-                        message: format!("the workflow closed as {}", status.as_str_name()),
-                    },
+                    error: ErrorInfo::new(
+                        FailureKind::WorkflowClosed,
+                        format!("the workflow closed as {}", status.as_str_name()),
+                    ),
                     retryable: false,
                 }),
             };

@@ -1,13 +1,12 @@
 //! Thin wrappers over the Temporal RPCs the api makes, each counted in [`RpcCounters`].
 
+use agentflow_client::EventsQuery;
+use agentflow_client::progress::CallProgress;
+use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::event::Event;
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
 use agentflow_shared::task::EventsRange;
 use agentflow_shared::task::{TaskInput, TaskStatus};
-use agentflow_worker::AgentTaskWorkflow;
-use agentflow_worker::activities::AgentActivities;
-use agentflow_worker::progress::CallProgress;
-use agentflow_worker::queries::EventsQuery;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -146,14 +145,14 @@ impl TaskDescription {
     /// What the pending LLM activity heartbeated (its events, or its marker on the bus), if one
     /// is pending; an activity that has not heartbeated yet counts as carrying no events.
     pub fn llm_progress(&self) -> Option<CallProgress> {
-        let llm_call = AgentActivities::llm_call.name();
+        let llm_call = contract::activity::LLM_CALL;
         let pending = self
             .raw
             .pending_activities
             .iter()
             .any(|a| a.activity_type.as_ref().is_some_and(|t| t.name == llm_call));
         pending.then(|| {
-            agentflow_worker::tasks::heartbeat_progress(&self.raw)
+            agentflow_client::progress::heartbeat_progress(&self.raw)
                 .unwrap_or(CallProgress::Events(Vec::new()))
         })
     }
@@ -309,7 +308,7 @@ pub async fn archived_log(
     timeout: Duration,
 ) -> Result<Vec<Event>, Status> {
     use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
-    let archive = AgentActivities::archive_log.name();
+    let archive = contract::activity::ARCHIVE_LOG;
     let mut events: Vec<Event> = Vec::new();
     let mut token = Vec::new();
     loop {
@@ -370,7 +369,7 @@ async fn run_log(
         .workflow_id(task.workflow_id())
         .run_id(run_id.to_owned())
         .build();
-    let handle = WorkflowHandle::<Client, AgentTaskWorkflow>::new(client.clone(), info);
+    let handle = WorkflowHandle::<Client, AgentTask>::new(client.clone(), info);
     let mut events: Vec<Event> = Vec::new();
     loop {
         RpcCounters::count(&counters.query);
@@ -380,7 +379,7 @@ async fn run_log(
         };
         let page = handle
             .query(
-                AgentTaskWorkflow::get_events,
+                contract::GetEvents,
                 EventsQuery(range),
                 query_options(timeout),
             )

@@ -1,5 +1,5 @@
 //! The live event bus: an LLM call's events on NATS JetStream, in a few milliseconds, with the
-//! exactly-once promise of DESIGN.md's Invariant 1 kept by fencing rather than by hope.
+//! exactly-once promise of Invariant 1 (docs/CONTRACT.md) kept by fencing rather than by hope.
 //!
 //! - [`subject`]: where a call's messages go (`<prefix>.<task>.<seq_base>`).
 //! - [`message`]: a message on a call's subject: an attempt's fence or one of its events.

@@ -408,7 +408,7 @@ impl ApiSettings {
 }
 
 /// The live event bus: NATS with JetStream. Without a `url`, every LLM call streams over its
-/// heartbeats (the degraded path, DESIGN.md Invariant 1).
+/// heartbeats (the degraded path; docs/CONTRACT.md, Invariant 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusSettings {

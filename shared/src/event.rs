@@ -1,4 +1,4 @@
-//! The event log entry and every event type of the contract (DESIGN.md, "Events").
+//! The event log entry and every event type of the contract (docs/CONTRACT.md, "Event types").
 //!
 //! On the wire an event is
 //! `{"seq":7,"type":"WorkflowToolCallCompleted","task_id":"…","agent_id":"…","timestamp":"…","step":2,"data":{…}}`.
@@ -8,6 +8,7 @@ use crate::llm::{FinishReason, ToolCall, Usage};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::fmt;
 
 /// One entry of a task's event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -63,10 +64,62 @@ impl Mode {
 /// An error as reported in `WorkflowFailed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
-    /// Machine-readable kind, e.g. `llm_error`, `budget_exceeded`, `max_steps`.
+    /// Machine-readable kind: one of [`FailureKind`]'s names, e.g. `llm_error`, `max_steps`.
     pub kind: String,
     /// Human-readable message.
     pub message: String,
+}
+
+impl ErrorInfo {
+    /// An error of `kind`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.as_str().to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a task failed: the `error.kind` of `WorkflowFailed` (a string on the wire, so a client
+/// built against an older list still reads a newer kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The LLM call failed for good (`retryable` says whether running it again may help).
+    LlmError,
+    /// The cost exceeded the budget, with `on_budget_exceeded = "fail"`.
+    BudgetExceeded,
+    /// No final answer within `max_steps`.
+    MaxSteps,
+    /// The current turn's messages alone exceed `worker.limits.max_conversation_bytes`.
+    ContextLimit,
+    /// The run's log has no room for the next call within `worker.limits.max_run_log_bytes`.
+    LogLimit,
+    /// The workflow met a state it cannot go on from (a bug; logged by the worker).
+    Internal,
+    /// The workflow was closed from outside (terminated, timed out) without its own terminal
+    /// event; the api ends the log with this.
+    WorkflowClosed,
+}
+
+impl FailureKind {
+    /// The kind's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LlmError => "llm_error",
+            Self::BudgetExceeded => "budget_exceeded",
+            Self::MaxSteps => "max_steps",
+            Self::ContextLimit => "context_limit",
+            Self::LogLimit => "log_limit",
+            Self::Internal => "internal",
+            Self::WorkflowClosed => "workflow_closed",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 macro_rules! event_kinds {
@@ -560,10 +613,7 @@ mod tests {
                 usage: Usage::new(1, 2),
             }),
             EventKind::Failed(Failed {
-                error: ErrorInfo {
-                    kind: "llm_error".into(),
-                    message: "boom".into(),
-                },
+                error: ErrorInfo::new(FailureKind::LlmError, "boom"),
                 retryable: false,
             }),
             EventKind::Cancelled(Reason::new("r")),

@@ -1,4 +1,4 @@
-//! Server-Sent Events framing of events (DESIGN.md, "SSE framing").
+//! Server-Sent Events framing of events (docs/CONTRACT.md, "Server-Sent Events").
 
 use crate::event::Event;
 use std::fmt::Write;

@@ -1,15 +1,15 @@
 //! `spawn_app()`: a worker on a fresh task queue of the shared dev server, with request helpers.
 
 use crate::server::{nats_url, temporal_address};
+use agentflow_client::EventsQuery;
+use agentflow_client::progress::CallProgress;
+use agentflow_client::tasks::{NewTask, start_task, task_input};
 use agentflow_shared::EventLog;
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::Event;
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
 use agentflow_shared::task::{EventsRange, ExecuteAccepted, ExecuteRequest, TaskResult, TaskState};
 use agentflow_worker::AgentTaskWorkflow;
-use agentflow_worker::progress::CallProgress;
-use agentflow_worker::queries::EventsQuery;
-use agentflow_worker::tasks::{NewTask, start_task, task_input};
 use agentflow_worker::tools::ToolRegistry;
 use anyhow::Context;
 use std::str::FromStr;
@@ -235,7 +235,7 @@ impl TestApp {
             .describe(WorkflowDescribeOptions::default())
             .await
             .expect("describe");
-        agentflow_worker::tasks::heartbeat_progress(description.raw())
+        agentflow_client::progress::heartbeat_progress(description.raw())
     }
 
     /// The task's history as JSON (for replay tests).

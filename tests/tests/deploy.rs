@@ -3,7 +3,7 @@
 //! targets the Dockerfile has. (No Docker engine runs on the reference machine, so the images
 //! themselves are not built by the tests.)
 
-use agentflow_worker::workflow::{AGENT_ID, TASK_STATUS, USER_ID};
+use agentflow_client::search::{AGENT_ID, TASK_STATUS, USER_ID};
 use std::path::Path;
 
 fn read(path: &str) -> String {

@@ -1,11 +1,11 @@
 //! Tasks on an OpenAI-compatible model, served by a local fake Chat Completions server.
 
+use agentflow_client::tasks::NewTask;
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::task::TaskStatus;
 use agentflow_tests::fake_openai::{FakeOpenAi, Turn};
 use agentflow_tests::harness::{dense_log, test_config};
 use agentflow_tests::spawn_app_with;
-use agentflow_worker::tasks::NewTask;
 use serde_json::json;
 
 fn task(query: &str, streaming: bool) -> NewTask {

@@ -194,7 +194,7 @@ async fn a_long_conversation_drops_its_oldest_turns_and_says_so() {
     config.worker.limits.max_conversation_bytes = 4096;
     let app = spawn_app_with(config, true).await;
     let api = app.spawn_api().await;
-    let mut task = agentflow_worker::tasks::NewTask::default();
+    let mut task = agentflow_client::tasks::NewTask::default();
     task.parameters.conversation = Some(true);
     task.parameters.enable_streaming = Some(false);
     let task = app.create("assistant", task).await.expect("created");

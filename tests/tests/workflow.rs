@@ -1,6 +1,7 @@
 //! The agent workflow end to end on a real dev server with a real worker: batch and streaming
 //! runs, tools, budget, `execute` validation, the idle timeout, and the replay of every history.
 
+use agentflow_client::tasks::NewTask;
 use agentflow_shared::config::ModelConfig;
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::Seq;
@@ -10,7 +11,6 @@ use agentflow_tests::harness::{dense_log, test_config};
 use agentflow_tests::{TestApp, spawn_app, spawn_app_with};
 use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::llm::{LlmRequest, scripted_response};
-use agentflow_worker::tasks::NewTask;
 use serde_json::json;
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};

@@ -8,14 +8,14 @@
 //! retry starts from what earlier attempts left (failure details, heartbeat details, the bus),
 //! keeps those events, records `WorkflowLLMCallRetrying` and numbers on after them. A failure or
 //! cancellation attaches the events as details, so the workflow can append everything a client
-//! may have seen (DESIGN.md, Invariant 1).
+//! may have seen (docs/CONTRACT.md, Invariant 1).
 
 use crate::checkpoint::{CallCheckpoint, CheckpointError, Checkpoints};
 use crate::coalesce::Coalescer;
 use crate::llm::{LlmChunk, LlmError, LlmRequest, LlmResponse, provider_for};
-use crate::progress::{BusPosition, CallProgress, merge_prefixes};
 use crate::tools::{ToolError, ToolRegistry};
 use agentflow_bus::{Bus, CallFold, CallPublisher, CallSubject};
+use agentflow_client::progress::{BusPosition, CallProgress, merge_prefixes};
 use agentflow_shared::config::{ModelConfig, SizeLimits};
 use agentflow_shared::event::{
     Event, EventKind, LlmCallCompleted, LlmCallDelta, LlmCallRetrying, LlmCallStarted, Mode,

@@ -1,6 +1,7 @@
 //! The LLM activity under the SDK's `ActivityEnvironment`: cumulative heartbeats, numbering
 //! from `seq_base`, resuming after a retry, and events attached to failures and cancellations.
 
+use agentflow_client::progress::CallProgress;
 use agentflow_shared::config::{AgentflowConfig, ModelConfig, ProviderKind};
 use agentflow_shared::event::{Event, EventKind, Mode};
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
@@ -10,7 +11,6 @@ use agentflow_shared::log::{EventLog, encoded_len};
 use agentflow_worker::activities::{
     AgentActivities, CoalesceSettings, LlmCallInput, ToolCallInput,
 };
-use agentflow_worker::progress::CallProgress;
 use agentflow_worker::tools::ToolRegistry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -6,12 +6,12 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, OptionalJsonBody, PathParams};
 use crate::routes::tasks::{describe_task, parse_task_id};
 use crate::state::AppState;
+use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::ids::TaskId;
 use agentflow_shared::task::{
     ApprovalDecision, ApprovalRequest, BudgetRequest, ControlRequest, Rejection, TaskState,
     TaskStatus,
 };
-use agentflow_worker::AgentTaskWorkflow;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -77,7 +77,7 @@ macro_rules! control_update {
         let task: TaskId = $task;
         let handle = state
             .client
-            .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+            .get_workflow_handle::<AgentTask>(task.workflow_id());
         let options = crate::temporal::update_options(state.config.api.rpc_timeout());
         let accepted = bounded_update(state, task, handle.execute_update($update, $arg, options))
             .await?
@@ -100,7 +100,7 @@ pub async fn pause(
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(state, task, AgentTaskWorkflow::pause, body)
+    control_update!(state, task, contract::Pause, body)
 }
 
 /// Resumes a paused run.
@@ -117,7 +117,7 @@ pub async fn resume(
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(state, task, AgentTaskWorkflow::resume, body)
+    control_update!(state, task, contract::Resume, body)
 }
 
 /// Cancels the task: a running LLM call stops, `WorkflowCancelled` ends the log.
@@ -134,7 +134,7 @@ pub async fn cancel(
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
-    let accepted: Accepted = control_update!(state, task, AgentTaskWorkflow::cancel, body);
+    let accepted: Accepted = control_update!(state, task, contract::Cancel, body);
     hint_heartbeat(&state, task).await;
     accepted
 }
@@ -159,12 +159,8 @@ pub async fn delete(
     PathParams((agent_id, task_id)): PathParams<(String, String)>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
-    let accepted: Accepted = control_update!(
-        state,
-        task,
-        AgentTaskWorkflow::cancel,
-        ControlRequest::default()
-    );
+    let accepted: Accepted =
+        control_update!(state, task, contract::Cancel, ControlRequest::default());
     hint_heartbeat(&state, task).await;
     accepted
 }
@@ -183,7 +179,7 @@ pub async fn close(
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(state, task, AgentTaskWorkflow::close, body)
+    control_update!(state, task, contract::Close, body)
 }
 
 /// Decides on a tool call waiting for approval (edited `arguments` allowed). The same decision
@@ -207,7 +203,7 @@ pub async fn decide(
         approval_id,
         request: body,
     };
-    control_update!(state, task, AgentTaskWorkflow::decide_approval, decision)
+    control_update!(state, task, contract::DecideApproval, decision)
 }
 
 /// Raises the budget limit; a run paused on its budget resumes once the limit is above its cost.
@@ -224,5 +220,5 @@ pub async fn budget(
     JsonBody(body): JsonBody<BudgetRequest>,
 ) -> Accepted {
     let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(state, task, AgentTaskWorkflow::raise_budget, body)
+    control_update!(state, task, contract::RaiseBudget, body)
 }

@@ -5,14 +5,14 @@ use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::relay::{Frame, RelayError, Subscription};
 use crate::routes::tasks::{closed_log, describe_task, parse_task_id};
 use crate::state::AppState;
+use agentflow_client::EventsQuery;
+use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::EventLog;
 use agentflow_shared::event::EventKind;
 use agentflow_shared::ids::{Seq, TaskId};
 use agentflow_shared::task::{
     ControlRequest, EventsPage, EventsRange, ExecuteRequest, TaskParameters,
 };
-use agentflow_worker::AgentTaskWorkflow;
-use agentflow_worker::queries::EventsQuery;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -63,8 +63,8 @@ pub async fn page(
         let options = crate::temporal::query_options(state.config.api.query_timeout());
         state
             .client
-            .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-            .query(AgentTaskWorkflow::get_events, EventsQuery(range), options)
+            .get_workflow_handle::<AgentTask>(task.workflow_id())
+            .query(contract::GetEvents, EventsQuery(range), options)
             .await
             .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))?
     } else {
@@ -306,9 +306,9 @@ impl Drop for CancelOnDisconnect {
             };
             let handle = state
                 .client
-                .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+                .get_workflow_handle::<AgentTask>(task.workflow_id());
             let options = crate::temporal::update_options(state.config.api.rpc_timeout());
-            let update = handle.execute_update(AgentTaskWorkflow::cancel, request, options);
+            let update = handle.execute_update(contract::Cancel, request, options);
             match crate::routes::control::bounded_update(&state, task, update).await {
                 Ok(Ok(_)) => {
                     if let Some(bus) = state.relays.bus() {
@@ -484,9 +484,9 @@ pub async fn create_and_stream(
     };
     let handle = state
         .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
+        .get_workflow_handle::<AgentTask>(task.workflow_id());
     let options = crate::temporal::update_options(state.config.api.rpc_timeout());
-    let update = handle.execute_update(AgentTaskWorkflow::execute, request, options);
+    let update = handle.execute_update(contract::Execute, request, options);
     crate::routes::control::bounded_update(&state, task, update)
         .await?
         .map_err(|error| crate::routes::control::update_error(task, error))?;

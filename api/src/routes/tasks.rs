@@ -4,13 +4,14 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::state::AppState;
 use crate::temporal::{self, DescribeError, TaskDescription};
+use agentflow_client::progress::CallProgress;
+use agentflow_client::search::{AGENT_ID, TASK_STATUS, USER_ID};
+use agentflow_client::tasks::{CreateTaskError, NewTask, start_task, task_input};
+use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::ids::{AgentId, TaskId};
 use agentflow_shared::task::{
     ExecuteAccepted, ExecuteRequest, TaskParameters, TaskResult, TaskState, TaskStatus,
 };
-use agentflow_worker::AgentTaskWorkflow;
-use agentflow_worker::progress::CallProgress;
-use agentflow_worker::tasks::{CreateTaskError, NewTask, start_task, task_input};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -230,7 +231,7 @@ pub(crate) async fn closed_log(
     crate::temporal::RpcCounters::count(&state.handler_rpcs.result);
     let result = state
         .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
+        .get_workflow_handle::<AgentTask>(task.workflow_id())
         .get_result(temporal::result_options(state.config.api.rpc_timeout()))
         .await;
     match result {
@@ -262,12 +263,8 @@ async fn live_state(state: &AppState, task: TaskId) -> Result<TaskState, ApiErro
     crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
     state
         .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id())
-        .query(
-            AgentTaskWorkflow::get_current_state,
-            (),
-            query_options(state),
-        )
+        .get_workflow_handle::<AgentTask>(task.workflow_id())
+        .query(contract::GetCurrentState, (), query_options(state))
         .await
         .map_err(|e| ApiError::Unavailable(format!("the task's worker did not answer: {e}")))
 }
@@ -367,14 +364,22 @@ pub async fn list(
             state.config.api.max_page_size
         )));
     }
-    let mut query = format!("WorkflowType = 'AgentTaskWorkflow' AND AgentId = '{agent_id}'");
+    let mut query = format!(
+        "WorkflowType = '{}' AND {} = '{agent_id}'",
+        contract::WORKFLOW_TYPE,
+        AGENT_ID.name()
+    );
     if let Some(status) = params.status {
-        query.push_str(&format!(" AND TaskStatus = '{}'", status.as_str()));
+        query.push_str(&format!(
+            " AND {} = '{}'",
+            TASK_STATUS.name(),
+            status.as_str()
+        ));
     }
     if let Some(user) = &params.user_id {
         check_user_id(user)
             .map_err(|_| ApiError::BadRequest("user_id is not a valid user id".into()))?;
-        query.push_str(&format!(" AND UserId = '{user}'"));
+        query.push_str(&format!(" AND {} = '{user}'", USER_ID.name()));
     }
     let token = match &params.page_token {
         Some(token) => URL_SAFE_NO_PAD.decode(token).map_err(|_| {
@@ -468,8 +473,8 @@ pub async fn execute(
     let options = temporal::update_options(state.config.api.rpc_timeout());
     let handle = state
         .client
-        .get_workflow_handle::<AgentTaskWorkflow>(task.workflow_id());
-    let update = handle.execute_update(AgentTaskWorkflow::execute, body, options);
+        .get_workflow_handle::<AgentTask>(task.workflow_id());
+    let update = handle.execute_update(contract::Execute, body, options);
     let accepted = crate::routes::control::bounded_update(&state, task, update)
         .await?
         .map_err(|error| match error {

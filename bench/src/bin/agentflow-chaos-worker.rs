@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     let lookup_url = std::env::var("CHAOS_LOOKUP_URL").context("CHAOS_LOOKUP_URL")?;
     let mut tools = ToolRegistry::with_builtins();
     tools.register(LookupTool::new(lookup_url));
-    let client = agentflow_worker::connect::connect_from_env().await?;
+    let client = agentflow_client::connect::connect_from_env().await?;
     agentflow_worker::worker::run(client, &config, tools, async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing the SIGTERM handler");

@@ -56,6 +56,30 @@ pub fn merge_prefixes(a: Vec<Event>, b: &[Event]) -> Result<Vec<Event>, Seq> {
     Ok(if b.len() > a.len() { b.to_vec() } else { a })
 }
 
+/// What the heartbeat details of a task's pending LLM activity carry (its events on the
+/// heartbeat path, a marker on the bus), from a `DescribeWorkflowExecution` response.
+pub fn heartbeat_progress(
+    description: &temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse,
+) -> Option<CallProgress> {
+    description
+        .pending_activities
+        .iter()
+        .filter_map(|activity| activity.heartbeat_details.as_ref())
+        .filter_map(|details| details.payloads.first())
+        .filter_map(|payload| serde_json::from_slice(&payload.data).ok())
+        .max_by_key(|progress: &CallProgress| progress.events().len())
+}
+
+/// The events carried by the heartbeat details of a task's pending LLM activity (what a client
+/// may see before the activity returns on the heartbeat path; none while it is on the bus).
+pub fn heartbeat_events(
+    description: &temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse,
+) -> Vec<agentflow_shared::Event> {
+    heartbeat_progress(description)
+        .map(|progress| progress.events().to_vec())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

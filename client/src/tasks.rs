@@ -1,7 +1,8 @@
 //! Creating tasks: resolve the agent snapshot from the config and start the workflow.
 //! Used by the api, the tests and anyone starting tasks from Rust.
 
-use crate::workflow::{AGENT_ID, AgentTaskWorkflow, TASK_STATUS, USER_ID};
+use crate::search::{AGENT_ID, TASK_STATUS, USER_ID};
+use crate::workflow::AgentTask;
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::ids::{AgentId, TaskId};
 use agentflow_shared::task::{AgentSnapshot, TaskInput, TaskParameters, TaskStatus};
@@ -104,7 +105,7 @@ pub async fn start_task(
     client: &Client,
     task_queue: &str,
     input: TaskInput,
-) -> Result<WorkflowHandle<Client, AgentTaskWorkflow>, CreateTaskError> {
+) -> Result<WorkflowHandle<Client, AgentTask>, CreateTaskError> {
     let mut attributes = vec![
         AGENT_ID.value_set(input.agent.agent_id.to_string()),
         TASK_STATUS.value_set(TaskStatus::Created.as_str().to_owned()),
@@ -117,32 +118,6 @@ pub async fn start_task(
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .build();
     let workflow_id = input.task_id.workflow_id();
-    client
-        .start_workflow(AgentTaskWorkflow::run, input, options)
-        .await?;
-    Ok(client.get_workflow_handle::<AgentTaskWorkflow>(workflow_id))
-}
-
-/// What the heartbeat details of a task's pending LLM activity carry (its events on the
-/// heartbeat path, a marker on the bus), from a `DescribeWorkflowExecution` response.
-pub fn heartbeat_progress(
-    description: &temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse,
-) -> Option<crate::progress::CallProgress> {
-    description
-        .pending_activities
-        .iter()
-        .filter_map(|activity| activity.heartbeat_details.as_ref())
-        .filter_map(|details| details.payloads.first())
-        .filter_map(|payload| serde_json::from_slice(&payload.data).ok())
-        .max_by_key(|progress: &crate::progress::CallProgress| progress.events().len())
-}
-
-/// The events carried by the heartbeat details of a task's pending LLM activity (what a client
-/// may see before the activity returns on the heartbeat path; none while it is on the bus).
-pub fn heartbeat_events(
-    description: &temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse,
-) -> Vec<agentflow_shared::Event> {
-    heartbeat_progress(description)
-        .map(|progress| progress.events().to_vec())
-        .unwrap_or_default()
+    client.start_workflow(AgentTask, input, options).await?;
+    Ok(client.get_workflow_handle::<AgentTask>(workflow_id))
 }
