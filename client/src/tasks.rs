@@ -5,7 +5,7 @@ use crate::search::{AGENT_ID, TASK_STATUS, USER_ID};
 use crate::workflow::AgentTask;
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::ids::{AgentId, TaskId};
-use agentflow_shared::task::{AgentSnapshot, TaskInput, TaskParameters, TaskStatus};
+use agentflow_shared::task::{AgentSnapshot, RunSettings, TaskInput, TaskParameters, TaskStatus};
 use temporalio_client::{Client, WorkflowHandle, WorkflowIdReusePolicy, WorkflowStartOptions};
 use temporalio_common::search_attributes::SearchAttributes;
 
@@ -93,7 +93,7 @@ pub fn task_input(
             model: model.clone(),
         },
         parameters: task.parameters,
-        settings: config.worker.run_settings(),
+        settings: RunSettings::from_config(&config.worker),
         created_at: chrono::Utc::now(),
         carried: None,
     })

@@ -1,7 +1,6 @@
 //! `agentflow.toml`: agents, models, prices, tools and worker settings, with `AGENTFLOW_…`
 //! environment overrides (nested keys split by `__`, e.g. `AGENTFLOW_WORKER__TASK_QUEUE`).
 
-use crate::task::RunSettings;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
@@ -513,22 +512,6 @@ impl WorkerSettings {
             .map(|i| (initial * 2u32.saturating_pow(i)).min(initial * 100))
             .sum();
         Duration::from_secs(self.llm_timeout_secs) * attempts + backoffs
-    }
-
-    /// The settings each new task copies.
-    pub fn run_settings(&self) -> RunSettings {
-        RunSettings {
-            idle_timeout_secs: self.idle_timeout_secs,
-            budget_warning_pct: self.budget_warning_pct,
-            llm_timeout_secs: self.llm_timeout_secs,
-            llm_heartbeat_timeout_secs: self.llm_heartbeat_timeout_secs,
-            llm_max_attempts: self.llm_max_attempts,
-            llm_retry_initial_ms: self.llm_retry_initial_ms,
-            tool_timeout_secs: self.tool_timeout_secs,
-            tool_max_attempts: self.tool_max_attempts,
-            max_events_per_run: self.max_events_per_run,
-            limits: self.limits,
-        }
     }
 }
 

@@ -117,6 +117,11 @@ impl Seq {
     pub fn next(self) -> Self {
         Self(self.0 + 1)
     }
+
+    /// The seq before this one (`0`, "before the log", for the first).
+    pub fn prev(self) -> Self {
+        Self(self.0.saturating_sub(1))
+    }
 }
 
 impl fmt::Display for Seq {

@@ -32,7 +32,7 @@ impl RunLog {
     pub(super) fn starting_at(first_seq: Seq) -> Self {
         Self {
             events: EventLog::starting_at(first_seq),
-            handed: Seq(first_seq.0 - 1),
+            handed: first_seq.prev(),
             running_call: None,
         }
     }
@@ -123,7 +123,7 @@ impl RunLog {
     /// How much of the call starting at `seq_base` is in the log already: through which seq,
     /// and how many JSON bytes.
     pub(super) fn durable_part(&self, seq_base: Seq) -> (Option<Seq>, usize) {
-        let held = self.events.after(Seq(seq_base.0.saturating_sub(1)));
+        let held = self.events.after(seq_base.prev());
         let bytes = held.iter().map(encoded_len).sum();
         (held.last().map(|e| e.seq), bytes)
     }
