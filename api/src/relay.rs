@@ -14,6 +14,7 @@
 //! never skipped and never slows the others; Temporal RPCs do not depend on how many there are
 //! (docs/CONTRACT.md, Invariants 1 and 2).
 
+use crate::task_log::Runs;
 use crate::temporal::{self, DescribeError, HistoryPoll, RpcCounters, TaskDescription};
 use agentflow_bus::{Bus, Progress};
 use agentflow_client::EventsQuery;
@@ -538,9 +539,7 @@ async fn run(
         match ctx.query_events(task, Seq(relay.len() as u64)).await {
             Ok(page) => {
                 let more = page.has_more;
-                if page.first_seq.0 > relay.len() as u64 + 1
-                    && !read_earlier_runs(&relay, &ctx, current.run_id()).await
-                {
+                if !read_earlier_runs(&relay, &ctx, current.run_id(), page.first_seq).await {
                     continue;
                 }
                 relay.publish(page.events);
@@ -861,25 +860,31 @@ async fn follow_llm_call(relay: &Relay, ctx: &RelayContext) {
     }
 }
 
-/// Publishes the events of the task's earlier runs (it continued as new) after the relay's
-/// log; `false` (after a pause) when Temporal could not be read.
-async fn read_earlier_runs(relay: &Relay, ctx: &RelayContext, run_id: String) -> bool {
-    let after = Seq(relay.len() as u64);
-    let read = temporal::earlier_events(
-        &ctx.client,
-        &ctx.counters,
-        relay.task_id,
-        run_id,
-        after,
-        ctx.settings.rpc_timeout,
-    );
-    match read.await {
+/// Publishes the events of the task's earlier runs (it continued as new) between the relay's
+/// log and `first_seq`, where run `run_id` starts; `false` (after a pause) when they could not
+/// be read or joined now.
+async fn read_earlier_runs(
+    relay: &Relay,
+    ctx: &RelayContext,
+    run_id: String,
+    first_seq: Seq,
+) -> bool {
+    let runs = Runs {
+        client: &ctx.client,
+        counters: &ctx.counters,
+        task: relay.task_id,
+        timeout: ctx.settings.rpc_timeout,
+    };
+    match runs
+        .before(run_id, Seq(relay.len() as u64), first_seq)
+        .await
+    {
         Ok(events) => {
             relay.publish(events);
             true
         }
-        Err(status) => {
-            tracing::warn!(task = %relay.task_id, %status, "relay: reading earlier runs failed");
+        Err(error) => {
+            tracing::warn!(task = %relay.task_id, %error, "relay: reading earlier runs failed");
             tokio::time::sleep(Duration::from_millis(500)).await;
             false
         }
@@ -917,9 +922,7 @@ async fn read_all_pages(relay: &Relay, ctx: &RelayContext, description: &TaskDes
                 return false;
             }
         };
-        if page.first_seq.0 > before as u64 + 1
-            && !read_earlier_runs(relay, ctx, description.run_id()).await
-        {
+        if !read_earlier_runs(relay, ctx, description.run_id(), page.first_seq).await {
             return false;
         }
         let more = page.has_more;
@@ -948,9 +951,7 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
         .await;
     match result {
         Ok(result) if result.events_included => {
-            if result.state.first_seq.0 > relay.len() as u64 + 1
-                && !read_earlier_runs(relay, ctx, description.run_id()).await
-            {
+            if !read_earlier_runs(relay, ctx, description.run_id(), result.state.first_seq).await {
                 return;
             }
             relay.publish(result.events);
@@ -958,18 +959,17 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
         Ok(result) => {
             // A log too large for the result: the run recorded it in its history (else the
             // closed run answers `get_events`).
-            let archived = temporal::archived_log(
-                &ctx.client,
-                &ctx.counters,
+            let runs = Runs {
+                client: &ctx.client,
+                counters: &ctx.counters,
                 task,
-                &description.run_id(),
-                ctx.settings.rpc_timeout,
-            )
-            .await;
+                timeout: ctx.settings.rpc_timeout,
+            };
+            let archived = runs.archived_log(&description.run_id()).await;
             match archived {
                 Ok(events) if !events.is_empty() => {
-                    if result.state.first_seq.0 > relay.len() as u64 + 1
-                        && !read_earlier_runs(relay, ctx, description.run_id()).await
+                    if !read_earlier_runs(relay, ctx, description.run_id(), result.state.first_seq)
+                        .await
                     {
                         return;
                     }
@@ -991,7 +991,7 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 return;
             }
-            let seq = Seq(relay.len() as u64 + 1);
+            let seq = Seq(relay.len() as u64).next();
             let status = description.workflow_status;
             let kind = match status {
                 WorkflowExecutionStatus::Canceled => {

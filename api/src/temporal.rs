@@ -1,17 +1,15 @@
 //! Thin wrappers over the Temporal RPCs the api makes, each counted in [`RpcCounters`].
 
-use agentflow_client::EventsQuery;
 use agentflow_client::progress::CallProgress;
-use agentflow_client::workflow::{self as contract, AgentTask};
+use agentflow_client::search::{AGENT_ID, TASK_STATUS};
+use agentflow_client::workflow as contract;
 use agentflow_shared::event::Event;
-use agentflow_shared::ids::{AgentId, Seq, TaskId};
-use agentflow_shared::task::EventsRange;
-use agentflow_shared::task::{TaskInput, TaskStatus};
+use agentflow_shared::ids::{AgentId, TaskId};
+use agentflow_shared::task::TaskStatus;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use temporalio_client::Client;
-use temporalio_client::WorkflowHandle;
 use temporalio_client::grpc::WorkflowService;
 use temporalio_client::tonic::{Code, IntoRequest, Status};
 use temporalio_common::protos::temporal::api::common::v1::{Payload, WorkflowExecution};
@@ -199,8 +197,8 @@ pub fn task_fields(
     Option<chrono::DateTime<chrono::Utc>>,
 ) {
     let attributes = info.search_attributes.as_ref().map(|s| &s.indexed_fields);
-    let agent = keyword(attributes.and_then(|a| a.get("AgentId"))).map(AgentId);
-    let status = keyword(attributes.and_then(|a| a.get("TaskStatus")))
+    let agent = keyword(attributes.and_then(|a| a.get(AGENT_ID.name()))).map(AgentId);
+    let status = keyword(attributes.and_then(|a| a.get(TASK_STATUS.name())))
         .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
     let started = info
         .start_time
@@ -249,23 +247,23 @@ pub async fn describe(
 }
 
 /// Which page of a task's history to read.
-struct HistoryPage {
+pub(crate) struct HistoryPage {
     /// The run (empty: the latest).
-    run_id: String,
+    pub(crate) run_id: String,
     /// Events per page at most.
-    size: i32,
+    pub(crate) size: i32,
     /// Where to start (empty: the first event).
-    token: Vec<u8>,
+    pub(crate) token: Vec<u8>,
     /// Wait for new events (a long poll) rather than answer at once.
-    wait_new_event: bool,
+    pub(crate) wait_new_event: bool,
     /// Only the close event (with `wait_new_event`: wait until the run closes).
-    close_only: bool,
+    pub(crate) close_only: bool,
     /// The RPC gives up after this long.
-    timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// One `GetWorkflowExecutionHistory` call.
-async fn history_page(
+pub(crate) async fn history_page(
     client: &Client,
     task: TaskId,
     page: HistoryPage,
@@ -295,102 +293,6 @@ async fn history_page(
             .await?
             .into_inner(),
     )
-}
-
-/// The log a closed run of `task` recorded in its history — the inputs of its `archive_log`
-/// activities, in order — when it rode in neither its result nor the next run's input. Empty
-/// when it recorded none. Needs no worker.
-pub async fn archived_log(
-    client: &Client,
-    counters: &RpcCounters,
-    task: TaskId,
-    run_id: &str,
-    timeout: Duration,
-) -> Result<Vec<Event>, Status> {
-    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
-    let archive = contract::activity::ARCHIVE_LOG;
-    let mut events: Vec<Event> = Vec::new();
-    let mut token = Vec::new();
-    loop {
-        RpcCounters::count(&counters.result);
-        let page = HistoryPage {
-            run_id: run_id.to_owned(),
-            size: 100,
-            token,
-            wait_new_event: false,
-            close_only: false,
-            timeout,
-        };
-        let response = history_page(client, task, page).await?;
-        for event in response.history.map(|h| h.events).unwrap_or_default() {
-            let Some(Attributes::ActivityTaskScheduledEventAttributes(scheduled)) =
-                event.attributes
-            else {
-                continue;
-            };
-            if scheduled.activity_type.is_none_or(|t| t.name != archive) {
-                continue;
-            }
-            let chunk = scheduled
-                .input
-                .and_then(|input| input.payloads.into_iter().next())
-                .map(|payload| serde_json::from_slice::<Vec<Event>>(&payload.data))
-                .transpose()
-                .map_err(|error| Status::internal(format!("an archived chunk: {error}")))?;
-            // A run archives again when it went on after archiving: keep what continues.
-            let last = events.last().map_or(Seq(0), |e| e.seq);
-            events.extend(
-                chunk
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|e| e.seq > last),
-            );
-        }
-        if response.next_page_token.is_empty() {
-            return Ok(events);
-        }
-        token = response.next_page_token;
-    }
-}
-
-/// The events with `seq > after` of one (closed) run of `task`, page by page from the run
-/// itself (`get_events`; a worker replays the run to answer): for a run whose log was too
-/// large to be carried into the next.
-async fn run_log(
-    client: &Client,
-    counters: &RpcCounters,
-    task: TaskId,
-    run_id: &str,
-    after: Seq,
-    timeout: Duration,
-) -> Result<Vec<Event>, Status> {
-    let info = temporalio_client::WorkflowExecutionInfo::builder()
-        .namespace(temporalio_client::NamespacedClient::namespace(client))
-        .workflow_id(task.workflow_id())
-        .run_id(run_id.to_owned())
-        .build();
-    let handle = WorkflowHandle::<Client, AgentTask>::new(client.clone(), info);
-    let mut events: Vec<Event> = Vec::new();
-    loop {
-        RpcCounters::count(&counters.query);
-        let range = EventsRange {
-            after: events.last().map_or(after, |e| e.seq),
-            limit: EventsRange::DEFAULT_LIMIT,
-        };
-        let page = handle
-            .query(
-                contract::GetEvents,
-                EventsQuery(range),
-                query_options(timeout),
-            )
-            .await
-            .map_err(|error| Status::unavailable(format!("reading run {run_id}: {error}")))?;
-        let more = page.has_more && !page.events.is_empty();
-        events.extend(page.events);
-        if !more {
-            return Ok(events);
-        }
-    }
 }
 
 /// What one long poll of a task's history brought.
@@ -463,71 +365,6 @@ pub async fn wait_closed(
         Err(status) if status.code() == Code::DeadlineExceeded => Ok(false),
         Err(status) => Err(status),
     }
-}
-
-/// The events of the task's earlier runs with `seq > after`, walking back from run `run_id`:
-/// each run's start event carries the previous run's events (the input a run hands on when it
-/// continues as new), and names that run. Each read gives up after `timeout`.
-pub async fn earlier_events(
-    client: &Client,
-    counters: &RpcCounters,
-    task: TaskId,
-    run_id: String,
-    after: Seq,
-    timeout: Duration,
-) -> Result<Vec<Event>, Status> {
-    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
-    let mut collected: Vec<Event> = Vec::new();
-    let mut run = run_id;
-    loop {
-        RpcCounters::count(&counters.result);
-        let page = HistoryPage {
-            run_id: run.clone(),
-            size: 1,
-            token: Vec::new(),
-            wait_new_event: false,
-            close_only: false,
-            timeout,
-        };
-        let history = history_page(client, task, page).await?;
-        let started = history
-            .history
-            .and_then(|h| h.events.into_iter().next())
-            .and_then(|e| e.attributes);
-        let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) = started else {
-            break;
-        };
-        let carried = started
-            .input
-            .as_ref()
-            .and_then(|p| p.payloads.first())
-            .and_then(|p| serde_json::from_slice::<TaskInput>(&p.data).ok())
-            .and_then(|input| input.carried);
-        let Some(carried) = carried else { break };
-        let previous_run = started.continued_execution_run_id;
-        let events = if carried.previous_events_included {
-            carried.previous_events
-        } else if previous_run.is_empty() {
-            break;
-        } else {
-            let mut archived = archived_log(client, counters, task, &previous_run, timeout).await?;
-            if archived.is_empty() {
-                archived = run_log(client, counters, task, &previous_run, after, timeout).await?;
-            }
-            archived.retain(|e| e.seq > after);
-            archived
-        };
-        let reached = events
-            .first()
-            .is_none_or(|e| e.seq.0 <= after.0.saturating_add(1));
-        collected.splice(0..0, events);
-        if reached || previous_run.is_empty() {
-            break;
-        }
-        run = previous_run;
-    }
-    collected.retain(|e| e.seq > after);
-    Ok(collected)
 }
 
 /// A page of tasks from visibility, giving up after `timeout`.

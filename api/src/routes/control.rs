@@ -4,86 +4,31 @@
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, OptionalJsonBody, PathParams};
-use crate::routes::tasks::{describe_task, parse_task_id};
 use crate::state::AppState;
+use crate::task_path::TaskPath;
+use crate::update;
 use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::ids::TaskId;
 use agentflow_shared::task::{
-    ApprovalDecision, ApprovalRequest, BudgetRequest, ControlRequest, Rejection, TaskState,
-    TaskStatus,
+    ApprovalDecision, ApprovalRequest, BudgetRequest, ControlRequest, TaskState,
 };
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use std::future::Future;
-use temporalio_client::errors::WorkflowUpdateError;
+use temporalio_common::UpdateDefinition;
 
 /// What a control answers.
 type Accepted = Result<(StatusCode, Json<TaskState>), ApiError>;
 
-/// Runs a workflow update (made with [`crate::temporal::update_options`]), counted and bounded
-/// by `api.rpc_timeout_ms` as a whole: the client repeats its start RPC until a worker accepts
-/// the update, so without a worker it would wait forever. Past the bound → 503.
-pub(crate) async fn bounded_update<T>(
-    state: &AppState,
-    task: TaskId,
-    update: impl Future<Output = Result<T, WorkflowUpdateError>>,
-) -> Result<Result<T, WorkflowUpdateError>, ApiError> {
-    crate::temporal::RpcCounters::count(&state.handler_rpcs.update);
-    tokio::time::timeout(state.config.api.rpc_timeout(), update)
-        .await
-        .map_err(|_| {
-            ApiError::Unavailable(format!(
-                "the worker of task {task} did not answer within {} ms; retry",
-                state.config.api.rpc_timeout_ms
-            ))
-        })
-}
-
-/// Maps a refused or failed update to its problem.
-pub(crate) fn update_error(task: TaskId, error: WorkflowUpdateError) -> ApiError {
-    match error {
-        WorkflowUpdateError::Failed(failure) => match Rejection::parse(&failure.message) {
-            Rejection::Conflict(message) => ApiError::Conflict(message),
-            Rejection::NotFound(message) => ApiError::NotFound(message),
-            Rejection::Invalid(message) => ApiError::Unprocessable(message),
-        },
-        WorkflowUpdateError::NotFound(_) => {
-            ApiError::Conflict(format!("task {task} has already finished"))
-        }
-        other => ApiError::Unavailable(format!("the update failed: {other}")),
-    }
-}
-
-/// Checks the task exists for the agent and is still open (a closed task answers 409 without
-/// waiting for a worker).
-async fn open_task(state: &AppState, agent_id: &str, task_id: &str) -> Result<TaskId, ApiError> {
-    let task = parse_task_id(task_id)?;
-    let description = describe_task(state, agent_id, task).await?;
-    if !description.running {
-        let status = description
-            .task_status
-            .map_or("finished", TaskStatus::as_str);
-        return Err(ApiError::Conflict(format!(
-            "task {task} is already {status}"
-        )));
-    }
-    Ok(task)
-}
-
-macro_rules! control_update {
-    ($state:expr, $task:expr, $update:path, $arg:expr) => {{
-        let state: &AppState = &$state;
-        let task: TaskId = $task;
-        let handle = state
-            .client
-            .get_workflow_handle::<AgentTask>(task.workflow_id());
-        let options = crate::temporal::update_options(state.config.api.rpc_timeout());
-        let accepted = bounded_update(state, task, handle.execute_update($update, $arg, options))
-            .await?
-            .map_err(|error| update_error(task, error))?;
-        Ok((StatusCode::ACCEPTED, Json(accepted)))
-    }};
+/// Sends a control to an open task (a closed one answers 409 without waiting for a worker).
+async fn control<U>(state: &AppState, path: &TaskPath, update: U, input: U::Input) -> Accepted
+where
+    U: UpdateDefinition<Workflow = AgentTask, Output = TaskState>,
+    U::Input: Send,
+{
+    path.open(state, "").await?;
+    let accepted = update::call(state, path.task, update, input).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
 /// Pauses the run at its next safe point (between activities).
@@ -96,11 +41,10 @@ macro_rules! control_update {
 #[tracing::instrument(skip(state, body))]
 pub async fn pause(
     State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
+    path: TaskPath,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
-    let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(state, task, contract::Pause, body)
+    control(&state, &path, contract::Pause, body).await
 }
 
 /// Resumes a paused run.
@@ -113,11 +57,10 @@ pub async fn pause(
 #[tracing::instrument(skip(state, body))]
 pub async fn resume(
     State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
+    path: TaskPath,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
-    let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(state, task, contract::Resume, body)
+    control(&state, &path, contract::Resume, body).await
 }
 
 /// Cancels the task: a running LLM call stops, `WorkflowCancelled` ends the log.
@@ -130,13 +73,12 @@ pub async fn resume(
 #[tracing::instrument(skip(state, body))]
 pub async fn cancel(
     State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
+    path: TaskPath,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
-    let task = open_task(&state, &agent_id, &task_id).await?;
-    let accepted: Accepted = control_update!(state, task, contract::Cancel, body);
-    hint_heartbeat(&state, task).await;
-    accepted
+    let accepted = control(&state, &path, contract::Cancel, body).await?;
+    hint_heartbeat(&state, path.task).await;
+    Ok(accepted)
 }
 
 /// Tells the task's running LLM call (on the bus) to heartbeat now, so the cancel just
@@ -154,15 +96,10 @@ async fn hint_heartbeat(state: &AppState, task: TaskId) {
     responses((status = 202, body = TaskState), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem)))]
 #[tracing::instrument(skip(state))]
-pub async fn delete(
-    State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
-) -> Accepted {
-    let task = open_task(&state, &agent_id, &task_id).await?;
-    let accepted: Accepted =
-        control_update!(state, task, contract::Cancel, ControlRequest::default());
-    hint_heartbeat(&state, task).await;
-    accepted
+pub async fn delete(State(state): State<AppState>, path: TaskPath) -> Accepted {
+    let accepted = control(&state, &path, contract::Cancel, ControlRequest::default()).await?;
+    hint_heartbeat(&state, path.task).await;
+    Ok(accepted)
 }
 
 /// Ends a conversation between turns with `WorkflowCompleted`.
@@ -175,11 +112,17 @@ pub async fn delete(
 #[tracing::instrument(skip(state, body))]
 pub async fn close(
     State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
+    path: TaskPath,
     OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
-    let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(state, task, contract::Close, body)
+    control(&state, &path, contract::Close, body).await
+}
+
+/// The approval a decision is for.
+#[derive(Debug, serde::Deserialize)]
+pub struct ApprovalPath {
+    /// From `WorkflowApprovalRequested`.
+    approval_id: String,
 }
 
 /// Decides on a tool call waiting for approval (edited `arguments` allowed). The same decision
@@ -195,15 +138,15 @@ pub async fn close(
 #[tracing::instrument(skip(state, body))]
 pub async fn decide(
     State(state): State<AppState>,
-    PathParams((agent_id, task_id, approval_id)): PathParams<(String, String, String)>,
+    path: TaskPath,
+    PathParams(ApprovalPath { approval_id }): PathParams<ApprovalPath>,
     JsonBody(body): JsonBody<ApprovalRequest>,
 ) -> Accepted {
-    let task = open_task(&state, &agent_id, &task_id).await?;
     let decision = ApprovalDecision {
         approval_id,
         request: body,
     };
-    control_update!(state, task, contract::DecideApproval, decision)
+    control(&state, &path, contract::DecideApproval, decision).await
 }
 
 /// Raises the budget limit; a run paused on its budget resumes once the limit is above its cost.
@@ -216,9 +159,8 @@ pub async fn decide(
 #[tracing::instrument(skip(state, body))]
 pub async fn budget(
     State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
+    path: TaskPath,
     JsonBody(body): JsonBody<BudgetRequest>,
 ) -> Accepted {
-    let task = open_task(&state, &agent_id, &task_id).await?;
-    control_update!(state, task, contract::RaiseBudget, body)
+    control(&state, &path, contract::RaiseBudget, body).await
 }

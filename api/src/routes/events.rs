@@ -3,8 +3,11 @@
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::relay::{Frame, RelayError, Subscription};
-use crate::routes::tasks::{closed_log, describe_task, parse_task_id};
+use crate::routes::tasks::closed_log;
 use crate::state::AppState;
+use crate::task_log::Runs;
+use crate::task_path::TaskPath;
+use crate::update;
 use agentflow_client::EventsQuery;
 use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::EventLog;
@@ -43,10 +46,10 @@ pub struct PageParams {
 #[tracing::instrument(skip(state))]
 pub async fn page(
     State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
+    path: TaskPath,
     QueryParams(params): QueryParams<PageParams>,
 ) -> Result<Json<EventsPage>, ApiError> {
-    let task = parse_task_id(&task_id)?;
+    let task = path.task;
     let limit = params.limit.unwrap_or(EventsRange::DEFAULT_LIMIT);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest(
@@ -57,7 +60,7 @@ pub async fn page(
         after: Seq(params.after.unwrap_or(0)),
         limit,
     };
-    let running = describe_task(&state, &agent_id, task).await?.running;
+    let running = path.describe(&state).await?.running;
     let page = if running {
         crate::temporal::RpcCounters::count(&state.handler_rpcs.query);
         let options = crate::temporal::query_options(state.config.api.query_timeout());
@@ -80,31 +83,22 @@ pub async fn page(
             _ => relayed_page(&state, task, range).await?,
         }
     };
-    if range.after.0.saturating_add(1) >= page.first_seq.0 {
+    if range.after.next() >= page.first_seq {
         return Ok(Json(page));
     }
     // The page may come from a newer run than the one described: read the runs before it
     // from the task's latest run, and make sure they meet.
-    let latest = describe_task(&state, &agent_id, task).await?;
-    let mut events = crate::temporal::earlier_events(
-        &state.client,
-        &state.handler_rpcs,
+    let latest = path.describe(&state).await?;
+    let runs = Runs {
+        client: &state.client,
+        counters: &state.handler_rpcs,
         task,
-        latest.run_id(),
-        range.after,
-        state.config.api.rpc_timeout(),
-    )
-    .await
-    .map_err(|status| {
-        ApiError::Unavailable(format!("Temporal did not answer: {}", status.message()))
-    })?;
-    events.retain(|e| e.seq < page.first_seq);
-    let meets = events.last().map_or(range.after, |e| e.seq).next() == page.first_seq;
-    if !meets {
-        return Err(ApiError::Unavailable(
-            "the task moved to a new run while it was read; retry".into(),
-        ));
-    }
+        timeout: state.config.api.rpc_timeout(),
+    };
+    let mut events = runs
+        .before(latest.run_id(), range.after, page.first_seq)
+        .await
+        .map_err(|error| ApiError::Unavailable(error.to_string()))?;
     events.extend(page.events);
     let has_more = page.has_more || events.len() > limit;
     events.truncate(limit);
@@ -244,16 +238,14 @@ fn cursor(headers: &HeaderMap, params: &StreamParams) -> Result<Seq, ApiError> {
 #[tracing::instrument(skip(state, headers))]
 pub async fn stream(
     State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
+    path: TaskPath,
     QueryParams(params): QueryParams<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let task = parse_task_id(&task_id)?;
-    if !state.config.agents.contains_key(&agent_id) {
-        return Err(ApiError::NotFound(format!(
-            "agent `{agent_id}` does not exist"
-        )));
-    }
+    let TaskPath {
+        agent: agent_id,
+        task,
+    } = path;
     let filter = Filter::parse(&params)?;
     let position = cursor(&headers, &params)?;
     let not_found = || {
@@ -266,10 +258,7 @@ pub async fn stream(
         .subscribe(task)
         .await
         .map_err(|e| relay_error(&state, e, not_found))?;
-    if subscription
-        .agent_id()
-        .is_none_or(|a| a.as_str() != agent_id)
-    {
+    if subscription.agent_id().is_none_or(|a| a != &agent_id) {
         return Err(not_found());
     }
     if position > Seq(0) && subscription.frames_after(position, 1).is_empty() {
@@ -304,22 +293,14 @@ impl Drop for CancelOnDisconnect {
                 reason: Some("the streaming client disconnected".into()),
                 requested_by: None,
             };
-            let handle = state
-                .client
-                .get_workflow_handle::<AgentTask>(task.workflow_id());
-            let options = crate::temporal::update_options(state.config.api.rpc_timeout());
-            let update = handle.execute_update(contract::Cancel, request, options);
-            match crate::routes::control::bounded_update(&state, task, update).await {
-                Ok(Ok(_)) => {
+            match update::call(&state, task, contract::Cancel, request).await {
+                Ok(_) => {
                     if let Some(bus) = state.relays.bus() {
                         bus.hint_heartbeat(task).await;
                     }
                 }
-                Ok(Err(error)) => {
-                    tracing::info!(%task, %error, "cancel after disconnect not applied");
-                }
                 Err(error) => {
-                    tracing::warn!(%task, %error, "cancel after disconnect not applied");
+                    tracing::info!(%task, %error, "cancel after disconnect not applied");
                 }
             }
         });
@@ -482,14 +463,7 @@ pub async fn create_and_stream(
         query: body.query,
         enable_streaming: body.enable_streaming,
     };
-    let handle = state
-        .client
-        .get_workflow_handle::<AgentTask>(task.workflow_id());
-    let options = crate::temporal::update_options(state.config.api.rpc_timeout());
-    let update = handle.execute_update(contract::Execute, request, options);
-    crate::routes::control::bounded_update(&state, task, update)
-        .await?
-        .map_err(|error| crate::routes::control::update_error(task, error))?;
+    update::call(&state, task, contract::Execute, request).await?;
     let filter = Filter {
         types: None,
         deltas: true,

@@ -3,7 +3,9 @@
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::state::AppState;
-use crate::temporal::{self, DescribeError, TaskDescription};
+use crate::task_path::{TaskPath, check_agent};
+use crate::temporal;
+use crate::update;
 use agentflow_client::progress::CallProgress;
 use agentflow_client::search::{AGENT_ID, TASK_STATUS, USER_ID};
 use agentflow_client::tasks::{CreateTaskError, NewTask, start_task, task_input};
@@ -20,7 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use temporalio_client::WorkflowQueryOptions;
-use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError, WorkflowUpdateError};
+use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError};
 
 /// Body of `POST /api/v1/agents/{agent_id}/tasks`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -160,21 +162,6 @@ pub struct ListParams {
     pub page_token: Option<String>,
 }
 
-pub(crate) fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::NotFound(format!("task `{raw}` does not exist (ids are UUIDs)")))
-}
-
-fn check_agent(state: &AppState, agent: &str) -> Result<(), ApiError> {
-    if state.config.agents.contains_key(agent) {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!(
-            "agent `{agent}` does not exist"
-        )))
-    }
-}
-
 fn check_user_id(user: &str) -> Result<(), ApiError> {
     let valid = !user.is_empty()
         && user.len() <= 128
@@ -187,34 +174,6 @@ fn check_user_id(user: &str) -> Result<(), ApiError> {
         Err(ApiError::Unprocessable(
             "user_id: use 1 to 128 letters, digits or `_.@:-`".into(),
         ))
-    }
-}
-
-/// Describes a task and checks it belongs to `agent` (else 404).
-pub(crate) async fn describe_task(
-    state: &AppState,
-    agent: &str,
-    task: TaskId,
-) -> Result<TaskDescription, ApiError> {
-    check_agent(state, agent)?;
-    let not_found =
-        || ApiError::NotFound(format!("task `{task}` does not exist for agent `{agent}`"));
-    let description = temporal::describe(
-        &state.client,
-        &state.handler_rpcs,
-        task,
-        state.config.api.rpc_timeout(),
-    )
-    .await
-    .map_err(|error| match error {
-        DescribeError::NotFound => not_found(),
-        DescribeError::Rpc(status) => {
-            ApiError::Unavailable(format!("Temporal did not answer: {}", status.message()))
-        }
-    })?;
-    match &description.agent_id {
-        Some(id) if id.as_str() == agent => Ok(description),
-        _ => Err(not_found()),
     }
 }
 
@@ -422,19 +381,16 @@ pub async fn list(
     responses((status = 200, body = Task), (status = 404, body = crate::error::Problem),
         (status = 503, body = crate::error::Problem)))]
 #[tracing::instrument(skip(state))]
-pub async fn show(
-    State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
-) -> Result<Json<Task>, ApiError> {
-    let task = parse_task_id(&task_id)?;
-    let description = describe_task(&state, &agent_id, task).await?;
+pub async fn show(State(state): State<AppState>, path: TaskPath) -> Result<Json<Task>, ApiError> {
+    let task = path.task;
+    let description = path.describe(&state).await?;
     let task_state = if description.running {
         live_state(&state, task).await?
     } else {
         closed_result(&state, task).await?.state
     };
     let mut view = Task::new(
-        &agent_id,
+        path.agent.as_str(),
         task,
         task_state.status,
         description.started_at.unwrap_or_default(),
@@ -454,35 +410,14 @@ pub async fn show(
 #[tracing::instrument(skip(state, body))]
 pub async fn execute(
     State(state): State<AppState>,
-    PathParams((agent_id, task_id)): PathParams<(String, String)>,
+    path: TaskPath,
     JsonBody(body): JsonBody<ExecuteRequest>,
 ) -> Result<(StatusCode, Json<ExecuteAccepted>), ApiError> {
-    let task = parse_task_id(&task_id)?;
     if body.query.trim().is_empty() {
         return Err(ApiError::Unprocessable("query: must not be empty".into()));
     }
-    let description = describe_task(&state, &agent_id, task).await?;
-    if !description.running {
-        let status = description
-            .task_status
-            .map_or("finished", TaskStatus::as_str);
-        return Err(ApiError::Conflict(format!(
-            "task {task} is already {status}; create a new task to run another query"
-        )));
-    }
-    let options = temporal::update_options(state.config.api.rpc_timeout());
-    let handle = state
-        .client
-        .get_workflow_handle::<AgentTask>(task.workflow_id());
-    let update = handle.execute_update(contract::Execute, body, options);
-    let accepted = crate::routes::control::bounded_update(&state, task, update)
-        .await?
-        .map_err(|error| match error {
-            WorkflowUpdateError::Failed(failure) => ApiError::Conflict(failure.message.clone()),
-            WorkflowUpdateError::NotFound(_) => {
-                ApiError::Conflict(format!("task {task} has already finished"))
-            }
-            other => ApiError::Unavailable(format!("the execute update failed: {other}")),
-        })?;
+    path.open(&state, "; create a new task to run another query")
+        .await?;
+    let accepted = update::call(&state, path.task, contract::Execute, body).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
