@@ -1,4 +1,4 @@
-// Drives the timeline page in headless Chromium for tests/tests/browser.rs.
+// Drives the timeline page in headless Chromium for tests/tests/e2e/browser.rs.
 // Usage: node timeline.mjs <api base URL> <screenshot path>
 // Protocol on stdio: prints `KILL <task id>` once the LLM text is streaming and waits for a
 // `RESTARTED` line (the test restarts the api meanwhile); then drives the approval prompt and

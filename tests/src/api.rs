@@ -1,6 +1,7 @@
 //! The api in the test process on port 0, with request helpers.
 
-use crate::harness::{TestApp, connect};
+use crate::harness::{TestApp, connect_to};
+use crate::server::temporal_address;
 use agentflow_api::Application;
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::Event;
@@ -17,17 +18,23 @@ pub struct TestApi {
     join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-/// Starts an api with this config on a free port.
+/// Starts an api with this config on a free port, against the shared dev server.
 pub async fn spawn_api(config: &AgentflowConfig) -> TestApi {
     spawn_api_at(config, "127.0.0.1:0").await
 }
 
-/// Starts an api with this config on `listen` (e.g. the port of a stopped one, to restart it).
+/// Starts an api with this config on `listen` (e.g. the port of a stopped one, to restart it),
+/// against the shared dev server.
 pub async fn spawn_api_at(config: &AgentflowConfig, listen: &str) -> TestApi {
+    spawn_api_on(temporal_address(), config, listen).await
+}
+
+/// Starts an api with this config on `listen` against the dev server at `address`.
+pub async fn spawn_api_on(address: &str, config: &AgentflowConfig, listen: &str) -> TestApi {
     let mut config = config.clone();
     config.api.listen = listen.into();
     config.api.relay_linger_ms = 200;
-    let client = connect().await.expect("connecting to Temporal");
+    let client = connect_to(address).await.expect("connecting to Temporal");
     let app = Application::build(config, client)
         .await
         .expect("binding the api");
@@ -45,9 +52,9 @@ pub async fn spawn_api_at(config: &AgentflowConfig, listen: &str) -> TestApi {
 }
 
 impl TestApp {
-    /// Starts an api for this app's config.
+    /// Starts an api for this app's config and dev server, on a free port.
     pub async fn spawn_api(&self) -> TestApi {
-        spawn_api(&self.config).await
+        spawn_api_on(self.temporal_address(), &self.config, "127.0.0.1:0").await
     }
 }
 

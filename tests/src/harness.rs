@@ -1,10 +1,10 @@
-//! `spawn_app()`: a worker on a fresh task queue of the shared dev server, with request helpers.
+//! `spawn_app()`: a worker on a fresh task queue of the shared dev server (or of a dedicated
+//! one: `spawn_app_on`), with request helpers.
 
 use crate::server::{nats_url, temporal_address};
 use agentflow_client::EventsQuery;
 use agentflow_client::progress::CallProgress;
 use agentflow_client::tasks::{NewTask, start_task, task_input};
-use agentflow_shared::EventLog;
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::Event;
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
@@ -23,13 +23,6 @@ use temporalio_client::{
 };
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 use tokio::sync::oneshot;
-
-/// The task's whole log as the shared dense log type; panics (naming the gap, duplicate or
-/// change) unless `events` are dense from seq 1.
-pub fn dense_log(events: &[Event]) -> EventLog {
-    EventLog::from_events(Seq::first(), events.to_vec())
-        .unwrap_or_else(|error| panic!("not a dense log: {error}"))
-}
 
 /// Settings that keep tests quick: a fresh task queue, fast retries, a short heartbeat timeout,
 /// and the test process's NATS server as the bus.
@@ -52,9 +45,24 @@ pub fn test_config() -> AgentflowConfig {
     config
 }
 
-/// Connects a client to the test dev server, waiting until it answers.
+/// [`test_config`] with the scripted model streaming one token every `token_delay_ms`: slow
+/// enough to act in the middle of a streamed answer.
+pub fn slow_config(token_delay_ms: u64) -> AgentflowConfig {
+    let mut config = test_config();
+    if let Some(model) = config.models.get_mut("scripted") {
+        model.token_delay_ms = token_delay_ms;
+    }
+    config
+}
+
+/// Connects a client to the shared test dev server, waiting until it answers.
 pub async fn connect() -> anyhow::Result<Client> {
-    let url = url::Url::from_str(&format!("http://{}", temporal_address()))?;
+    connect_to(temporal_address()).await
+}
+
+/// Connects a client to the dev server at `address`, waiting until it answers.
+pub async fn connect_to(address: &str) -> anyhow::Result<Client> {
+    let url = url::Url::from_str(&format!("http://{address}"))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let attempt = async {
@@ -83,6 +91,7 @@ pub struct TestApp {
     pub client: Client,
     /// The configuration the worker and tasks use.
     pub config: AgentflowConfig,
+    temporal_address: String,
     worker: Option<InProcessWorker>,
 }
 
@@ -93,10 +102,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// A test app with this config; with an in-process worker or none (start a [`WorkerProcess`]).
 pub async fn spawn_app_with(config: AgentflowConfig, with_worker: bool) -> TestApp {
-    let client = connect().await.expect("connecting to the dev server");
+    spawn_app_on(temporal_address(), config, with_worker).await
+}
+
+/// [`spawn_app_with`] against the dev server at `address` instead of the shared one, e.g. a
+/// [`crate::server::DevServer`] of the test's own (which must outlive the app); the app's
+/// [`TestApp::spawn_api`] uses it too.
+pub async fn spawn_app_on(address: &str, config: AgentflowConfig, with_worker: bool) -> TestApp {
+    let client = connect_to(address)
+        .await
+        .expect("connecting to the dev server");
     let worker = with_worker.then(|| {
         let (stop, stopped) = oneshot::channel();
         let settings = config.clone();
+        let address = address.to_owned();
         // The SDK worker's future is not `Send`: it gets its own thread and runtime.
         let join = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -104,7 +123,7 @@ pub async fn spawn_app_with(config: AgentflowConfig, with_worker: bool) -> TestA
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
-                let client = connect().await?;
+                let client = connect_to(&address).await?;
                 agentflow_worker::worker::run(
                     client,
                     &settings,
@@ -122,11 +141,28 @@ pub async fn spawn_app_with(config: AgentflowConfig, with_worker: bool) -> TestA
     TestApp {
         client,
         config,
+        temporal_address: address.to_owned(),
         worker,
     }
 }
 
+/// A workflow replayer with the current workflow code.
+pub fn replayer() -> WorkflowReplayer {
+    WorkflowReplayer::new(
+        WorkflowReplayerOptions::new()
+            .register_workflow::<AgentTaskWorkflow>()
+            .unwrap()
+            .build(),
+    )
+    .unwrap()
+}
+
 impl TestApp {
+    /// Address (`host:port`) of the dev server the app uses.
+    pub fn temporal_address(&self) -> &str {
+        &self.temporal_address
+    }
+
     /// Creates a task of `agent` and returns its id.
     pub async fn create(&self, agent: &str, task: NewTask) -> anyhow::Result<TaskId> {
         let input = task_input(&self.config, &AgentId::from(agent), task)?;
@@ -258,14 +294,7 @@ impl TestApp {
             std::fs::write(dir.join(format!("{name}.json")), &json).unwrap();
         }
         let history = WorkflowHistory::from_json(&json).unwrap();
-        let replayer = WorkflowReplayer::new(
-            WorkflowReplayerOptions::new()
-                .register_workflow::<AgentTaskWorkflow>()
-                .unwrap()
-                .build(),
-        )
-        .unwrap();
-        replayer
+        replayer()
             .replay_workflow(history)
             .await
             .expect("the history replays with the current code");
@@ -291,14 +320,19 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     /// Starts the worker binary at `program` (`env!("CARGO_BIN_EXE_e2e-worker")` in a test) with
-    /// this config against the test dev server.
+    /// this config against the shared test dev server.
     pub fn spawn(program: &str, config: &AgentflowConfig) -> Self {
+        Self::spawn_on(temporal_address(), program, config)
+    }
+
+    /// [`WorkerProcess::spawn`] against the dev server at `address` (see [`spawn_app_on`]).
+    pub fn spawn_on(address: &str, program: &str, config: &AgentflowConfig) -> Self {
         let child = tokio::process::Command::new(program)
             .env(
                 "AGENTFLOW_TEST_CONFIG_JSON",
                 serde_json::to_string(config).unwrap(),
             )
-            .env("TEMPORAL_ADDRESS", temporal_address())
+            .env("TEMPORAL_ADDRESS", address)
             .env("TEMPORAL_NAMESPACE", "default")
             .kill_on_drop(true)
             .spawn()

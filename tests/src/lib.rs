@@ -1,17 +1,24 @@
 //! End-to-end test harness: a real Temporal dev server, real workers, a fake
-//! OpenAI-compatible HTTP server.
+//! OpenAI-compatible HTTP server. The tests themselves are one binary, `tests/tests/e2e/`,
+//! a module per area.
 //!
-//! - [`server`]: starts one `temporal server start-dev` per test process (or uses
-//!   `AGENTFLOW_TEST_TEMPORAL_ADDRESS`), with the search attributes registered.
+//! - [`server`]: the dev server every test of the process shares (started on first use, or
+//!   `AGENTFLOW_TEST_TEMPORAL_ADDRESS`), with the search attributes registered; [`DevServer`]
+//!   for a test that needs one of its own with other settings; NATS likewise.
 //! - [`harness`]: `spawn_app()`: a worker on a fresh task queue plus request helpers.
 //! - [`api`]: the api on port 0 with request helpers.
+//! - [`requests`]: task paths, creating and executing tasks over HTTP, problem+json checks.
+//! - [`logs`]: checks of a task's event log.
 //! - [`sse`]: an SSE client that reconnects with `Last-Event-ID`.
 //! - [`fake_openai`]: the local Chat Completions server of the bench crate, re-exported.
 
 pub mod api;
 pub mod fake_openai;
 pub mod harness;
+pub mod logs;
+pub mod requests;
 pub mod server;
 pub mod sse;
 
-pub use harness::{TestApp, WorkerProcess, spawn_app, spawn_app_with};
+pub use harness::{TestApp, WorkerProcess, spawn_app, spawn_app_on, spawn_app_with};
+pub use server::DevServer;

@@ -1,33 +1,23 @@
-//! One Temporal dev server per test process.
+//! The servers the tests run against: the Temporal dev server every test of the process shares
+//! ([`temporal_address`]), dedicated dev servers for tests that need other settings
+//! ([`DevServer`]), and NATS ([`nats_url`], [`NatsServer`]).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-static EXTRA_ARGS: OnceLock<Vec<String>> = OnceLock::new();
-
-/// Makes this test process start its own dev server with these extra `start-dev` arguments
-/// (e.g. a lowered payload limit), even when `AGENTFLOW_TEST_TEMPORAL_ADDRESS` is set. Call it
-/// before anything uses the server; later calls with other arguments panic.
-pub fn dev_server_args(args: &[&str]) {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    assert_eq!(
-        EXTRA_ARGS.get_or_init(|| args.clone()),
-        &args,
-        "one set of dev server arguments per test process"
-    );
-}
-
-/// Address (`host:port`) of the dev server the tests use.
+/// Address (`host:port`) of the dev server every test of this process shares:
+/// `AGENTFLOW_TEST_TEMPORAL_ADDRESS`, or one started on first use, which lives as long as the
+/// process. A test that needs other server settings starts a [`DevServer`] of its own.
 pub fn temporal_address() -> &'static str {
-    static SERVER: OnceLock<(String, Option<Mutex<Child>>)> = OnceLock::new();
+    static SERVER: OnceLock<(String, Option<DevServer>)> = OnceLock::new();
     &SERVER
         .get_or_init(|| match std::env::var("AGENTFLOW_TEST_TEMPORAL_ADDRESS") {
-            Ok(address) if !address.is_empty() && EXTRA_ARGS.get().is_none() => (address, None),
+            Ok(address) if !address.is_empty() => (address, None),
             _ => {
-                let (address, watchdog) = start_dev_server();
-                (address, Some(Mutex::new(watchdog)))
+                let server = DevServer::start(&[]);
+                (server.address().to_owned(), Some(server))
             }
         })
         .0
@@ -40,42 +30,80 @@ fn free_port() -> u16 {
         .expect("binding an ephemeral port")
 }
 
-/// Starts `temporal server start-dev` in memory on a free port. A small shell watchdog stops it
-/// when this test process exits, however it exits; its handle lives as long as the process.
-fn start_dev_server() -> (String, Child) {
-    let port = free_port();
-    let http_port = free_port();
-    let metrics_port = free_port();
-    let extra = EXTRA_ARGS
-        .get()
-        .map(|args| args.join(" "))
-        .unwrap_or_default();
-    let script = format!(
-        "temporal server start-dev --headless --ip 127.0.0.1 --port {port} \
-         --http-port {http_port} --metrics-port {metrics_port} --log-level error \
-         --search-attribute AgentId=Keyword --search-attribute TaskStatus=Keyword \
-         --search-attribute UserId=Keyword {extra} >/dev/null 2>&1 & server=$!; \
-         while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $server",
-        parent = std::process::id()
-    );
-    let watchdog = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect(
-            "starting the temporal dev server (is the `temporal` CLI installed? run scripts/test)",
+/// A `temporal server start-dev` in memory on free ports, with the search attributes
+/// registered. It stops when the handle is dropped, and in any case when the test process
+/// exits (a small shell watchdog owns it).
+///
+/// Tests share the process's server ([`temporal_address`]); one that needs other settings (a
+/// lowered payload limit, say) starts its own with [`DevServer::start`] and points its app at
+/// it with [`crate::harness::spawn_app_on`].
+pub struct DevServer {
+    address: String,
+    watchdog: Option<Child>,
+}
+
+impl DevServer {
+    /// Starts a dev server with these extra `start-dev` arguments (e.g.
+    /// `["--dynamic-config-value", "limit.blobSize.error=60000"]`) and waits until it listens.
+    pub fn start(extra_args: &[&str]) -> Self {
+        let port = free_port();
+        let http_port = free_port();
+        let metrics_port = free_port();
+        // The extra arguments are the script's positional parameters ("$@"): no quoting issues.
+        let script = format!(
+            "temporal server start-dev --headless --ip 127.0.0.1 --port {port} \
+             --http-port {http_port} --metrics-port {metrics_port} --log-level error \
+             --search-attribute AgentId=Keyword --search-attribute TaskStatus=Keyword \
+             --search-attribute UserId=Keyword \"$@\" >/dev/null 2>&1 & server=$!; \
+             trap 'kill -9 $server; exit 0' TERM; \
+             while kill -0 {parent} 2>/dev/null; do sleep 0.5 & wait $!; done; kill $server",
+            parent = std::process::id()
         );
-    let address = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(&address).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the temporal dev server did not listen on {address} within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("temporal-dev-server")
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect(
+                "starting the temporal dev server (is the `temporal` CLI installed? run scripts/test)",
+            );
+        let address = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the temporal dev server did not listen on {address} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            address,
+            watchdog: Some(watchdog),
+        }
     }
-    (address, watchdog)
+
+    /// Its address, `127.0.0.1:<port>`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl Drop for DevServer {
+    /// Stops the server (SIGKILL: it keeps nothing) and waits until its port is closed.
+    fn drop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = Command::new("kill").arg(watchdog.id().to_string()).status();
+            let _ = watchdog.wait();
+        }
+        // No panic here (a drop may run while a failed test unwinds): at worst it is still
+        // going away.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&self.address).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// A `nats-server -js` on a free port with its own store directory, stopped with the test

@@ -2,94 +2,18 @@
 //! resume, cancel, approvals, budget raises, conversations across continue-as-new, and the
 //! one-request stream.
 
-use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::{Event, EventKind};
-use agentflow_shared::ids::TaskId;
-use agentflow_tests::api::TestApi;
 use agentflow_tests::fake_openai::{FakeOpenAi, Turn};
-use agentflow_tests::harness::{dense_log, test_config};
+use agentflow_tests::harness::{slow_config, test_config};
+use agentflow_tests::logs::{assert_dense, final_log};
+use agentflow_tests::requests::{
+    TASKS, create_idle, execute, open, post, problem, send, task_path,
+};
+use agentflow_tests::spawn_app_with;
 use agentflow_tests::sse::Live;
-use agentflow_tests::{TestApp, spawn_app_with};
 use serde_json::{Value, json};
 
-const TASKS: &str = "/api/v1/agents/assistant/tasks";
-
-/// A config whose scripted model is slow enough to act in the middle of a streamed answer.
-fn slow_config() -> AgentflowConfig {
-    let mut config = test_config();
-    if let Some(model) = config.models.get_mut("scripted") {
-        model.token_delay_ms = 20;
-    }
-    config
-}
-
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: Value,
-}
-
-async fn send(api: &TestApi, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
-    let mut request = api.http.request(method, api.url(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response.json().await.unwrap_or(Value::Null);
-    Answer {
-        status,
-        content_type,
-        body,
-    }
-}
-
-async fn post(api: &TestApi, path: &str, body: Value) -> Answer {
-    send(api, reqwest::Method::POST, path, Some(body)).await
-}
-
-/// Asserts a problem+json answer with this status, and returns its detail.
-fn problem(answer: &Answer, status: u16) -> String {
-    assert_eq!(answer.status, status, "{}", answer.body);
-    assert_eq!(answer.content_type, "application/problem+json");
-    assert_eq!(answer.body["status"], status);
-    answer.body["detail"].as_str().expect("detail").to_owned()
-}
-
-/// Creates an idle task with these parameters; returns its id.
-async fn create(api: &TestApi, parameters: Value) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
-    api.create_task(
-        "assistant",
-        json!({"id": id, "description": "control test", "task_parameters": parameters}),
-    )
-    .await;
-    id
-}
-
-fn task_path(task: &str, action: &str) -> String {
-    format!("{TASKS}/{task}{action}")
-}
-
-async fn open(api: &TestApi, task: &str) -> Live {
-    Live::open(&api.http, &api.url(&task_path(task, "/events/stream"))).await
-}
-
-async fn execute(api: &TestApi, task: &str, query: &str) {
-    let answer = post(api, &task_path(task, "/execute"), json!({"query": query})).await;
-    assert_eq!(answer.status, 202, "{}", answer.body);
-}
-
-fn assert_dense(events: &[Event]) {
-    dense_log(events);
-}
-
+/// The index of the first event of type `name`.
 fn index_of(events: &[Event], name: &str) -> usize {
     events
         .iter()
@@ -97,15 +21,11 @@ fn index_of(events: &[Event], name: &str) -> usize {
         .unwrap_or_else(|| panic!("no {name} in the log"))
 }
 
-async fn final_log(app: &TestApp, task: &str) -> Vec<Event> {
-    app.result(task.parse::<TaskId>().unwrap()).await.events
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pause_during_a_streaming_call_takes_effect_after_it_then_resume() {
-    let mut app = spawn_app_with(slow_config(), true).await;
+    let mut app = spawn_app_with(slow_config(20), true).await;
     let api = app.spawn_api().await;
-    let task = create(&api, json!({"enable_streaming": true})).await;
+    let task = create_idle(&api, json!({"enable_streaming": true})).await;
     let mut live = open(&api, &task).await;
     execute(&api, &task, "Count to 60").await;
     live.until("WorkflowLLMCallDelta").await;
@@ -163,7 +83,7 @@ async fn cancel_during_a_streaming_call_stops_the_provider_stream() {
     let fake = FakeOpenAi::start(vec![Turn::Endless]).await;
     let mut app = spawn_app_with(fake.config(test_config()), true).await;
     let api = app.spawn_api().await;
-    let task = create(&api, json!({"enable_streaming": true, "model": "fake"})).await;
+    let task = create_idle(&api, json!({"enable_streaming": true, "model": "fake"})).await;
     let mut live = open(&api, &task).await;
     execute(&api, &task, "Talk forever").await;
     live.until("WorkflowLLMCallDelta").await;
@@ -217,7 +137,7 @@ async fn a_cancel_between_llm_attempts_keeps_the_failed_attempts_events() {
     config.worker.llm_retry_initial_ms = 60_000;
     let mut app = spawn_app_with(config, true).await;
     let api = app.spawn_api().await;
-    let task = create(&api, json!({"enable_streaming": true, "model": "fake"})).await;
+    let task = create_idle(&api, json!({"enable_streaming": true, "model": "fake"})).await;
     let mut live = open(&api, &task).await;
     execute(&api, &task, "Hello").await;
     fake.answered(1).await;
@@ -246,7 +166,7 @@ async fn a_cancel_between_llm_attempts_keeps_the_failed_attempts_events() {
 async fn delete_cancels_a_waiting_task_and_the_cli_can_cancel_too() {
     let mut app = spawn_app_with(test_config(), true).await;
     let api = app.spawn_api().await;
-    let task = create(&api, json!({})).await;
+    let task = create_idle(&api, json!({})).await;
     let mut live = open(&api, &task).await;
     let deleted = send(&api, reqwest::Method::DELETE, &task_path(&task, ""), None).await;
     assert_eq!(deleted.status, 202, "{}", deleted.body);
@@ -258,7 +178,7 @@ async fn delete_cancels_a_waiting_task_and_the_cli_can_cancel_too() {
     );
     assert_eq!(events, final_log(&app, &task).await);
 
-    let other = create(&api, json!({})).await;
+    let other = create_idle(&api, json!({})).await;
     let mut live = open(&api, &other).await;
     let output = tokio::process::Command::new("temporal")
         .args([
@@ -285,7 +205,7 @@ async fn approvals_approve_with_edits_reject_and_decide_twice() {
     let mut app = spawn_app_with(test_config(), true).await;
     let api = app.spawn_api().await;
 
-    let task = create(
+    let task = create_idle(
         &api,
         json!({"require_approval": ["calculator", "current_time"]}),
     )
@@ -381,7 +301,7 @@ async fn approvals_approve_with_edits_reject_and_decide_twice() {
     assert_eq!(events.last().unwrap().type_name(), "WorkflowCompleted");
     assert_eq!(events, final_log(&app, &task).await);
 
-    let rejected = create(&api, json!({"require_approval": ["*"]})).await;
+    let rejected = create_idle(&api, json!({"require_approval": ["*"]})).await;
     let mut live = open(&api, &rejected).await;
     execute(&api, &rejected, "What is 2+2?").await;
     let requested = live.until("WorkflowApprovalRequested").await;
@@ -448,7 +368,7 @@ async fn approvals_approve_with_edits_reject_and_decide_twice() {
 async fn budget_pause_then_raise() {
     let mut app = spawn_app_with(test_config(), true).await;
     let api = app.spawn_api().await;
-    let task = create(
+    let task = create_idle(
         &api,
         json!({"budget_usd": 0.000001, "on_budget_exceeded": "pause"}),
     )
@@ -498,7 +418,7 @@ async fn a_300_turn_conversation_continues_as_new_with_a_whole_log() {
     config.worker.max_events_per_run = 200;
     let mut app = spawn_app_with(config, true).await;
     let api = app.spawn_api().await;
-    let task = create(
+    let task = create_idle(
         &api,
         json!({"conversation": true, "enable_streaming": false, "model": "scripted-fast",
             "budget_usd": 100.0}),
@@ -571,7 +491,7 @@ async fn a_300_turn_conversation_continues_as_new_with_a_whole_log() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_request_streaming_with_both_disconnect_policies() {
-    let mut app = spawn_app_with(slow_config(), true).await;
+    let mut app = spawn_app_with(slow_config(20), true).await;
     let api = app.spawn_api().await;
     let stream_url = api.url(&format!("{TASKS}/stream"));
 
@@ -637,14 +557,14 @@ async fn every_invalid_transition_answers_409_problem_json() {
     let mut app = spawn_app_with(test_config(), true).await;
     let api = app.spawn_api().await;
 
-    let idle = create(&api, json!({})).await;
+    let idle = create_idle(&api, json!({})).await;
     let pause = post(&api, &task_path(&idle, "/pause"), json!({})).await;
     assert!(problem(&pause, 409).contains("not running"));
     let resume = post(&api, &task_path(&idle, "/resume"), json!({})).await;
     assert!(problem(&resume, 409).contains("not paused"));
     let close = post(&api, &task_path(&idle, "/close"), json!({})).await;
     assert!(problem(&close, 409).contains("not a conversation"));
-    let fresh = create(&api, json!({"conversation": true})).await;
+    let fresh = create_idle(&api, json!({"conversation": true})).await;
     let unused = post(&api, &task_path(&fresh, "/close"), json!({})).await;
     assert!(problem(&unused, 409).contains("no turn yet"));
     let approval = post(
@@ -679,15 +599,10 @@ async fn every_invalid_transition_answers_409_problem_json() {
     )
     .await;
     problem(&bad_decision, 422);
-    let no_task = post(
-        &api,
-        &task_path(&uuid::Uuid::new_v4().to_string(), "/pause"),
-        json!({}),
-    )
-    .await;
+    let no_task = post(&api, &task_path(uuid::Uuid::new_v4(), "/pause"), json!({})).await;
     problem(&no_task, 404);
 
-    let conversation = create(&api, json!({"conversation": true})).await;
+    let conversation = create_idle(&api, json!({"conversation": true})).await;
     let mut live = open(&api, &conversation).await;
     execute(&api, &conversation, "Hello").await;
     live.until("WorkflowTurnCompleted").await;
@@ -746,7 +661,7 @@ async fn cli_update(task: &str, name: &str, input: Value) -> (bool, String) {
 async fn the_temporal_cli_drives_the_controls() {
     let mut app = spawn_app_with(test_config(), true).await;
     let api = app.spawn_api().await;
-    let task = create(&api, json!({"require_approval": ["calculator"]})).await;
+    let task = create_idle(&api, json!({"require_approval": ["calculator"]})).await;
     let mut live = open(&api, &task).await;
 
     let (ok, printed) = cli_update(&task, "execute", json!({"query": "What is 6*7?"})).await;

@@ -2,15 +2,15 @@
 //! bus: the degraded mode): the task completes on a new worker and its final log holds every
 //! event that was heartbeated before the kill. `bus.rs` has the same on the bus.
 
+use crate::WORKER;
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::Seq;
 use agentflow_shared::log::check_prefix;
 use agentflow_shared::task::TaskStatus;
-use agentflow_tests::harness::{dense_log, test_config};
+use agentflow_tests::harness::test_config;
+use agentflow_tests::logs::dense_log;
 use agentflow_tests::{WorkerProcess, spawn_app_with};
 use std::time::{Duration, Instant};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_worker_loses_no_event_a_client_could_have_seen() {

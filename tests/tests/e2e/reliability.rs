@@ -2,17 +2,18 @@
 //! generation far past Temporal's payload limit, and a worker stopped mid-call. Each ends
 //! cleanly, with an exact log, and the worker keeps serving other tasks.
 
+use crate::WORKER;
 use agentflow_shared::event::{Event, EventKind, LlmCallCompleted};
-use agentflow_shared::ids::{Seq, TaskId};
+use agentflow_shared::ids::Seq;
 use agentflow_shared::llm::FinishReason;
 use agentflow_shared::log::{EventLog, check_prefix};
 use agentflow_shared::task::{TaskResult, TaskStatus};
-use agentflow_tests::harness::{dense_log, test_config};
-use agentflow_tests::sse::{Live, read_with_reconnects};
+use agentflow_tests::harness::test_config;
+use agentflow_tests::logs::dense_log;
+use agentflow_tests::requests::{open, stream_path, task_path};
+use agentflow_tests::sse::read_with_reconnects;
 use agentflow_tests::{WorkerProcess, spawn_app_with};
 use std::time::{Duration, Instant};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 
 fn log_of(result: &TaskResult) -> EventLog {
     EventLog::from_events(Seq::first(), result.events.clone()).expect("a dense log")
@@ -31,10 +32,6 @@ fn llm_completed(result: &TaskResult) -> Vec<&LlmCallCompleted> {
 
 fn counting_to(n: u32) -> String {
     (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(" ")
-}
-
-fn stream_path(task: TaskId) -> String {
-    format!("/api/v1/agents/assistant/tasks/{task}/events/stream")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -198,7 +195,7 @@ async fn a_long_conversation_drops_its_oldest_turns_and_says_so() {
     task.parameters.conversation = Some(true);
     task.parameters.enable_streaming = Some(false);
     let task = app.create("assistant", task).await.expect("created");
-    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    let mut live = open(&api, task).await;
     for turn in 1..=6 {
         app.execute(task, &format!("Turn {turn}: {}", "words ".repeat(150)))
             .await
@@ -206,10 +203,7 @@ async fn a_long_conversation_drops_its_oldest_turns_and_says_so() {
         live.until("WorkflowTurnCompleted").await;
     }
     let (status, _) = api
-        .post(
-            &format!("/api/v1/agents/assistant/tasks/{task}/close"),
-            &serde_json::json!({}),
-        )
+        .post(&task_path(task, "/close"), &serde_json::json!({}))
         .await;
     assert_eq!(status, 202);
     let events = live.rest().await.to_vec();

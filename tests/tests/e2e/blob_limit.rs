@@ -10,16 +10,20 @@ use agentflow_shared::ids::TaskId;
 use agentflow_shared::llm::FinishReason;
 use agentflow_shared::log::{EventLog, check_prefix};
 use agentflow_shared::task::TaskStatus;
-use agentflow_tests::harness::dense_log;
 use agentflow_tests::harness::test_config;
-use agentflow_tests::server::dev_server_args;
-use agentflow_tests::spawn_app_with;
-use agentflow_tests::sse::{Live, read_with_reconnects};
+use agentflow_tests::logs::dense_log;
+use agentflow_tests::requests::{create_idle, open, stream_path, task_path};
+use agentflow_tests::sse::read_with_reconnects;
+use agentflow_tests::{DevServer, spawn_app_on};
 use serde_json::json;
+
+/// A dev server of the test's own whose payload limit is lowered to 60 KB.
+fn lowered_server() -> DevServer {
+    DevServer::start(&["--dynamic-config-value", "limit.blobSize.error=60000"])
+}
 
 /// The test config with `[worker.limits]` lowered to the dev server's 60 KB payload limit.
 fn lowered(max_run_log_bytes: usize) -> AgentflowConfig {
-    dev_server_args(&["--dynamic-config-value", "limit.blobSize.error=60000"]);
     let mut config = test_config();
     let limits = &mut config.worker.limits;
     limits.payload_limit_bytes = 60_000;
@@ -37,13 +41,12 @@ fn lowered(max_run_log_bytes: usize) -> AgentflowConfig {
 }
 
 async fn count_to_5000(streaming: bool) {
+    let server = lowered_server();
     let config = lowered(32 * 1024);
-    let app = spawn_app_with(config.clone(), true).await;
+    let app = spawn_app_on(server.address(), config.clone(), true).await;
     let api = app.spawn_api().await;
     let task = app.run_query("Count to 5000", streaming).await;
-    let url = api.url(&format!(
-        "/api/v1/agents/assistant/tasks/{task}/events/stream"
-    ));
+    let url = api.url(&stream_path(task));
     let received: Vec<Event> = read_with_reconnects(&api.http, &url, &[2, 10, 30]).await;
     let result = app.result(task).await;
 
@@ -81,25 +84,22 @@ async fn a_batch_generation_past_a_lowered_payload_limit_is_truncated_exactly() 
     count_to_5000(false).await;
 }
 
-fn task_path(task: TaskId, action: &str) -> String {
-    format!("/api/v1/agents/assistant/tasks/{task}{action}")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_conversation_whose_run_logs_outgrow_the_payload_limit_is_served_whole() {
     // Runs may hold more log than one payload: it then rides in neither the workflow result nor
     // the input of the next run, and is read from the run itself.
-    let app = spawn_app_with(lowered(200 * 1024), true).await;
+    let server = lowered_server();
+    let app = spawn_app_on(server.address(), lowered(200 * 1024), true).await;
     let api = app.spawn_api().await;
-    let task = TaskId::new();
-    api.create_task(
-        "assistant",
-        json!({"id": task.to_string(), "description": "long", "task_parameters": {
-            "conversation": true, "enable_streaming": false, "model": "scripted-fast",
-            "budget_usd": 100.0}}),
+    let task: TaskId = create_idle(
+        &api,
+        json!({"conversation": true, "enable_streaming": false, "model": "scripted-fast",
+            "budget_usd": 100.0}),
     )
-    .await;
-    let mut live = Live::open(&api.http, &api.url(&task_path(task, "/events/stream"))).await;
+    .await
+    .parse()
+    .unwrap();
+    let mut live = open(&api, task).await;
     let mut continued_at = None;
     for turn in 1..=40u32 {
         let (status, body) = api
@@ -138,8 +138,7 @@ async fn a_conversation_whose_run_logs_outgrow_the_payload_limit_is_served_whole
         "the last run's log is not in its result"
     );
     let fresh = app.spawn_api().await;
-    let mut replayed =
-        Live::open(&fresh.http, &fresh.url(&task_path(task, "/events/stream"))).await;
+    let mut replayed = open(&fresh, task).await;
     assert_eq!(
         replayed.rest().await,
         &events[..],

@@ -7,37 +7,18 @@ use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::Seq;
 use agentflow_shared::llm::{ChatMessage, Role};
 use agentflow_shared::task::TaskStatus;
-use agentflow_tests::harness::{dense_log, test_config};
+use agentflow_tests::harness::{replayer, test_config};
+use agentflow_tests::logs::{assert_dense, types};
 use agentflow_tests::{TestApp, spawn_app, spawn_app_with};
-use agentflow_worker::AgentTaskWorkflow;
 use agentflow_worker::llm::{LlmRequest, scripted_response};
 use serde_json::json;
 use temporalio_client::WorkflowHistory;
-use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
-
-fn types(events: &[Event]) -> Vec<&'static str> {
-    events.iter().map(Event::type_name).collect()
-}
-
-fn assert_dense(events: &[Event]) {
-    dense_log(events);
-}
 
 fn final_response(events: &[Event]) -> String {
     match &events.last().expect("a log").kind {
         EventKind::Completed(done) => done.final_response.clone(),
         other => panic!("expected WorkflowCompleted last, got {other:?}"),
     }
-}
-
-fn replayer() -> WorkflowReplayer {
-    WorkflowReplayer::new(
-        WorkflowReplayerOptions::new()
-            .register_workflow::<AgentTaskWorkflow>()
-            .unwrap()
-            .build(),
-    )
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,19 +3,18 @@
 //! events reach the workflow in checkpoints (`checkpoint_call` updates), so no payload —
 //! heartbeat, failure details, result — holds more than one checkpoint and the answer.
 
+use crate::WORKER;
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::{Event, EventKind, LlmCallCompleted};
 use agentflow_shared::ids::TaskId;
 use agentflow_shared::llm::FinishReason;
 use agentflow_tests::api::TestApi;
-use agentflow_tests::harness::{dense_log, test_config};
+use agentflow_tests::harness::test_config;
+use agentflow_tests::logs::dense_log;
+use agentflow_tests::requests::{create_idle, execute, open, task_path};
 use agentflow_tests::sse::Live;
 use agentflow_tests::{WorkerProcess, spawn_app_with};
 use serde_json::json;
-
-fn task_path(task: TaskId) -> String {
-    format!("/api/v1/agents/assistant/tasks/{task}")
-}
 
 fn completed(events: &[Event]) -> &LlmCallCompleted {
     events
@@ -29,21 +28,9 @@ fn completed(events: &[Event]) -> &LlmCallCompleted {
 
 /// A task with these parameters, watched from its start, then executing `query`.
 async fn watched(api: &TestApi, parameters: serde_json::Value, query: &str) -> (TaskId, Live) {
-    let task = TaskId::new();
-    api.create_task(
-        "assistant",
-        json!({"id": task.to_string(), "description": "long", "task_parameters": parameters}),
-    )
-    .await;
-    let url = api.url(&format!("{}/events/stream", task_path(task)));
-    let live = Live::open(&api.http, &url).await;
-    let (status, body) = api
-        .post(
-            &format!("{}/execute", task_path(task)),
-            &json!({"query": query}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    let task: TaskId = create_idle(api, parameters).await.parse().unwrap();
+    let live = open(api, task).await;
+    execute(api, task, query).await;
     (task, live)
 }
 
@@ -94,7 +81,7 @@ async fn count_to_200000(config: AgentflowConfig) {
     assert!(!result.events_included);
     let fresh = app.spawn_api().await;
     assert!(
-        fresh.paged_events(&task_path(task)).await == received,
+        fresh.paged_events(&task_path(task, "")).await == received,
         "the durable log is the one streamed"
     );
     let history = String::from_utf8(app.history_json(task).await).unwrap();
@@ -117,8 +104,6 @@ async fn a_megabyte_generation_on_heartbeats_completes_with_an_exact_log() {
     config.bus.url.clear();
     count_to_200000(config).await;
 }
-
-const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 
 /// A worker SIGKILLed mid-call after several checkpoints: the next attempt starts from what
 /// the workflow holds (and what the bus stored after it), with no gap and no renumbering.
@@ -165,7 +150,7 @@ async fn killed_after_checkpoints(bus: bool) {
     );
     let fresh = app.spawn_api().await;
     assert!(
-        fresh.paged_events(&task_path(task)).await == received,
+        fresh.paged_events(&task_path(task, "")).await == received,
         "the durable log is the one streamed"
     );
     let history = String::from_utf8(app.history_json(task).await).unwrap();

@@ -1,10 +1,11 @@
 //! Tasks on an OpenAI-compatible model, served by a local fake Chat Completions server.
 
 use agentflow_client::tasks::NewTask;
-use agentflow_shared::event::{Event, EventKind};
+use agentflow_shared::event::EventKind;
 use agentflow_shared::task::TaskStatus;
 use agentflow_tests::fake_openai::{FakeOpenAi, Turn};
-use agentflow_tests::harness::{dense_log, test_config};
+use agentflow_tests::harness::test_config;
+use agentflow_tests::logs::{dense_log, types};
 use agentflow_tests::spawn_app_with;
 use serde_json::json;
 
@@ -16,10 +17,6 @@ fn task(query: &str, streaming: bool) -> NewTask {
     task.parameters.model = Some("fake".into());
     task.parameters.enable_streaming = Some(streaming);
     task
-}
-
-fn types(events: &[Event]) -> Vec<&'static str> {
-    events.iter().map(Event::type_name).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

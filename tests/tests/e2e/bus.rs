@@ -2,42 +2,28 @@
 //! Every test checks what subscribers received against the task's final log with
 //! `check_prefix` (and the whole length for those that stayed to the end).
 
+use crate::WORKER;
 use agentflow_bus::{Bus, CallSubject};
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::{Seq, TaskId};
 use agentflow_shared::log::{EventLog, check_prefix};
 use agentflow_tests::api::TestApi;
 use agentflow_tests::fake_openai::{FakeOpenAi, Turn};
-use agentflow_tests::harness::{dense_log, test_config};
+use agentflow_tests::harness::{slow_config, test_config};
+use agentflow_tests::logs::dense_log;
+use agentflow_tests::requests::{create_idle, execute, open, stream_path};
 use agentflow_tests::server::NatsServer;
 use agentflow_tests::sse::{Live, read, read_with_reconnects};
 use agentflow_tests::{TestApp, WorkerProcess, spawn_app_with};
 use serde_json::json;
 use std::time::Duration;
 
-fn stream_path(task: TaskId) -> String {
-    format!("/api/v1/agents/assistant/tasks/{task}/events/stream")
-}
-
 /// Creates a streaming task through the api and returns its id (not executed yet).
 async fn create(api: &TestApi) -> TaskId {
-    let id = TaskId::new();
-    api.create_task(
-        "assistant",
-        json!({"id": id.to_string(), "description": "bus", "task_parameters": {"enable_streaming": true}}),
-    )
-    .await;
-    id
-}
-
-async fn execute(api: &TestApi, task: TaskId, query: &str) {
-    let (status, body) = api
-        .post(
-            &format!("/api/v1/agents/assistant/tasks/{task}/execute"),
-            &json!({"query": query}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    create_idle(api, json!({"enable_streaming": true}))
+        .await
+        .parse()
+        .unwrap()
 }
 
 /// A bus client of the test's NATS server, ready.
@@ -134,15 +120,6 @@ async fn streamed_calls_travel_on_the_bus_and_subscribers_get_the_exact_log() {
     api.stop().await;
 }
 
-const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
-
-/// A config whose scripted model streams slowly enough for faults to land mid-call.
-fn slow_config() -> agentflow_shared::config::AgentflowConfig {
-    let mut config = test_config();
-    config.models.get_mut("scripted").unwrap().token_delay_ms = 10;
-    config
-}
-
 /// Reads `live` until it has received `count` deltas.
 async fn until_deltas(live: &mut Live, count: usize) {
     while live
@@ -161,7 +138,7 @@ async fn until_deltas(live: &mut Live, count: usize) {
 /// A streaming task running `query`, watched from its start until `deltas` deltas arrived.
 async fn streaming(api: &TestApi, query: &str, deltas: usize) -> (TaskId, Live) {
     let task = create(api).await;
-    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    let mut live = open(api, task).await;
     execute(api, task, query).await;
     until_deltas(&mut live, deltas).await;
     (task, live)
@@ -182,7 +159,7 @@ async fn the_call_on_the_bus(bus: &Bus, task: TaskId, log: &EventLog) -> agentfl
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_delta_is_resumed_from_what_the_bus_stored() {
-    let config = slow_config();
+    let config = slow_config(10);
     let app = spawn_app_with(config.clone(), false).await;
     let api = app.spawn_api().await;
     let first = WorkerProcess::spawn(WORKER, &config);
@@ -221,7 +198,7 @@ async fn a_worker_killed_mid_delta_is_resumed_from_what_the_bus_stored() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_zombie_worker_cannot_win_a_seq_after_the_new_attempt_fenced_the_call() {
-    let config = slow_config();
+    let config = slow_config(10);
     let app = spawn_app_with(config.clone(), false).await;
     let api = app.spawn_api().await;
     let zombie = WorkerProcess::spawn(WORKER, &config);
@@ -268,7 +245,7 @@ async fn a_zombie_worker_cannot_win_a_seq_after_the_new_attempt_fenced_the_call(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_heartbeat_timeout_on_the_last_attempt_fences_before_the_terminal_event() {
-    let mut config = slow_config();
+    let mut config = slow_config(10);
     config.worker.llm_max_attempts = 1;
     let app = spawn_app_with(config.clone(), false).await;
     let api = app.spawn_api().await;
@@ -324,7 +301,7 @@ fn calls_started(log: &EventLog) -> Vec<Seq> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_bus_dying_mid_call_moves_the_call_to_heartbeats_and_back_for_the_next_call() {
     let mut nats = NatsServer::start();
-    let mut config = slow_config();
+    let mut config = slow_config(10);
     config.bus.url = nats.url();
     let app = spawn_app_with(config.clone(), true).await;
     let api = app.spawn_api().await;
@@ -367,7 +344,7 @@ async fn the_bus_dying_mid_call_moves_the_call_to_heartbeats_and_back_for_the_ne
     let mut on_bus = false;
     for _ in 0..20 {
         let next = create(&api).await;
-        let mut live = Live::open(&api.http, &api.url(&stream_path(next))).await;
+        let mut live = open(&api, next).await;
         execute(&api, next, "Count to 10").await;
         let received = live.rest().await.to_vec();
         let log = dense_log(&app.result(next).await.events);
@@ -410,7 +387,7 @@ async fn with_own_bus() -> (
     TestApp,
 ) {
     let nats = NatsServer::start();
-    let mut config = slow_config();
+    let mut config = slow_config(10);
     config.bus.url = nats.url();
     let app = spawn_app_with(config.clone(), false).await;
     (nats, config, app)
@@ -483,7 +460,7 @@ async fn a_call_that_left_the_dead_bus_is_resumed_from_its_heartbeats_after_a_wo
 /// checks the subscriber got the whole final log, and returns it.
 async fn watched_to_the_end(app: &TestApp, api: &TestApi, query: &str) -> (TaskId, EventLog) {
     let task = create(api).await;
-    let mut live = Live::open(&api.http, &api.url(&stream_path(task))).await;
+    let mut live = open(api, task).await;
     execute(api, task, query).await;
     let received = live.rest().await.to_vec();
     let log = dense_log(&app.result(task).await.events);
@@ -494,7 +471,7 @@ async fn watched_to_the_end(app: &TestApp, api: &TestApi, query: &str) -> (TaskI
 #[tokio::test(flavor = "multi_thread")]
 async fn the_relay_queries_the_workflow_only_after_workflow_tasks_that_completed() {
     use temporalio_common::protos::temporal::api::enums::v1::EventType;
-    let app = spawn_app_with(slow_config(), true).await;
+    let app = spawn_app_with(slow_config(10), true).await;
     let api = app.spawn_api().await;
     let (task, log) = watched_to_the_end(&app, &api, "What is 6*7? Then count to 40").await;
     assert!(
@@ -524,7 +501,7 @@ async fn the_relay_queries_the_workflow_only_after_workflow_tasks_that_completed
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_relay_reads_the_log_on_progress_hints_instead_of_polling_history() {
-    let app = spawn_app_with(slow_config(), true).await;
+    let app = spawn_app_with(slow_config(10), true).await;
     let api = app.spawn_api().await;
     watched_to_the_end(&app, &api, "What is 6*7? Then count to 40").await;
     let (_, metrics) = api.get("/metrics").await;
@@ -538,7 +515,7 @@ async fn the_relay_reads_the_log_on_progress_hints_instead_of_polling_history() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_expecting_hints_from_a_worker_that_sends_none_still_serves_the_whole_log() {
-    let mut silent = slow_config();
+    let mut silent = slow_config(10);
     silent.bus.progress_hints = false;
     let app = spawn_app_with(silent, true).await;
     let mut config = app.config.clone();
@@ -552,7 +529,7 @@ async fn a_relay_expecting_hints_from_a_worker_that_sends_none_still_serves_the_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_workflows_own_events_travel_on_the_bus_ahead_of_each_call() {
-    let app = spawn_app_with(slow_config(), true).await;
+    let app = spawn_app_with(slow_config(10), true).await;
     let api = app.spawn_api().await;
     let (task, log) = watched_to_the_end(&app, &api, "What is 6*7? Then count to 20").await;
     let calls = calls(&log);

@@ -1,54 +1,25 @@
 //! The REST api and the live SSE relay end to end: real dev server, worker and api over HTTP.
 
+use crate::WORKER;
 use agentflow_shared::config::ApiSettings;
 use agentflow_shared::event::{Event, EventKind};
 use agentflow_shared::ids::{Seq, TaskId};
 use agentflow_shared::task::EventsRange;
 use agentflow_tests::api::TestApi;
 use agentflow_tests::harness::test_config;
+use agentflow_tests::logs::final_log;
+use agentflow_tests::requests::{check_problem, create_idle, execute, stream_path};
 use agentflow_tests::sse::{Live, read, read_with_reconnects};
 use agentflow_tests::{TestApp, WorkerProcess, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
-
-fn stream_path(task: &str) -> String {
-    format!("/api/v1/agents/assistant/tasks/{task}/events/stream")
-}
-
-fn assert_dense(events: &[Event]) {
+/// Every seq is its index + 1: no gap and no duplicate, not even an identical one (which
+/// `dense_log` takes).
+fn assert_numbered_from_one(events: &[Event]) {
     for (i, event) in events.iter().enumerate() {
         assert_eq!(event.seq, Seq(i as u64 + 1), "gap or duplicate at {i}");
     }
-}
-
-/// Creates a task with a client-chosen id and no query; returns its id.
-async fn create_idle(api: &TestApi, parameters: Value) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
-    let task = api
-        .create_task(
-            "assistant",
-            json!({"id": id, "description": "test", "task_parameters": parameters}),
-        )
-        .await;
-    assert_eq!(task["id"], id);
-    assert_eq!(task["status"], "created");
-    id
-}
-
-async fn execute(api: &TestApi, task: &str, query: &str) {
-    let (status, body) = api
-        .post(
-            &format!("/api/v1/agents/assistant/tasks/{task}/execute"),
-            &json!({"query": query}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-}
-
-async fn final_log(app: &TestApp, task: &str) -> Vec<Event> {
-    app.result(task.parse::<TaskId>().unwrap()).await.events
 }
 
 /// Open the stream before anything runs, execute, read to the end: exactly the final log.
@@ -72,7 +43,7 @@ async fn stream_equals_log(streaming: bool) {
     assert_eq!(received.headers["x-accel-buffering"], "no");
     let log = final_log(&app, &task).await;
     assert_eq!(received.events, log);
-    assert_dense(&log);
+    assert_numbered_from_one(&log);
     let deltas = log
         .iter()
         .filter(|e| matches!(e.kind, EventKind::LlmCallDelta(_)))
@@ -352,9 +323,7 @@ async fn stream_filters_and_status_codes() {
         204
     );
 
-    let (status, _) = api
-        .get(&stream_path(&uuid::Uuid::new_v4().to_string()))
-        .await;
+    let (status, _) = api.get(&stream_path(uuid::Uuid::new_v4())).await;
     assert_eq!(status, 404, "unknown task");
     let (status, _) = api
         .get(&format!("/api/v1/agents/other/tasks/{task}/events/stream"))
@@ -629,23 +598,6 @@ async fn bad_input_gets_problem_json_and_never_a_5xx() {
     check_problem(wrong_method, 405, "", "DELETE tasks").await;
     api.stop().await;
     app.stop_worker().await;
-}
-
-async fn check_problem(response: reqwest::Response, status: u16, mention: &str, what: &str) {
-    assert_eq!(response.status().as_u16(), status, "{what}");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json",
-        "{what}"
-    );
-    let problem: Value = response.json().await.unwrap();
-    assert_eq!(problem["status"], status, "{what}: {problem}");
-    assert!(problem["title"].is_string() && problem["type"].is_string());
-    let detail = problem["detail"].as_str().unwrap();
-    assert!(
-        detail.contains(mention),
-        "{what}: `{detail}` should mention `{mention}`"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1076,7 +1028,7 @@ async fn connections_are_bounded_and_a_stalled_body_gets_408() {
         .create("assistant", Default::default())
         .await
         .expect("creating a task");
-    let url = api.url(&stream_path(&task.to_string()));
+    let url = api.url(&stream_path(task));
     let first = Live::open(&reqwest::Client::new(), &url).await;
     let second = Live::open(&reqwest::Client::new(), &url).await;
     let refused = answer(reqwest::Client::new().get(api.url("/healthz"))).await;
