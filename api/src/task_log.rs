@@ -38,7 +38,11 @@ pub enum JoinError {
     Moved,
 }
 
-impl Runs<'_> {
+impl<'a> Runs<'a> {
+    fn parts(&self) -> (&'a Client, &'a RpcCounters, TaskId, Duration) {
+        (self.client, self.counters, self.task, self.timeout)
+    }
+
     /// The events with `seq > after` that come before `first_seq`, the first seq of run
     /// `run_id`: none when the run starts right after `after`; else the earlier runs' events,
     /// which must reach up to `first_seq`.
@@ -63,12 +67,7 @@ impl Runs<'_> {
     /// each run's start event carries the previous run's events (the input a run hands on when it
     /// continues as new), and names that run. Each read gives up after `timeout`.
     async fn earlier_events(&self, run_id: String, after: Seq) -> Result<Vec<Event>, Status> {
-        let Self {
-            client,
-            counters,
-            task,
-            timeout,
-        } = *self;
+        let (client, counters, task, timeout) = self.parts();
         use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
         let mut collected: Vec<Event> = Vec::new();
         let mut run = run_id;
@@ -127,12 +126,7 @@ impl Runs<'_> {
     /// activities, in order — when it rode in neither its result nor the next run's input. Empty
     /// when it recorded none. Needs no worker.
     pub async fn archived_log(&self, run_id: &str) -> Result<Vec<Event>, Status> {
-        let Self {
-            client,
-            counters,
-            task,
-            timeout,
-        } = *self;
+        let (client, counters, task, timeout) = self.parts();
         use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
         let archive = contract::activity::ARCHIVE_LOG;
         let mut events: Vec<Event> = Vec::new();
@@ -183,12 +177,7 @@ impl Runs<'_> {
     /// itself (`get_events`; a worker replays the run to answer): for a run whose log was too
     /// large to be carried into the next.
     async fn run_log(&self, run_id: &str, after: Seq) -> Result<Vec<Event>, Status> {
-        let Self {
-            client,
-            counters,
-            task,
-            timeout,
-        } = *self;
+        let (client, counters, task, timeout) = self.parts();
         let info = temporalio_client::WorkflowExecutionInfo::builder()
             .namespace(temporalio_client::NamespacedClient::namespace(client))
             .workflow_id(task.workflow_id())

@@ -41,14 +41,14 @@ impl HasWorkflowDefinition for AgentTask {
     type Run = Self;
 }
 
-/// Declares a marker type for each update: name, input, output.
-macro_rules! updates {
-    ($( $(#[$doc:meta])* $marker:ident = $name:literal ($input:ty) -> $output:ty ;)+) => {$(
+/// Declares a marker type per update or query (`$definition`): name, input, output.
+macro_rules! handlers {
+    ($definition:ident: $( $(#[$doc:meta])* $marker:ident = $name:literal ($input:ty) -> $output:ty ;)+) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default)]
         pub struct $marker;
 
-        impl UpdateDefinition for $marker {
+        impl $definition for $marker {
             type Workflow = AgentTask;
             type Input = $input;
             type Output = $output;
@@ -60,26 +60,8 @@ macro_rules! updates {
     )+};
 }
 
-/// Declares a marker type for each query: name, input, output.
-macro_rules! queries {
-    ($( $(#[$doc:meta])* $marker:ident = $name:literal ($input:ty) -> $output:ty ;)+) => {$(
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default)]
-        pub struct $marker;
-
-        impl QueryDefinition for $marker {
-            type Workflow = AgentTask;
-            type Input = $input;
-            type Output = $output;
-
-            fn name(&self) -> &str {
-                $name
-            }
-        }
-    )+};
-}
-
-updates! {
+handlers! {
+    UpdateDefinition:
     /// Runs a query (a conversation's next turn).
     Execute = "execute"(ExecuteRequest) -> ExecuteAccepted;
     /// Pauses the run at its next safe point.
@@ -96,7 +78,8 @@ updates! {
     RaiseBudget = "raise_budget"(BudgetRequest) -> ControlAccepted;
 }
 
-queries! {
+handlers! {
+    QueryDefinition:
     /// A page of the run's log.
     GetEvents = "get_events"(EventsQuery) -> EventsPage;
     /// The task's state.
