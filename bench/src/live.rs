@@ -304,7 +304,7 @@ async fn cancel_latency(stack: &Stack, fake: &FakeLlm, runs: usize) -> anyhow::R
         target.execute(&id, "Stream forever.").await?;
         // The first delta: the call streams.
         let mut seen = String::new();
-        while !seen.contains("WorkflowLLMCallDelta") {
+        while !seen.contains(EventKind::LLM_CALL_DELTA) {
             match stream.chunk().await? {
                 Some(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
                 None => anyhow::bail!("the stream ended before a delta"),

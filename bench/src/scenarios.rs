@@ -270,7 +270,7 @@ pub async fn throughput(
                 .await?;
             let received = target.subscribe(&id, "?types=WorkflowCompleted").await?;
             let terminal = received.events.last().map(|e| e.type_name());
-            Ok((terminal != Some("WorkflowCompleted"))
+            Ok((terminal != Some(EventKind::COMPLETED))
                 .then(|| format!("task {id} ended with {terminal:?}")))
         })
         .buffer_unordered(concurrency)

@@ -123,7 +123,7 @@ impl fmt::Display for FailureKind {
 }
 
 macro_rules! event_kinds {
-    ($( $(#[$doc:meta])* $variant:ident($data:ident) = $name:literal ),+ $(,)?) => {
+    ($( $(#[$doc:meta])* $variant:ident($data:ident) = $constant:ident: $name:literal ),+ $(,)?) => {
         /// The type of an event with its data; serialized as `"type"` and `"data"`.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(tag = "type", content = "data")]
@@ -132,6 +132,11 @@ macro_rules! event_kinds {
         }
 
         impl EventKind {
+            $(
+                #[doc = concat!("The type name `", $name, "`.")]
+                pub const $constant: &'static str = $name;
+            )+
+
             /// Every event type name of the contract, in declaration order.
             pub const TYPE_NAMES: &'static [&'static str] = &[$($name),+];
 
@@ -145,47 +150,47 @@ macro_rules! event_kinds {
 
 event_kinds! {
     /// The run began.
-    Started(Started) = "WorkflowStarted",
+    Started(Started) = STARTED: "WorkflowStarted",
     /// A step of the agent loop began.
-    StepStarted(StepStarted) = "WorkflowStepStarted",
+    StepStarted(StepStarted) = STEP_STARTED: "WorkflowStepStarted",
     /// A step of the agent loop ended.
-    StepCompleted(StepCompleted) = "WorkflowStepCompleted",
+    StepCompleted(StepCompleted) = STEP_COMPLETED: "WorkflowStepCompleted",
     /// An LLM call began.
-    LlmCallStarted(LlmCallStarted) = "WorkflowLLMCallStarted",
+    LlmCallStarted(LlmCallStarted) = LLM_CALL_STARTED: "WorkflowLLMCallStarted",
     /// A coalesced chunk of streamed text.
-    LlmCallDelta(LlmCallDelta) = "WorkflowLLMCallDelta",
+    LlmCallDelta(LlmCallDelta) = LLM_CALL_DELTA: "WorkflowLLMCallDelta",
     /// An LLM call attempt failed and is being retried.
-    LlmCallRetrying(LlmCallRetrying) = "WorkflowLLMCallRetrying",
+    LlmCallRetrying(LlmCallRetrying) = LLM_CALL_RETRYING: "WorkflowLLMCallRetrying",
     /// An LLM call returned.
-    LlmCallCompleted(LlmCallCompleted) = "WorkflowLLMCallCompleted",
+    LlmCallCompleted(LlmCallCompleted) = LLM_CALL_COMPLETED: "WorkflowLLMCallCompleted",
     /// A tool call began.
-    ToolCallStarted(ToolCallStarted) = "WorkflowToolCallStarted",
+    ToolCallStarted(ToolCallStarted) = TOOL_CALL_STARTED: "WorkflowToolCallStarted",
     /// A tool call ended, successfully or not.
-    ToolCallCompleted(ToolCallCompleted) = "WorkflowToolCallCompleted",
+    ToolCallCompleted(ToolCallCompleted) = TOOL_CALL_COMPLETED: "WorkflowToolCallCompleted",
     /// The cost crossed the warning threshold.
-    BudgetWarning(BudgetWarning) = "WorkflowBudgetWarning",
+    BudgetWarning(BudgetWarning) = BUDGET_WARNING: "WorkflowBudgetWarning",
     /// The cost passed the budget limit.
-    BudgetExceeded(BudgetExceeded) = "WorkflowBudgetExceeded",
+    BudgetExceeded(BudgetExceeded) = BUDGET_EXCEEDED: "WorkflowBudgetExceeded",
     /// The budget limit was raised.
-    BudgetRaised(BudgetRaised) = "WorkflowBudgetRaised",
+    BudgetRaised(BudgetRaised) = BUDGET_RAISED: "WorkflowBudgetRaised",
     /// A tool call waits for a human decision.
-    ApprovalRequested(ApprovalRequested) = "WorkflowApprovalRequested",
+    ApprovalRequested(ApprovalRequested) = APPROVAL_REQUESTED: "WorkflowApprovalRequested",
     /// A human decided on a tool call.
-    ApprovalReceived(ApprovalReceived) = "WorkflowApprovalReceived",
+    ApprovalReceived(ApprovalReceived) = APPROVAL_RECEIVED: "WorkflowApprovalReceived",
     /// The run was paused.
-    Paused(Reason) = "WorkflowPaused",
+    Paused(Reason) = PAUSED: "WorkflowPaused",
     /// The run was resumed.
-    Resumed(Reason) = "WorkflowResumed",
+    Resumed(Reason) = RESUMED: "WorkflowResumed",
     /// The oldest turns of the conversation were dropped to keep it within its size bound.
-    ConversationTrimmed(ConversationTrimmed) = "WorkflowConversationTrimmed",
+    ConversationTrimmed(ConversationTrimmed) = CONVERSATION_TRIMMED: "WorkflowConversationTrimmed",
     /// A turn of a conversation ended with an answer; the task waits for the next query.
-    TurnCompleted(TurnCompleted) = "WorkflowTurnCompleted",
+    TurnCompleted(TurnCompleted) = TURN_COMPLETED: "WorkflowTurnCompleted",
     /// The run finished with a final answer (terminal).
-    Completed(Completed) = "WorkflowCompleted",
+    Completed(Completed) = COMPLETED: "WorkflowCompleted",
     /// The run failed (terminal).
-    Failed(Failed) = "WorkflowFailed",
+    Failed(Failed) = FAILED: "WorkflowFailed",
     /// The run was cancelled (terminal).
-    Cancelled(Reason) = "WorkflowCancelled",
+    Cancelled(Reason) = CANCELLED: "WorkflowCancelled",
 }
 
 impl EventKind {

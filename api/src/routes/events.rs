@@ -204,7 +204,7 @@ impl Filter {
         if frame.terminal {
             return true;
         }
-        if !self.deltas && frame.type_name == "WorkflowLLMCallDelta" {
+        if !self.deltas && frame.type_name == EventKind::LLM_CALL_DELTA {
             return false;
         }
         self.types
