@@ -341,9 +341,15 @@ async function loadAgents() {
 async function loadTasks() {
   const agent = $("agent").value;
   if (!agent) return;
-  const response = await fetch(api(`/agents/${agent}/tasks?page_size=20`));
-  if (!response.ok) return;
-  const { tasks } = await response.json();
+  let tasks;
+  try {
+    const response = await fetch(api(`/agents/${agent}/tasks?page_size=20`));
+    if (!response.ok) return;
+    ({ tasks } = await response.json());
+  } catch {
+    // The api is away (restarting): keep the list as it is; the next refresh reads it again.
+    return;
+  }
   $("tasks").replaceChildren(
     ...tasks.map((task) => {
       const tr = document.createElement("tr");
