@@ -16,6 +16,7 @@ use utoipa::OpenApi;
         crate::routes::health::metrics,
         crate::routes::agents::list,
         crate::routes::agents::show,
+        crate::routes::tools::list,
         crate::routes::tasks::create,
         crate::routes::tasks::list,
         crate::routes::tasks::show,

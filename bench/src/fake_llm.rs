@@ -8,7 +8,7 @@
 
 use agentflow_shared::config::{AgentflowConfig, ModelConfig, ProviderKind};
 use agentflow_shared::llm::ToolSpec;
-use agentflow_worker::tools::{Tool, ToolError};
+use agentflow_worker::tools::{CallContext, Tool, ToolError};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -235,7 +235,11 @@ impl Tool for LookupTool {
         }
     }
 
-    fn call(&self, arguments: Value) -> BoxFuture<'static, Result<Value, ToolError>> {
+    fn call(
+        &self,
+        _context: &CallContext,
+        arguments: Value,
+    ) -> BoxFuture<'static, Result<Value, ToolError>> {
         let request = self.http.post(&self.url).json(&arguments);
         Box::pin(async move {
             let response = request

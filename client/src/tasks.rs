@@ -91,6 +91,11 @@ pub fn task_input(
             agent: agent.clone(),
             model_name,
             model: model.clone(),
+            tools: agent
+                .tools
+                .iter()
+                .filter_map(|name| Some((name.clone(), config.tools.get(name)?.settings())))
+                .collect(),
         },
         parameters: task.parameters,
         settings: RunSettings::from_config(&config.worker),

@@ -1,6 +1,7 @@
 //! `agentflow.toml`: agents, models, prices, tools and worker settings, with `AGENTFLOW_…`
 //! environment overrides (nested keys split by `__`, e.g. `AGENTFLOW_WORKER__TASK_QUEUE`).
 
+use crate::tools::ToolConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,9 @@ pub struct AgentflowConfig {
     /// Agents by id.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentConfig>,
+    /// Declared tools by name (the built-ins need no declaration).
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolConfig>,
 }
 
 /// Which provider serves a model.
@@ -546,8 +550,12 @@ impl AgentflowConfig {
         config
     }
 
-    /// Checks that every agent's model exists.
+    /// Checks that every agent's model exists and every declared tool is valid. (An agent may
+    /// list a tool that is neither built in nor declared: one a worker registers in code.)
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, tool) in &self.tools {
+            tool.validate(name).map_err(ConfigError::Invalid)?;
+        }
         for (id, agent) in &self.agents {
             if !self.models.contains_key(&agent.model) {
                 return Err(ConfigError::Invalid(format!(

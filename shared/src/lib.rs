@@ -7,6 +7,7 @@
 //! - [`task`]: task parameters, status, the workflow's input and the state its queries return.
 //! - [`config`]: `agentflow.toml` (agents, models, prices, tools, worker settings) with
 //!   `AGENTFLOW_…` environment overrides.
+//! - [`tools`]: tools declared under `[tools.<name>]` (kind, schema, per-tool settings).
 //! - [`nullable`]: decoding `null` lists as empty.
 //! - [`sse`]: Server-Sent Events framing of events.
 
@@ -18,6 +19,7 @@ pub mod log;
 pub mod nullable;
 pub mod sse;
 pub mod task;
+pub mod tools;
 
 pub use config::{AgentConfig, AgentflowConfig, ConfigError, ModelConfig, ProviderKind};
 pub use event::{Event, EventKind};

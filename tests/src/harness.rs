@@ -123,15 +123,12 @@ pub async fn spawn_app_on(address: &str, config: AgentflowConfig, with_worker: b
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
+                let tools =
+                    ToolRegistry::from_config(&settings, |variable| std::env::var(variable).ok())?;
                 let client = connect_to(&address).await?;
-                agentflow_worker::worker::run(
-                    client,
-                    &settings,
-                    ToolRegistry::with_builtins(),
-                    async move {
-                        let _ = stopped.await;
-                    },
-                )
+                agentflow_worker::worker::run(client, &settings, tools, async move {
+                    let _ = stopped.await;
+                })
                 .await?;
                 anyhow::Ok(())
             })
@@ -327,7 +324,18 @@ impl WorkerProcess {
 
     /// [`WorkerProcess::spawn`] against the dev server at `address` (see [`spawn_app_on`]).
     pub fn spawn_on(address: &str, program: &str, config: &AgentflowConfig) -> Self {
+        Self::spawn_with_env(address, program, config, &[])
+    }
+
+    /// [`WorkerProcess::spawn_on`] with extra environment variables (e.g. a tool's secret).
+    pub fn spawn_with_env(
+        address: &str,
+        program: &str,
+        config: &AgentflowConfig,
+        env: &[(&str, &str)],
+    ) -> Self {
         let child = tokio::process::Command::new(program)
+            .envs(env.iter().copied())
             .env(
                 "AGENTFLOW_TEST_CONFIG_JSON",
                 serde_json::to_string(config).unwrap(),

@@ -13,7 +13,7 @@
 use crate::checkpoint::{CallCheckpoint, CheckpointError, Checkpoints};
 use crate::coalesce::Coalescer;
 use crate::llm::{LlmChunk, LlmError, LlmRequest, LlmResponse, provider_for};
-use crate::tools::{ToolError, ToolRegistry};
+use crate::tools::{CallContext, ToolError, ToolRegistry};
 use agentflow_bus::{Bus, CallFold, CallPublisher, CallSubject};
 use agentflow_client::progress::{BusPosition, CallProgress, merge_prefixes};
 use agentflow_shared::config::{ModelConfig, SizeLimits};
@@ -149,6 +149,9 @@ pub struct RecoverCallInput {
 /// Input of [`AgentActivities::tool_call`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCallInput {
+    /// The task making the call (absent in calls scheduled before it was passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
     /// Tool name.
     pub tool_name: String,
     /// Id of the call.
@@ -972,11 +975,22 @@ impl AgentActivities {
     ) -> Result<ToolCallOutput, ActivityError> {
         let started = Instant::now();
         let mut shutdown = self.shutdown.clone();
+        let arguments = match input.arguments {
+            Value::Null => Value::Object(Default::default()),
+            arguments => arguments,
+        };
+        let context = CallContext {
+            task_id: input.task_id,
+            tool_call_id: input.tool_call_id.clone(),
+        };
         let outcome = match self.tools.get(&input.tool_name) {
             None => Err(format!("unknown tool `{}`", input.tool_name)),
+            Some(_) if let Err(invalid) = self.tools.check(&input.tool_name, &arguments) => {
+                Err(invalid.to_string())
+            }
             Some(tool) => {
                 let result = tokio::select! {
-                    result = tool.call(input.arguments) => result,
+                    result = tool.call(&context, arguments) => result,
                     _ = stopping(&mut shutdown) => {
                         return Err(ApplicationFailure::new("the worker is shutting down").into());
                     }

@@ -17,14 +17,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let path = std::env::args_os().nth(1).map(PathBuf::from);
     let config = AgentflowConfig::load(path.as_deref()).context("loading the configuration")?;
+    let tools = ToolRegistry::from_config(&config, |variable| std::env::var(variable).ok())
+        .context("setting up the declared tools")?;
     let client = agentflow_client::connect::connect_from_env().await?;
-    agentflow_worker::worker::run(
-        client,
-        &config,
-        ToolRegistry::with_builtins(),
-        shutdown_signal(),
-    )
-    .await?;
+    agentflow_worker::worker::run(client, &config, tools, shutdown_signal()).await?;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -421,6 +421,7 @@ async fn a_long_tool_result_is_cut_with_a_marker() {
         .run(
             AgentActivities::tool_call,
             ToolCallInput {
+                task_id: None,
                 tool_name: "no_such_tool_".repeat(100),
                 tool_call_id: "c1".into(),
                 arguments: serde_json::json!({}),

@@ -2,8 +2,9 @@
 
 use crate::error::ApiError;
 use crate::extract::PathParams;
+use crate::routes::tools::{ToolEntry, catalog};
 use crate::state::AppState;
-use agentflow_shared::config::AgentConfig;
+use agentflow_shared::config::{AgentConfig, AgentflowConfig};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -16,6 +17,24 @@ pub struct Agent {
     /// Its configuration.
     #[serde(flatten)]
     pub config: AgentConfig,
+    /// The tools it lists, as the catalog shows them.
+    pub tool_specs: Vec<ToolEntry>,
+}
+
+impl Agent {
+    /// Agent `id` of `config`.
+    fn new(config: &AgentflowConfig, id: &str, agent: &AgentConfig) -> Self {
+        let specs = catalog(config);
+        Self {
+            id: id.to_owned(),
+            config: agent.clone(),
+            tool_specs: agent
+                .tools
+                .iter()
+                .filter_map(|name| specs.iter().find(|t| &t.name == name).cloned())
+                .collect(),
+        }
+    }
 }
 
 /// The configured agents.
@@ -27,10 +46,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<Agent>> {
             .config
             .agents
             .iter()
-            .map(|(id, config)| Agent {
-                id: id.clone(),
-                config: config.clone(),
-            })
+            .map(|(id, agent)| Agent::new(&state.config, id, agent))
             .collect(),
     )
 }
@@ -47,11 +63,6 @@ pub async fn show(
         .config
         .agents
         .get(&agent_id)
-        .map(|config| {
-            Json(Agent {
-                id: agent_id.clone(),
-                config: config.clone(),
-            })
-        })
+        .map(|agent| Json(Agent::new(&state.config, &agent_id, agent)))
         .ok_or_else(|| ApiError::NotFound(format!("agent `{agent_id}` does not exist")))
 }

@@ -6,6 +6,7 @@ pub mod events;
 pub mod health;
 pub mod page;
 pub mod tasks;
+pub mod tools;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,6 +30,7 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/agents/{agent_id}", get(agents::show))
+        .route("/api/v1/tools", get(tools::list))
         .route(
             "/api/v1/agents/{agent_id}/tasks",
             post(tasks::create).get(tasks::list),

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let config = AgentflowConfig::load(path.as_deref()).context("loading the configuration")?;
     let lookup_url = std::env::var("CHAOS_LOOKUP_URL").context("CHAOS_LOOKUP_URL")?;
     let mut tools = ToolRegistry::with_builtins();
-    tools.register(LookupTool::new(lookup_url));
+    tools.register(LookupTool::new(lookup_url))?;
     let client = agentflow_client::connect::connect_from_env().await?;
     agentflow_worker::worker::run(client, &config, tools, async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

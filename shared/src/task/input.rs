@@ -7,8 +7,10 @@ use crate::config::{AgentConfig, ModelConfig, SizeLimits, WorkerSettings};
 use crate::event::Event;
 use crate::ids::{AgentId, Seq, TaskId};
 use crate::llm::{ChatMessage, Usage};
+use crate::tools::ToolSettings;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The agent's configuration copied at task creation, so later edits never change a running task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -21,6 +23,10 @@ pub struct AgentSnapshot {
     pub model_name: String,
     /// That model's config and prices.
     pub model: ModelConfig,
+    /// The settings of the agent's declared tools (none for the built-ins; tasks from before
+    /// tools were declared have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, ToolSettings>,
 }
 
 /// Run settings copied from the config at creation, so every worker replays the same decisions.

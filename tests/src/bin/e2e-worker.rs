@@ -11,8 +11,9 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
     let json = std::env::var("AGENTFLOW_TEST_CONFIG_JSON").context("AGENTFLOW_TEST_CONFIG_JSON")?;
     let config: AgentflowConfig = serde_json::from_str(&json)?;
+    let tools = ToolRegistry::from_config(&config, |variable| std::env::var(variable).ok())?;
     let client = agentflow_client::connect::connect_from_env().await?;
-    agentflow_worker::worker::run(client, &config, ToolRegistry::with_builtins(), async {
+    agentflow_worker::worker::run(client, &config, tools, async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing the SIGTERM handler");
         tokio::select! {

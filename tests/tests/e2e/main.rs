@@ -19,6 +19,7 @@ mod deploy;
 mod long_generation;
 mod openai;
 mod reliability;
+mod tools;
 mod workflow;
 
 /// The `e2e-worker` binary: a worker in its own process, for tests that kill or stop it.

@@ -3,6 +3,8 @@
 //! - A query asking for arithmetic (`What is (2+3)*4?`) gets a `calculator` call; one asking for
 //!   the time or date gets a `current_time` call; one asking for both gets both, in parallel.
 //! - Once the tool results are in, it answers with them.
+//! - `use <tool> {json}` calls any offered tool with that argument object (every kind of tool,
+//!   without a real model).
 //! - `Count to N` answers `1 2 … N` (a long stream on demand), also after tool results;
 //!   anything else gets a fixed answer.
 //!
@@ -87,14 +89,23 @@ pub fn respond(request: &LlmRequest) -> LlmResponse {
         (answer, Vec::new())
     } else {
         let mut calls = Vec::new();
-        if let Some(expression) = arithmetic_in(&query).filter(|_| offered("calculator")) {
+        if let Some((name, arguments)) = use_tool(&query).filter(|(name, _)| offered(name)) {
+            calls.push(ToolCall {
+                id: "call_1".into(),
+                name,
+                arguments,
+            });
+        }
+        let using = !calls.is_empty();
+        if let Some(expression) = arithmetic_in(&query).filter(|_| offered("calculator") && !using)
+        {
             calls.push(ToolCall {
                 id: format!("call_{}", calls.len() + 1),
                 name: "calculator".into(),
                 arguments: json!({ "expression": expression }),
             });
         }
-        if asks_for_time(&query) && offered("current_time") {
+        if asks_for_time(&query) && offered("current_time") && !using {
             calls.push(ToolCall {
                 id: format!("call_{}", calls.len() + 1),
                 name: "current_time".into(),
@@ -118,6 +129,14 @@ pub fn respond(request: &LlmRequest) -> LlmResponse {
         tool_calls,
         usage: Usage::new(input_tokens, output_tokens),
     }
+}
+
+/// The tool and argument object of `use <tool> {json}` (the JSON to the end of the query).
+fn use_tool(query: &str) -> Option<(String, serde_json::Value)> {
+    let rest = query.trim().strip_prefix("use ")?;
+    let (name, json) = rest.split_once(char::is_whitespace).unwrap_or((rest, "{}"));
+    let arguments = serde_json::from_str(json.trim()).ok()?;
+    Some((name.to_owned(), arguments))
 }
 
 /// The most `Count to N` counts (≈ 6.9 MB of text; answers are cut at
@@ -204,6 +223,20 @@ mod tests {
             tools: vec![spec("calculator"), spec("current_time")],
             stream,
         }
+    }
+
+    #[test]
+    fn use_calls_the_named_tool_with_the_given_arguments() {
+        assert_eq!(
+            use_tool(r#"use lookup {"city": "Oslo", "n": 2}"#),
+            Some(("lookup".into(), serde_json::json!({"city": "Oslo", "n": 2})))
+        );
+        assert_eq!(
+            use_tool("use clock"),
+            Some(("clock".into(), serde_json::json!({})))
+        );
+        assert_eq!(use_tool("use lookup {not json"), None);
+        assert_eq!(use_tool("what is 2+2"), None);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! `power = unary ('^' power)?`, `unary = ('-'|'+') unary | atom`,
 //! `atom = number | constant | function '(' expr ')' | '(' expr ')'`.
 
-use super::{Tool, ToolError};
+use super::{CallContext, Tool, ToolError};
 use agentflow_shared::llm::ToolSpec;
+use agentflow_shared::tools::builtin_spec;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
@@ -15,20 +16,14 @@ pub struct Calculator;
 
 impl Tool for Calculator {
     fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: "calculator".into(),
-            description: "Evaluate an arithmetic expression. Supports + - * / % ^, parentheses, \
-                          pi, e and sqrt, abs, ln, log10, exp, sin, cos, tan, round, floor, ceil."
-                .into(),
-            parameters: json!({
-                "type": "object",
-                "properties": {"expression": {"type": "string", "description": "e.g. (2+3)*4"}},
-                "required": ["expression"]
-            }),
-        }
+        builtin_spec("calculator").expect("a built-in")
     }
 
-    fn call(&self, arguments: Value) -> BoxFuture<'static, Result<Value, ToolError>> {
+    fn call(
+        &self,
+        _context: &CallContext,
+        arguments: Value,
+    ) -> BoxFuture<'static, Result<Value, ToolError>> {
         let result = arguments
             .get("expression")
             .and_then(Value::as_str)
@@ -327,15 +322,20 @@ mod tests {
     async fn the_tool_validates_its_arguments() {
         let tool = Calculator;
         assert_eq!(
-            tool.call(json!({"expression": "6*7"})).await.unwrap(),
+            tool.call(&CallContext::default(), json!({"expression": "6*7"}))
+                .await
+                .unwrap(),
             json!(42)
         );
         assert_eq!(
-            tool.call(json!({"expression": "7/2"})).await.unwrap(),
+            tool.call(&CallContext::default(), json!({"expression": "7/2"}))
+                .await
+                .unwrap(),
             json!(3.5)
         );
         assert!(matches!(
-            tool.call(json!({"expr": "6*7"})).await,
+            tool.call(&CallContext::default(), json!({"expr": "6*7"}))
+                .await,
             Err(ToolError::InvalidArguments(_))
         ));
     }

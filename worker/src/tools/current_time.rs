@@ -1,7 +1,8 @@
 //! The built-in `current_time` tool.
 
-use super::{Tool, ToolError};
+use super::{CallContext, Tool, ToolError};
 use agentflow_shared::llm::ToolSpec;
+use agentflow_shared::tools::builtin_spec;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
@@ -10,14 +11,14 @@ pub struct CurrentTime;
 
 impl Tool for CurrentTime {
     fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: "current_time".into(),
-            description: "The current date and time in UTC.".into(),
-            parameters: json!({"type": "object", "properties": {}}),
-        }
+        builtin_spec("current_time").expect("a built-in")
     }
 
-    fn call(&self, arguments: Value) -> BoxFuture<'static, Result<Value, ToolError>> {
+    fn call(
+        &self,
+        _context: &CallContext,
+        arguments: Value,
+    ) -> BoxFuture<'static, Result<Value, ToolError>> {
         let valid = arguments.is_null() || arguments.as_object().is_some_and(|o| o.is_empty());
         Box::pin(async move {
             if !valid {
@@ -39,10 +40,18 @@ mod tests {
 
     #[tokio::test]
     async fn returns_a_parseable_utc_time() {
-        let value = CurrentTime.call(json!({})).await.unwrap();
+        let value = CurrentTime
+            .call(&CallContext::default(), json!({}))
+            .await
+            .unwrap();
         let utc = value["utc"].as_str().unwrap();
         let parsed = chrono::DateTime::parse_from_rfc3339(utc).unwrap();
         assert_eq!(parsed.timestamp(), value["unix"].as_i64().unwrap());
-        assert!(CurrentTime.call(json!({"tz": "x"})).await.is_err());
+        assert!(
+            CurrentTime
+                .call(&CallContext::default(), json!({"tz": "x"}))
+                .await
+                .is_err()
+        );
     }
 }

@@ -1,12 +1,18 @@
-//! Tools the agent can call: a trait, a registry, and the built-ins.
+//! Tools the agent can call: a trait, a registry built from the config, and the kinds of tool
+//! the worker runs itself — the built-ins and `http` tools declared under `[tools.<name>]`.
 
 mod calculator;
 mod current_time;
+mod http;
 
 pub use calculator::{Calculator, evaluate};
 pub use current_time::CurrentTime;
+pub use http::HttpTool;
 
+use agentflow_shared::config::AgentflowConfig;
+use agentflow_shared::ids::TaskId;
 use agentflow_shared::llm::ToolSpec;
+use agentflow_shared::tools::ToolKind;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -26,38 +32,147 @@ pub enum ToolError {
     Transient(String),
 }
 
+/// Why the worker's tools could not be set up from the config.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolSetupError {
+    /// A declared tool is invalid (its schema, its URL, a header).
+    #[error("tool `{tool}`: {problem}")]
+    Invalid {
+        /// The tool.
+        tool: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A header names an environment variable that is not set (its value is never shown).
+    #[error("tool `{tool}`: header `{header}` reads ${variable}, which is not set")]
+    MissingSecret {
+        /// The tool.
+        tool: String,
+        /// The header.
+        header: String,
+        /// The environment variable.
+        variable: String,
+    },
+}
+
+/// What a call knows about itself besides its arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// The task making the call (absent in calls recorded before it was passed).
+    pub task_id: Option<TaskId>,
+    /// The model's id of the call, the same on every attempt.
+    pub tool_call_id: String,
+}
+
+impl CallContext {
+    /// The key every attempt of this call carries, so a tool can do its work once:
+    /// `{task_id}:{tool_call_id}`.
+    pub fn idempotency_key(&self) -> String {
+        match self.task_id {
+            Some(task) => format!("{task}:{}", self.tool_call_id),
+            None => self.tool_call_id.clone(),
+        }
+    }
+}
+
 /// A tool the agent can call. Implement it to plug in your own.
 pub trait Tool: Send + Sync {
     /// Name, description and argument schema, as offered to the model.
     fn spec(&self) -> ToolSpec;
-    /// Runs the tool.
-    fn call(&self, arguments: Value) -> BoxFuture<'static, Result<Value, ToolError>>;
+    /// Runs the tool (its arguments already checked against its schema).
+    fn call(
+        &self,
+        context: &CallContext,
+        arguments: Value,
+    ) -> BoxFuture<'static, Result<Value, ToolError>>;
+}
+
+/// A registered tool and its compiled argument schema.
+#[derive(Clone)]
+struct Registered {
+    tool: Arc<dyn Tool>,
+    schema: Arc<jsonschema::Validator>,
 }
 
 /// The tools a worker serves, by name.
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
-    tools: BTreeMap<String, Arc<dyn Tool>>,
+    tools: BTreeMap<String, Registered>,
 }
 
 impl ToolRegistry {
     /// A registry with the built-in `calculator` and `current_time`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::default();
-        registry.register(Calculator);
-        registry.register(CurrentTime);
+        registry
+            .register(Calculator)
+            .expect("the built-in schemas compile");
+        registry
+            .register(CurrentTime)
+            .expect("the built-in schemas compile");
         registry
     }
 
-    /// Adds (or replaces) a tool under its spec's name.
-    pub fn register(&mut self, tool: impl Tool + 'static) -> &mut Self {
-        self.tools.insert(tool.spec().name, Arc::new(tool));
-        self
+    /// The built-ins and every tool declared in `config` that the worker runs itself, their
+    /// secrets read with `env` (`std::env::var` in the worker binary).
+    pub fn from_config(
+        config: &AgentflowConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ToolSetupError> {
+        let mut registry = Self::with_builtins();
+        for (name, declared) in &config.tools {
+            match declared.kind {
+                ToolKind::Http => {
+                    let tool = HttpTool::new(name, declared, &env)?;
+                    registry.register(tool)?;
+                }
+                ToolKind::Builtin => {}
+            }
+        }
+        Ok(registry)
+    }
+
+    /// Adds (or replaces) a tool under its spec's name; its schema must compile.
+    pub fn register(&mut self, tool: impl Tool + 'static) -> Result<&mut Self, ToolSetupError> {
+        let spec = tool.spec();
+        let schema =
+            jsonschema::validator_for(&spec.parameters).map_err(|e| ToolSetupError::Invalid {
+                tool: spec.name.clone(),
+                problem: format!("its parameters are not a valid JSON Schema: {e}"),
+            })?;
+        self.tools.insert(
+            spec.name,
+            Registered {
+                tool: Arc::new(tool),
+                schema: Arc::new(schema),
+            },
+        );
+        Ok(self)
     }
 
     /// The tool with this name.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
-        self.tools.get(name).cloned()
+        self.tools.get(name).map(|r| r.tool.clone())
+    }
+
+    /// Checks a call's arguments against the tool's schema (absent arguments are `{}`); the
+    /// error names the first field that does not fit.
+    pub fn check(&self, name: &str, arguments: &Value) -> Result<(), ToolError> {
+        let Some(registered) = self.tools.get(name) else {
+            return Ok(());
+        };
+        match registered.schema.iter_errors(arguments).next() {
+            None => Ok(()),
+            Some(error) => {
+                let path = error.instance_path().to_string();
+                let at = if path.is_empty() {
+                    "the arguments"
+                } else {
+                    &path
+                };
+                Err(ToolError::InvalidArguments(format!("{at}: {error}")))
+            }
+        }
     }
 
     /// Specs of the named tools that exist, in the given order.
@@ -65,7 +180,44 @@ impl ToolRegistry {
         names
             .iter()
             .filter_map(|name| self.tools.get(name))
-            .map(|tool| tool.spec())
+            .map(|r| r.tool.spec())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn arguments_are_checked_against_the_schema_naming_the_field() {
+        let registry = ToolRegistry::with_builtins();
+        registry
+            .check("calculator", &json!({"expression": "1+1"}))
+            .unwrap();
+        let Err(ToolError::InvalidArguments(message)) =
+            registry.check("calculator", &json!({"expression": 5}))
+        else {
+            panic!("a number is not an expression");
+        };
+        assert!(message.starts_with("/expression: "), "{message}");
+        let Err(ToolError::InvalidArguments(message)) = registry.check("calculator", &json!({}))
+        else {
+            panic!("the expression is required");
+        };
+        assert!(message.contains("expression"), "{message}");
+    }
+
+    #[test]
+    fn the_idempotency_key_is_the_same_on_every_attempt_of_a_call() {
+        let task = TaskId::new();
+        let call = |id: &str| CallContext {
+            task_id: Some(task),
+            tool_call_id: id.into(),
+        };
+        assert_eq!(call("c1").idempotency_key(), call("c1").idempotency_key());
+        assert_ne!(call("c1").idempotency_key(), call("c2").idempotency_key());
+        assert!(call("c1").idempotency_key().starts_with(&task.to_string()));
     }
 }

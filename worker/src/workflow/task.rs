@@ -3,6 +3,7 @@
 use super::AgentTaskWorkflow;
 use agentflow_shared::event::Mode;
 use agentflow_shared::task::{ExecuteRequest, OnBudgetExceeded};
+use agentflow_shared::tools::ToolSettings;
 
 impl AgentTaskWorkflow {
     /// The most steps a turn may take.
@@ -23,15 +24,28 @@ impl AgentTaskWorkflow {
         self.input.parameters.on_budget_exceeded.unwrap_or_default()
     }
 
-    /// Whether a call of `tool` waits for a person's decision.
+    /// Whether a call of `tool` waits for a person's decision: the tool's own declaration
+    /// always holds; then the task's list, else the agent's.
     pub(super) fn requires_approval(&self, tool: &str) -> bool {
+        self.tool_settings(tool).require_approval
+            || self
+                .input
+                .parameters
+                .require_approval
+                .as_ref()
+                .unwrap_or(&self.input.agent.agent.require_approval)
+                .iter()
+                .any(|t| t == "*" || t == tool)
+    }
+
+    /// The settings of a declared tool (the defaults for a built-in).
+    pub(super) fn tool_settings(&self, tool: &str) -> ToolSettings {
         self.input
-            .parameters
-            .require_approval
-            .as_ref()
-            .unwrap_or(&self.input.agent.agent.require_approval)
-            .iter()
-            .any(|t| t == "*" || t == tool)
+            .agent
+            .tools
+            .get(tool)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Whether the agent may call `tool` at all.

@@ -11,6 +11,7 @@ use crate::activities::{AgentActivities, ToolCallInput};
 use agentflow_shared::event::{Decision, EventKind, ToolCallCompleted, ToolCallStarted};
 use agentflow_shared::llm::{ChatMessage, ToolCall};
 use agentflow_shared::task::ApprovalRequest;
+use agentflow_shared::tools::ToolSettings;
 use futures::FutureExt;
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
@@ -67,7 +68,11 @@ pub(super) async fn run(
         .iter()
         .map(|d| ctx.state(|s| s.has_tool(&d.call.name)))
         .collect();
-    let settings = ctx.state(|s| s.input.settings.clone());
+    let tools: Vec<ToolSettings> = decided
+        .iter()
+        .map(|d| ctx.state(|s| s.tool_settings(&d.call.name)))
+        .collect();
+    let (settings, task_id) = ctx.state(|s| (s.input.settings.clone(), s.input.task_id));
     let token = ctx.cancellation_token().child_token();
     // Which calls run, by index: each result is paired with its own call.
     let (runs, futures): (Vec<usize>, Vec<_>) = decided
@@ -75,17 +80,19 @@ pub(super) async fn run(
         .enumerate()
         .filter(|(index, d)| allowed[*index] && !d.rejected())
         .map(|(index, Decided { call, .. })| {
+            let tool = tools[index];
             let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
-                settings.tool_timeout_secs,
+                tool.timeout_secs.unwrap_or(settings.tool_timeout_secs),
             ))
             .retry_policy(
                 RetryPolicy::builder()
-                    .maximum_attempts(settings.tool_max_attempts)
+                    .maximum_attempts(tool.max_attempts.unwrap_or(settings.tool_max_attempts))
                     .build(),
             )
             .cancellation_token(token.clone())
             .build();
             let input = ToolCallInput {
+                task_id: Some(task_id),
                 tool_name: call.name.clone(),
                 tool_call_id: call.id.clone(),
                 arguments: call.arguments.clone(),

@@ -1,0 +1,262 @@
+//! Declared tools: an `http` tool served by a local HTTP server the test runs — its arguments,
+//! result, secret header, `Idempotency-Key` across retries, refusals and schema violations, and
+//! the catalog.
+
+use crate::WORKER;
+use agentflow_shared::config::AgentflowConfig;
+use agentflow_shared::event::{EventKind, ToolCallCompleted};
+use agentflow_shared::task::TaskResult;
+use agentflow_shared::tools::{ToolConfig, ToolKind};
+use agentflow_tests::harness::{WorkerProcess, spawn_app_with, test_config};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// What the tool server received: path, `Idempotency-Key`, `Authorization`, body.
+type Received = Arc<Mutex<Vec<(String, String, String, Value)>>>;
+
+const SECRET: &str = "Bearer s3cret-never-in-history";
+
+/// A tool server: `/lookup` answers, `/flaky` fails once per key with 503, `/refuse` says 422.
+async fn tool_server() -> (String, Received) {
+    let received: Received = Arc::default();
+    let record = |path: &'static str| {
+        move |State(received): State<Received>, headers: HeaderMap, Json(body): Json<Value>| async move {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let key = header("idempotency-key");
+            let mut all = received.lock().unwrap();
+            let earlier = all.iter().filter(|r| r.0 == path && r.1 == key).count();
+            all.push((path.to_owned(), key, header("authorization"), body.clone()));
+            match path {
+                "/lookup" => (
+                    StatusCode::OK,
+                    Json(json!({"city": body["city"], "temp_c": 21})),
+                ),
+                "/flaky" if earlier == 0 => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"detail": "busy"})),
+                ),
+                "/flaky" => (StatusCode::OK, Json(json!({"attempt": earlier + 1}))),
+                _ => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({"detail": "no such city"})),
+                ),
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/lookup", post(record("/lookup")))
+        .route("/flaky", post(record("/flaky")))
+        .route("/refuse", post(record("/refuse")))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+fn http_tool(url: String, headers: &[(&str, &str)]) -> ToolConfig {
+    ToolConfig {
+        kind: ToolKind::Http,
+        description: "Looks a city up.".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"]
+        }),
+        require_approval: false,
+        timeout_secs: Some(10),
+        max_attempts: Some(3),
+        url: Some(url),
+        headers: headers
+            .iter()
+            .map(|(h, v)| ((*h).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// The test config with `lookup` (secret header), `flaky` and `refuse` declared and listed by
+/// the assistant.
+fn config_with_tools(url: &str) -> AgentflowConfig {
+    let mut config = test_config();
+    config.tools.insert(
+        "lookup".into(),
+        http_tool(
+            format!("{url}/lookup"),
+            &[("Authorization", "AGENTFLOW_TEST_LOOKUP_TOKEN")],
+        ),
+    );
+    config
+        .tools
+        .insert("flaky".into(), http_tool(format!("{url}/flaky"), &[]));
+    config
+        .tools
+        .insert("refuse".into(), http_tool(format!("{url}/refuse"), &[]));
+    let tools = &mut config.agents.get_mut("assistant").unwrap().tools;
+    tools.extend(["lookup".into(), "flaky".into(), "refuse".into()]);
+    config.validate().expect("a valid config");
+    config
+}
+
+fn tool_results(result: &TaskResult) -> Vec<&ToolCallCompleted> {
+    result
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolCallCompleted(done) => Some(done),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_tool_gets_its_arguments_and_secret_and_retries_carry_one_idempotency_key() {
+    let (url, received) = tool_server().await;
+    let config = config_with_tools(&url);
+    let app = spawn_app_with(config.clone(), false).await;
+    let worker = WorkerProcess::spawn_with_env(
+        app.temporal_address(),
+        WORKER,
+        &config,
+        &[("AGENTFLOW_TEST_LOOKUP_TOKEN", SECRET)],
+    );
+
+    let lookup = app.run_query(r#"use lookup {"city": "Oslo"}"#, false).await;
+    let flaky = app
+        .run_query(r#"use flaky {"city": "Bergen"}"#, false)
+        .await;
+    let looked_up = app.result(lookup).await;
+    let retried = app.result(flaky).await;
+    worker.kill().await;
+
+    let done = tool_results(&looked_up);
+    assert_eq!(done.len(), 1);
+    assert!(done[0].success, "{:?}", done[0]);
+    assert_eq!(done[0].result, Some(json!({"city": "Oslo", "temp_c": 21})));
+    let calls = received.lock().unwrap().clone();
+    let lookups: Vec<_> = calls.iter().filter(|c| c.0 == "/lookup").collect();
+    assert_eq!(lookups.len(), 1);
+    assert_eq!(lookups[0].1, format!("{lookup}:{}", done[0].tool_call_id));
+    assert_eq!(
+        lookups[0].2, SECRET,
+        "the header's value comes from the worker's env"
+    );
+    assert_eq!(lookups[0].3, json!({"city": "Oslo"}));
+    let history = String::from_utf8(app.history_json(lookup).await).unwrap();
+    assert!(
+        !history.contains("s3cret"),
+        "the secret is not in the history"
+    );
+
+    let done = tool_results(&retried);
+    assert!(done[0].success, "{:?}", done[0]);
+    assert_eq!(done[0].result, Some(json!({"attempt": 2})));
+    let keys: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.0 == "/flaky")
+        .map(|c| &c.1)
+        .collect();
+    assert_eq!(keys.len(), 2, "a 503 is retried");
+    assert_eq!(keys[0], keys[1], "with the same Idempotency-Key");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_and_a_schema_violation_are_failed_results_the_model_reads() {
+    let (url, received) = tool_server().await;
+    let mut config = config_with_tools(&url);
+    // No secret on this worker: `lookup` is not declared here.
+    config.tools.remove("lookup");
+    config
+        .agents
+        .get_mut("assistant")
+        .unwrap()
+        .tools
+        .retain(|t| t != "lookup");
+    config
+        .tools
+        .insert("lookup".into(), http_tool(format!("{url}/lookup"), &[]));
+    config
+        .agents
+        .get_mut("assistant")
+        .unwrap()
+        .tools
+        .push("lookup".into());
+    let app = spawn_app_with(config, true).await;
+
+    let refused = app
+        .run_query(r#"use refuse {"city": "Atlantis"}"#, false)
+        .await;
+    let invalid = app.run_query(r#"use lookup {"city": 5}"#, false).await;
+    let refused = app.result(refused).await;
+    let invalid = app.result(invalid).await;
+
+    let done = tool_results(&refused);
+    assert!(!done[0].success);
+    let error = done[0].error.clone().unwrap_or_default();
+    assert!(error.contains("no such city"), "{error}");
+    let done = tool_results(&invalid);
+    assert!(!done[0].success);
+    let error = done[0].error.clone().unwrap_or_default();
+    assert!(error.contains("/city"), "the field is named: {error}");
+    assert!(
+        received.lock().unwrap().iter().all(|c| c.0 != "/lookup"),
+        "arguments that do not fit the schema are never sent"
+    );
+    let completed = |result: &TaskResult| {
+        matches!(
+            result.events.last().map(|e| &e.kind),
+            Some(EventKind::Completed(_))
+        )
+    };
+    assert!(
+        completed(&refused) && completed(&invalid),
+        "the model read them and answered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalog_lists_builtin_and_declared_tools_without_secrets() {
+    let config = config_with_tools("http://tools.internal:8080");
+    let app = spawn_app_with(config, false).await;
+    let api = app.spawn_api().await;
+    let (status, catalog) = api.get("/api/v1/tools").await;
+    assert_eq!(status, 200, "{catalog}");
+    let names: Vec<&str> = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["calculator", "current_time", "flaky", "lookup", "refuse"]
+    );
+    let lookup = &catalog[3];
+    assert_eq!(lookup["kind"], "http");
+    assert_eq!(lookup["runs_at"], "tools.internal:8080");
+    assert_eq!(lookup["parameters"]["required"], json!(["city"]));
+    assert!(!catalog.to_string().contains("AGENTFLOW_TEST_LOOKUP_TOKEN"));
+    let (status, agent) = api.get("/api/v1/agents/assistant").await;
+    assert_eq!(status, 200);
+    let specs: Vec<&str> = agent["tool_specs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        specs.contains(&"lookup") && specs.contains(&"calculator"),
+        "{specs:?}"
+    );
+    api.stop().await;
+}
