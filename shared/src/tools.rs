@@ -47,6 +47,9 @@ pub enum ToolKind {
     Builtin,
     /// An HTTP endpoint: the arguments are POSTed as JSON.
     Http,
+    /// A Temporal activity served by any worker, in any language, on its own task queue: the
+    /// workflow schedules it by name with the argument object as its one JSON argument.
+    Activity,
 }
 
 /// A tool declared under `[tools.<name>]`.
@@ -74,6 +77,36 @@ pub struct ToolConfig {
     /// (on the worker), so a secret never appears in the config, the workflow or its history.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// `activity`: the activity type to schedule.
+    pub activity_type: Option<String>,
+    /// `activity`: the task queue its workers poll.
+    pub task_queue: Option<String>,
+    /// `activity`: how long a call may wait for a worker to take it before it fails (naming
+    /// the queue); default [`DEFAULT_SCHEDULE_TO_START_SECS`].
+    pub schedule_to_start_timeout_secs: Option<u64>,
+    /// `activity`: the heartbeat timeout. Only an activity that heartbeats learns of a cancel;
+    /// without one a cancelled call is abandoned and its late result ignored.
+    pub heartbeat_timeout_secs: Option<u64>,
+}
+
+/// How long an `activity` tool's call waits for a worker by default.
+pub const DEFAULT_SCHEDULE_TO_START_SECS: u64 = 60;
+
+/// Where the workflow schedules an `activity` tool, copied into a task at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ActivityTarget {
+    /// The activity type.
+    pub activity_type: String,
+    /// The task queue.
+    pub task_queue: String,
+    /// How long a call may wait for a worker.
+    pub schedule_to_start_timeout_secs: u64,
+    /// The heartbeat timeout, if the activity heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout_secs: Option<u64>,
+    /// The argument object's JSON Schema (the workflow checks arguments before scheduling).
+    #[schema(value_type = Object)]
+    pub parameters: Value,
 }
 
 /// An argument object with any properties.
@@ -83,7 +116,7 @@ fn object_schema() -> Value {
 
 /// What the workflow needs of a tool, copied into a task at creation (like the agent), so
 /// every worker replays the same decisions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolSettings {
     /// Every call waits for a person's decision.
     #[serde(default)]
@@ -94,6 +127,9 @@ pub struct ToolSettings {
     /// Attempts, if not the worker's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// For an `activity` tool: where the workflow schedules it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<ActivityTarget>,
 }
 
 impl ToolConfig {
@@ -103,6 +139,20 @@ impl ToolConfig {
             require_approval: self.require_approval,
             timeout_secs: self.timeout_secs,
             max_attempts: self.max_attempts,
+            activity: match (self.kind, &self.activity_type, &self.task_queue) {
+                (ToolKind::Activity, Some(activity_type), Some(task_queue)) => {
+                    Some(ActivityTarget {
+                        activity_type: activity_type.clone(),
+                        task_queue: task_queue.clone(),
+                        schedule_to_start_timeout_secs: self
+                            .schedule_to_start_timeout_secs
+                            .unwrap_or(DEFAULT_SCHEDULE_TO_START_SECS),
+                        heartbeat_timeout_secs: self.heartbeat_timeout_secs,
+                        parameters: self.parameters.clone(),
+                    })
+                }
+                _ => None,
+            },
         }
     }
 
@@ -141,13 +191,34 @@ impl ToolConfig {
                     ))
                 }
             }
+            ToolKind::Activity => {
+                let given =
+                    |field: &Option<String>| field.as_deref().is_some_and(|f| !f.trim().is_empty());
+                if !given(&self.activity_type) || !given(&self.task_queue) {
+                    return Err(format!(
+                        "tool `{name}`: an activity tool needs `activity_type` and `task_queue`"
+                    ));
+                }
+                if self.schedule_to_start_timeout_secs == Some(0)
+                    || self.heartbeat_timeout_secs == Some(0)
+                {
+                    return Err(format!("tool `{name}`: timeouts must be at least 1 second"));
+                }
+                Ok(())
+            }
         }
     }
 
-    /// The host of an `http` tool's URL (what the catalog shows of where it runs).
-    pub fn host(&self) -> Option<&str> {
-        let rest = self.url.as_deref()?.split_once("://")?.1;
-        Some(rest.split(['/', '?']).next().unwrap_or(rest))
+    /// Where the tool runs, as the catalog shows it: an `http` tool's host, an `activity`
+    /// tool's task queue.
+    pub fn runs_at(&self) -> Option<String> {
+        match self.kind {
+            ToolKind::Activity => self.task_queue.as_ref().map(|q| format!("task queue {q}")),
+            _ => {
+                let rest = self.url.as_deref()?.split_once("://")?.1;
+                Some(rest.split(['/', '?']).next().unwrap_or(rest).to_owned())
+            }
+        }
     }
 }
 
@@ -174,6 +245,10 @@ mod tests {
             max_attempts: None,
             url: Some(url.into()),
             headers: BTreeMap::new(),
+            activity_type: None,
+            task_queue: None,
+            schedule_to_start_timeout_secs: None,
+            heartbeat_timeout_secs: None,
         }
     }
 
@@ -204,10 +279,30 @@ mod tests {
     }
 
     #[test]
-    fn the_host_is_what_the_catalog_shows() {
+    fn the_catalog_shows_where_a_tool_runs_and_an_activity_tool_is_checked() {
         assert_eq!(
-            http("https://tools.example.com:8443/v1/q?x=1").host(),
+            http("https://tools.example.com:8443/v1/q?x=1")
+                .runs_at()
+                .as_deref(),
             Some("tools.example.com:8443")
+        );
+        let mut activity = http("http://unused");
+        activity.kind = ToolKind::Activity;
+        assert!(
+            activity.validate("weather").is_err(),
+            "needs a type and a queue"
+        );
+        activity.activity_type = Some("weather".into());
+        activity.task_queue = Some("python-tools".into());
+        activity.validate("weather").unwrap();
+        assert_eq!(
+            activity.runs_at().as_deref(),
+            Some("task queue python-tools")
+        );
+        let target = activity.settings().activity.expect("a target");
+        assert_eq!(
+            target.schedule_to_start_timeout_secs,
+            DEFAULT_SCHEDULE_TO_START_SECS
         );
     }
 }

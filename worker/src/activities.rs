@@ -1025,7 +1025,7 @@ impl AgentActivities {
 
 /// A result whose JSON is longer than `limit` becomes the start of that JSON as a string,
 /// with a marker the model reads.
-fn cap_result(value: Value, limit: usize) -> Value {
+pub(crate) fn cap_result(value: Value, limit: usize) -> Value {
     let json = value.to_string();
     if json.len() <= limit {
         return value;

@@ -21,7 +21,8 @@ pub struct ToolEntry {
     /// JSON Schema of its argument object.
     #[schema(value_type = Object)]
     pub parameters: Value,
-    /// Where it runs: the host of an `http` tool's URL (absent for a built-in).
+    /// Where it runs: an `http` tool's host, an `activity` tool's task queue (absent for a
+    /// built-in).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runs_at: Option<String>,
     /// Every call waits for a person's decision.
@@ -46,7 +47,7 @@ pub fn catalog(config: &AgentflowConfig) -> Vec<ToolEntry> {
         kind: tool.kind,
         description: tool.description.clone(),
         parameters: tool.parameters.clone(),
-        runs_at: tool.host().map(str::to_owned),
+        runs_at: tool.runs_at(),
         require_approval: tool.require_approval,
     });
     builtins.chain(declared).collect()

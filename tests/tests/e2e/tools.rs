@@ -82,6 +82,10 @@ fn http_tool(url: String, headers: &[(&str, &str)]) -> ToolConfig {
             .iter()
             .map(|(h, v)| ((*h).to_owned(), (*v).to_owned()))
             .collect::<BTreeMap<_, _>>(),
+        activity_type: None,
+        task_queue: None,
+        schedule_to_start_timeout_secs: None,
+        heartbeat_timeout_secs: None,
     }
 }
 
@@ -259,4 +263,111 @@ async fn the_catalog_lists_builtin_and_declared_tools_without_secrets() {
         "{specs:?}"
     );
     api.stop().await;
+}
+
+/// The Python worker of `examples/python-activity`, serving `weather` on `queue`, once ready.
+async fn python_worker(temporal: &str, queue: &str) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/python-activity/worker.py"
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("TEMPORAL_ADDRESS", temporal)
+        .env("TASK_QUEUE", queue)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 with the temporalio package (scripts/test installs it)");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the Python worker started within 60 s")
+        .unwrap();
+    assert!(
+        ready.is_some_and(|l| l.starts_with("ready")),
+        "the Python worker is ready"
+    );
+    child
+}
+
+fn activity_tool(queue: &str, schedule_to_start_secs: u64) -> ToolConfig {
+    ToolConfig {
+        kind: ToolKind::Activity,
+        activity_type: Some("weather".into()),
+        task_queue: Some(queue.into()),
+        schedule_to_start_timeout_secs: Some(schedule_to_start_secs),
+        url: None,
+        ..http_tool(String::new(), &[])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activity_tool_runs_on_a_python_worker_and_its_failures_are_results() {
+    let queue = format!("python-tools-{}", uuid::Uuid::new_v4());
+    let mut config = test_config();
+    config
+        .tools
+        .insert("weather".into(), activity_tool(&queue, 30));
+    config
+        .tools
+        .insert("nobody".into(), activity_tool("no-worker-polls-this", 2));
+    let tools = &mut config.agents.get_mut("assistant").unwrap().tools;
+    tools.extend(["weather".into(), "nobody".into()]);
+    config.validate().expect("a valid config");
+    let app = spawn_app_with(config, true).await;
+    let python = python_worker(app.temporal_address(), &queue).await;
+
+    let oslo = app
+        .run_query(r#"use weather {"city": "Oslo"}"#, false)
+        .await;
+    let atlantis = app
+        .run_query(r#"use weather {"city": "Atlantis"}"#, false)
+        .await;
+    let invalid = app
+        .run_query(r#"use weather {"town": "Oslo"}"#, false)
+        .await;
+    let unserved = app.run_query(r#"use nobody {"city": "Oslo"}"#, false).await;
+    let result = |task| app.result(task);
+    let (oslo_result, atlantis, invalid, unserved) = (
+        result(oslo).await,
+        result(atlantis).await,
+        result(invalid).await,
+        result(unserved).await,
+    );
+    drop(python);
+
+    let done = tool_results(&oslo_result);
+    assert!(done[0].success, "{:?}", done[0]);
+    assert_eq!(
+        done[0].result,
+        Some(json!({"city": "Oslo", "temp_c": 21, "sky": "clear"}))
+    );
+    let error = |result: &TaskResult| tool_results(result)[0].error.clone().unwrap_or_default();
+    assert!(
+        error(&atlantis).contains("no weather station in Atlantis"),
+        "{}",
+        error(&atlantis)
+    );
+    assert!(
+        error(&invalid).contains("city"),
+        "the missing field is named: {}",
+        error(&invalid)
+    );
+    assert!(
+        error(&unserved).contains("no-worker-polls-this"),
+        "the queue nobody polls is named: {}",
+        error(&unserved)
+    );
+    for result in [&atlantis, &invalid, &unserved] {
+        assert!(
+            matches!(
+                result.events.last().map(|e| &e.kind),
+                Some(EventKind::Completed(_))
+            ),
+            "the model read the failure and answered"
+        );
+    }
+    app.assert_replays(oslo, "activity-tool").await;
 }

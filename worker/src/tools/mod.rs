@@ -87,6 +87,25 @@ pub trait Tool: Send + Sync {
     ) -> BoxFuture<'static, Result<Value, ToolError>>;
 }
 
+/// An `activity` tool: the workflow schedules it on its own task queue; the worker only
+/// offers it to the model.
+struct ForeignActivity(ToolSpec);
+
+impl Tool for ForeignActivity {
+    fn spec(&self) -> ToolSpec {
+        self.0.clone()
+    }
+
+    fn call(&self, _: &CallContext, _: Value) -> BoxFuture<'static, Result<Value, ToolError>> {
+        let name = self.0.name.clone();
+        Box::pin(async move {
+            Err(ToolError::Failed(format!(
+                "`{name}` runs on its own task queue, scheduled by the workflow"
+            )))
+        })
+    }
+}
+
 /// A registered tool and its compiled argument schema.
 #[derive(Clone)]
 struct Registered {
@@ -125,6 +144,13 @@ impl ToolRegistry {
                 ToolKind::Http => {
                     let tool = HttpTool::new(name, declared, &env)?;
                     registry.register(tool)?;
+                }
+                ToolKind::Activity => {
+                    registry.register(ForeignActivity(ToolSpec {
+                        name: name.clone(),
+                        description: declared.description.clone(),
+                        parameters: declared.parameters.clone(),
+                    }))?;
                 }
                 ToolKind::Builtin => {}
             }

@@ -44,7 +44,7 @@ impl AgentTaskWorkflow {
             .agent
             .tools
             .get(tool)
-            .copied()
+            .cloned()
             .unwrap_or_default()
     }
 

@@ -7,15 +7,21 @@ use super::llm_step::error_message;
 use super::outcome::Outcome;
 use super::safe_points::{cancel_on_request, cancellation};
 use super::state::emit;
-use crate::activities::{AgentActivities, ToolCallInput};
+use crate::activities::{AgentActivities, ToolCallInput, ToolCallOutput};
 use agentflow_shared::event::{Decision, EventKind, ToolCallCompleted, ToolCallStarted};
 use agentflow_shared::llm::{ChatMessage, ToolCall};
 use agentflow_shared::task::ApprovalRequest;
-use agentflow_shared::tools::ToolSettings;
+use agentflow_shared::tools::{ActivityTarget, ToolSettings};
 use futures::FutureExt;
+use futures::future::LocalBoxFuture;
+use serde_json::Value;
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
-use temporalio_sdk::{ActivityOptions, WorkflowContext};
+use temporalio_common::UntypedActivity;
+use temporalio_common::data_converters::RawValue;
+use temporalio_common::error::{ActivityExecutionError, TimeoutType};
+use temporalio_common::protos::temporal::api::common::v1::Payload;
+use temporalio_sdk::{ActivityOptions, WorkflowCancellationToken, WorkflowContext};
 
 /// A call as it will run: its arguments as a reviewer edited them, and the decision.
 struct Decided {
@@ -29,6 +35,124 @@ impl Decided {
             .as_ref()
             .is_some_and(|d| d.decision == Decision::Reject)
     }
+}
+
+/// How long one attempt of a call may take, how many attempts, and how much result the model
+/// reads.
+#[derive(Clone, Copy)]
+struct Limits {
+    start_to_close: Duration,
+    attempts: u32,
+    max_result_bytes: usize,
+}
+
+/// A tool call in flight: what it answered, or why it failed.
+type ToolRun<'a> = LocalBoxFuture<'a, Result<ToolCallOutput, String>>;
+
+/// Schedules an `activity` tool on its task queue, by name, with the argument object as its
+/// one JSON argument — once the arguments fit the tool's schema (else a failed result, and
+/// nothing is scheduled). A JSON result is the tool's result.
+fn foreign_activity<'a>(
+    ctx: &'a WorkflowContext<AgentTaskWorkflow>,
+    target: &ActivityTarget,
+    call: &ToolCall,
+    limits: Limits,
+    token: WorkflowCancellationToken,
+) -> ToolRun<'a> {
+    let max_result_bytes = limits.max_result_bytes;
+    let failed = |error: String| ToolCallOutput {
+        success: false,
+        result: None,
+        error: Some(error),
+        duration_ms: 0,
+    };
+    if let Err(problem) = check_arguments(&target.parameters, &call.arguments) {
+        return futures::future::ready(Ok(failed(problem))).boxed_local();
+    }
+    let options = ActivityOptions::with_start_to_close_timeout(limits.start_to_close)
+        .retry_policy(
+            RetryPolicy::builder()
+                .maximum_attempts(limits.attempts)
+                .build(),
+        )
+        .cancellation_token(token)
+        .task_queue(target.task_queue.clone())
+        .schedule_to_start_timeout(Duration::from_secs(target.schedule_to_start_timeout_secs))
+        .maybe_heartbeat_timeout(target.heartbeat_timeout_secs.map(Duration::from_secs))
+        .build();
+    let payload = Payload {
+        metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+        data: serde_json::to_vec(&call.arguments).unwrap_or_default(),
+        ..Default::default()
+    };
+    let queue = target.task_queue.clone();
+    let wait = target.schedule_to_start_timeout_secs;
+    ctx.execute_activity(
+        UntypedActivity::new(target.activity_type.clone()),
+        RawValue::new(vec![payload]),
+        options,
+    )
+    .map(move |result| match result {
+        Ok(answer) => Ok(match json_answer(&answer) {
+            Ok(value) => ToolCallOutput {
+                success: true,
+                result: Some(crate::activities::cap_result(value, max_result_bytes)),
+                error: None,
+                duration_ms: 0,
+            },
+            Err(problem) => failed(problem),
+        }),
+        Err(error) if is_schedule_to_start_timeout(&error) => Err(format!(
+            "no worker took the call from task queue `{queue}` within {wait} s"
+        )),
+        Err(error) => Err(error_message(&error)),
+    })
+    .boxed_local()
+}
+
+/// Checks a call's arguments against a tool's schema; the error names the field.
+fn check_arguments(schema: &Value, arguments: &Value) -> Result<(), String> {
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| format!("the tool's parameters are not a valid JSON Schema: {e}"))?;
+    match validator.iter_errors(arguments).next() {
+        None => Ok(()),
+        Some(error) => {
+            let path = error.instance_path().to_string();
+            let at = if path.is_empty() {
+                "the arguments"
+            } else {
+                &path
+            };
+            Err(format!("invalid arguments: {at}: {error}"))
+        }
+    }
+}
+
+/// The JSON an activity answered (`null` for none); another encoding is named.
+fn json_answer(answer: &RawValue) -> Result<Value, String> {
+    let Some(payload) = answer.payloads.first() else {
+        return Ok(Value::Null);
+    };
+    let encoding = payload
+        .metadata
+        .get("encoding")
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "json/plain" => serde_json::from_slice(&payload.data)
+            .map_err(|_| "the activity answered JSON that does not parse".to_owned()),
+        "binary/null" | "" => Ok(Value::Null),
+        other => Err(format!(
+            "the activity answered with `{other}`; a tool answers JSON"
+        )),
+    }
+}
+
+/// Whether no worker took the activity from its queue in time.
+fn is_schedule_to_start_timeout(error: &ActivityExecutionError) -> bool {
+    error
+        .as_timeout()
+        .is_some_and(|timeout| timeout.timeout_type() == TimeoutType::ScheduleToStart)
 }
 
 /// Runs the step's tool calls in parallel, after any approvals they need; returns the tool
@@ -75,33 +199,45 @@ pub(super) async fn run(
     let (settings, task_id) = ctx.state(|s| (s.input.settings.clone(), s.input.task_id));
     let token = ctx.cancellation_token().child_token();
     // Which calls run, by index: each result is paired with its own call.
-    let (runs, futures): (Vec<usize>, Vec<_>) = decided
+    let max_result_bytes = settings.limits.max_tool_result_bytes;
+    let (runs, futures): (Vec<usize>, Vec<ToolRun<'_>>) = decided
         .iter()
         .enumerate()
         .filter(|(index, d)| allowed[*index] && !d.rejected())
         .map(|(index, Decided { call, .. })| {
-            let tool = tools[index];
-            let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
-                tool.timeout_secs.unwrap_or(settings.tool_timeout_secs),
-            ))
-            .retry_policy(
-                RetryPolicy::builder()
-                    .maximum_attempts(tool.max_attempts.unwrap_or(settings.tool_max_attempts))
-                    .build(),
-            )
-            .cancellation_token(token.clone())
-            .build();
-            let input = ToolCallInput {
-                task_id: Some(task_id),
-                tool_name: call.name.clone(),
-                tool_call_id: call.id.clone(),
-                arguments: call.arguments.clone(),
-                max_result_bytes: settings.limits.max_tool_result_bytes,
+            let tool = &tools[index];
+            let limits = Limits {
+                start_to_close: Duration::from_secs(
+                    tool.timeout_secs.unwrap_or(settings.tool_timeout_secs),
+                ),
+                attempts: tool.max_attempts.unwrap_or(settings.tool_max_attempts),
+                max_result_bytes,
             };
-            (
-                index,
-                ctx.execute_activity(AgentActivities::tool_call, input, options),
-            )
+            let run = match &tool.activity {
+                Some(target) => foreign_activity(ctx, target, call, limits, token.clone()),
+                None => {
+                    let options =
+                        ActivityOptions::with_start_to_close_timeout(limits.start_to_close)
+                            .retry_policy(
+                                RetryPolicy::builder()
+                                    .maximum_attempts(limits.attempts)
+                                    .build(),
+                            )
+                            .cancellation_token(token.clone())
+                            .build();
+                    let input = ToolCallInput {
+                        task_id: Some(task_id),
+                        tool_name: call.name.clone(),
+                        tool_call_id: call.id.clone(),
+                        arguments: call.arguments.clone(),
+                        max_result_bytes,
+                    };
+                    ctx.execute_activity(AgentActivities::tool_call, input, options)
+                        .map(|result| result.map_err(|error| error_message(&error)))
+                        .boxed_local()
+                }
+            };
+            (index, run)
         })
         .unzip();
     let outputs = temporalio_sdk::workflows::select! {
@@ -146,7 +282,7 @@ pub(super) async fn run(
                     error: out.error,
                     duration_ms: out.duration_ms,
                 },
-                Some(Err(error)) => failed(error_message(&error)),
+                Some(Err(error)) => failed(error),
                 None => failed("the tool produced no result".into()),
             }
         };
