@@ -104,9 +104,6 @@ pub struct ActivityTarget {
     /// The heartbeat timeout, if the activity heartbeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_timeout_secs: Option<u64>,
-    /// The argument object's JSON Schema (the workflow checks arguments before scheduling).
-    #[schema(value_type = Object)]
-    pub parameters: Value,
 }
 
 /// An argument object with any properties.
@@ -130,6 +127,11 @@ pub struct ToolSettings {
     /// For an `activity` tool: where the workflow schedules it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity: Option<ActivityTarget>,
+    /// The argument object's JSON Schema: the workflow checks an approver's edited arguments
+    /// (and an `activity` tool's arguments) against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Value>,
 }
 
 impl ToolConfig {
@@ -148,11 +150,11 @@ impl ToolConfig {
                             .schedule_to_start_timeout_secs
                             .unwrap_or(DEFAULT_SCHEDULE_TO_START_SECS),
                         heartbeat_timeout_secs: self.heartbeat_timeout_secs,
-                        parameters: self.parameters.clone(),
                     })
                 }
                 _ => None,
             },
+            parameters: Some(self.parameters.clone()),
         }
     }
 

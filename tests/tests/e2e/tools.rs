@@ -371,3 +371,51 @@ async fn an_activity_tool_runs_on_a_python_worker_and_its_failures_are_results()
     }
     app.assert_replays(oslo, "activity-tool").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_that_requires_approval_always_waits_and_edited_arguments_must_fit_its_schema() {
+    use agentflow_tests::requests::{create_idle, execute, open, post, problem, task_path};
+    let (url, _received) = tool_server().await;
+    let mut config = config_with_tools(&url);
+    config.tools.remove("lookup");
+    let mut lookup = http_tool(format!("{url}/lookup"), &[]);
+    lookup.require_approval = true;
+    config.tools.insert("lookup".into(), lookup);
+    let app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    // The task asks for approval of another tool only: the tool's own requirement still holds.
+    let task = create_idle(&api, json!({"require_approval": ["calculator"]})).await;
+    let mut live = open(&api, &task).await;
+    execute(&api, &task, r#"use lookup {"city": "Oslo"}"#).await;
+    let requested = live.until("WorkflowApprovalRequested").await;
+    let EventKind::ApprovalRequested(requested) = &requested.kind else {
+        unreachable!()
+    };
+    let decide = task_path(&task, &format!("/approvals/{}", requested.approval_id));
+    let refused = post(
+        &api,
+        &decide,
+        json!({"decision": "approve", "arguments": {"city": 5}}),
+    )
+    .await;
+    let detail = problem(&refused, 422);
+    assert!(detail.contains("/city"), "the field is named: {detail}");
+    let approved = post(
+        &api,
+        &decide,
+        json!({"decision": "approve", "arguments": {"city": "Bergen"}}),
+    )
+    .await;
+    assert_eq!(approved.status, 202, "{}", approved.body);
+    live.until("WorkflowCompleted").await;
+    let done = live
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ToolCallCompleted(done) => Some(done.clone()),
+            _ => None,
+        })
+        .expect("the tool ran");
+    assert_eq!(done.result, Some(json!({"city": "Bergen", "temp_c": 21})));
+    api.stop().await;
+}

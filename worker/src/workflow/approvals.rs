@@ -14,6 +14,10 @@ use agentflow_shared::task::{
 };
 use temporalio_sdk::WorkflowContext;
 
+/// Patch: a call needs approval when its tool, the agent or the task says so (before it, the
+/// task's list replaced the agent's).
+const APPROVAL_UNION: &str = "approval-union";
+
 /// A tool call that needs a decision, and the decision once made.
 #[derive(Debug)]
 struct Approval {
@@ -64,6 +68,11 @@ impl Approvals {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// The tool whose call approval `id` is about.
+    pub(super) fn tool_of(&self, id: &str) -> Option<&str> {
+        self.find(id).map(|a| a.pending.tool_name.as_str())
     }
 
     /// Records a decision (the first one stands).
@@ -135,11 +144,12 @@ pub(super) async fn decisions(
     step: u32,
     calls: &[ToolCall],
 ) -> Result<Vec<Option<ApprovalRequest>>, Outcome> {
+    let union = ctx.patched(APPROVAL_UNION);
     let ids: Vec<Option<String>> = calls
         .iter()
         .enumerate()
         .map(|(index, call)| {
-            ctx.state(|s| s.requires_approval(&call.name))
+            ctx.state(|s| s.requires_approval(&call.name, union))
                 .then(|| format!("s{step}c{}", index + 1))
         })
         .collect();

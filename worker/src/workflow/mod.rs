@@ -270,7 +270,8 @@ impl AgentTaskWorkflow {
         self.check_open().map_err(rejected)?;
         self.approvals
             .check(self.input.task_id, decision)
-            .map_err(rejected)
+            .map_err(rejected)?;
+        self.check_edited_arguments(decision).map_err(rejected)
     }
 
     /// Records a decision on a tool call (the same decision again is a no-op).

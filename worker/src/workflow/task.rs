@@ -2,8 +2,9 @@
 
 use super::AgentTaskWorkflow;
 use agentflow_shared::event::Mode;
-use agentflow_shared::task::{ExecuteRequest, OnBudgetExceeded};
-use agentflow_shared::tools::ToolSettings;
+use agentflow_shared::task::{ApprovalDecision, ExecuteRequest, OnBudgetExceeded, Rejection};
+use agentflow_shared::tools::{ToolSettings, builtin_spec};
+use serde_json::Value;
 
 impl AgentTaskWorkflow {
     /// The most steps a turn may take.
@@ -24,18 +25,45 @@ impl AgentTaskWorkflow {
         self.input.parameters.on_budget_exceeded.unwrap_or_default()
     }
 
-    /// Whether a call of `tool` waits for a person's decision: the tool's own declaration
-    /// always holds; then the task's list, else the agent's.
-    pub(super) fn requires_approval(&self, tool: &str) -> bool {
+    /// Whether a call of `tool` waits for a person's decision: the tool's declaration, the
+    /// agent's list and the task's list all count (`union`; a request cannot remove an
+    /// operator's requirement). Runs from before the union (`union` false): the task's list
+    /// replaced the agent's.
+    pub(super) fn requires_approval(&self, tool: &str, union: bool) -> bool {
+        let lists = |list: &[String]| list.iter().any(|t| t == "*" || t == tool);
+        let agent = &self.input.agent.agent.require_approval;
+        let task = self.input.parameters.require_approval.as_deref();
         self.tool_settings(tool).require_approval
-            || self
-                .input
-                .parameters
-                .require_approval
-                .as_ref()
-                .unwrap_or(&self.input.agent.agent.require_approval)
-                .iter()
-                .any(|t| t == "*" || t == tool)
+            || match (task, union) {
+                (Some(task), true) => lists(task) || lists(agent),
+                (Some(task), false) => lists(task),
+                (None, _) => lists(agent),
+            }
+    }
+
+    /// Checks an approver's edited arguments against the tool's schema.
+    pub(super) fn check_edited_arguments(
+        &self,
+        decision: &ApprovalDecision,
+    ) -> Result<(), Rejection> {
+        let (Some(arguments), Some(tool)) = (
+            decision.request.arguments.as_ref(),
+            self.approvals.tool_of(&decision.approval_id),
+        ) else {
+            return Ok(());
+        };
+        match self.tool_schema(tool) {
+            Some(schema) => check_arguments(&schema, arguments)
+                .map_err(|problem| Rejection::Invalid(format!("arguments: {problem}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The JSON Schema of `tool`'s arguments: a declared tool's, or a built-in's.
+    pub(super) fn tool_schema(&self, tool: &str) -> Option<Value> {
+        self.tool_settings(tool)
+            .parameters
+            .or_else(|| builtin_spec(tool).map(|spec| spec.parameters))
     }
 
     /// The settings of a declared tool (the defaults for a built-in).
@@ -70,5 +98,92 @@ impl AgentTaskWorkflow {
                 .or(self.input.parameters.enable_streaming)
                 .unwrap_or(self.input.agent.agent.enable_streaming),
         )
+    }
+}
+
+/// Checks arguments against a tool's schema; the error names the first field that does not
+/// fit (`/city: 5 is not of type "string"`). Deterministic: the workflow runs it.
+pub(super) fn check_arguments(schema: &Value, arguments: &Value) -> Result<(), String> {
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| format!("the tool's parameters are not a valid JSON Schema: {e}"))?;
+    match validator.iter_errors(arguments).next() {
+        None => Ok(()),
+        Some(error) => {
+            let path = error.instance_path().to_string();
+            let at = if path.is_empty() {
+                "the arguments"
+            } else {
+                &path
+            };
+            Err(format!("{at}: {error}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{task, with};
+    use agentflow_shared::event::Decision;
+    use agentflow_shared::task::{ApprovalDecision, ApprovalRequest};
+    use agentflow_shared::tools::ToolSettings;
+    use serde_json::json;
+
+    #[test]
+    fn approval_is_the_union_of_tool_agent_and_task_and_a_request_cannot_remove_one() {
+        let workflow = task(with(|input| {
+            input.agent.agent.require_approval = vec!["calculator".into()];
+            input.parameters.require_approval = Some(vec!["current_time".into()]);
+            input.agent.tools.insert(
+                "lookup".into(),
+                ToolSettings {
+                    require_approval: true,
+                    ..ToolSettings::default()
+                },
+            );
+        }));
+        assert!(
+            workflow.requires_approval("calculator", true),
+            "the agent's"
+        );
+        assert!(
+            workflow.requires_approval("current_time", true),
+            "the task's"
+        );
+        assert!(workflow.requires_approval("lookup", true), "the tool's");
+        assert!(
+            workflow.requires_approval("lookup", false),
+            "the tool's, always"
+        );
+        assert!(
+            !workflow.requires_approval("calculator", false),
+            "runs from before the union: the task's list replaced the agent's"
+        );
+        assert!(!workflow.requires_approval("other", true));
+    }
+
+    #[test]
+    fn edited_arguments_must_fit_the_tools_schema() {
+        let workflow = task(with(|_| {}));
+        assert!(
+            workflow.tool_schema("calculator").is_some(),
+            "a built-in's schema"
+        );
+        let schema = workflow.tool_schema("calculator").unwrap();
+        super::check_arguments(&schema, &json!({"expression": "1+1"})).unwrap();
+        let problem = super::check_arguments(&schema, &json!({"expression": 5})).unwrap_err();
+        assert!(problem.starts_with("/expression: "), "{problem}");
+        let decision = ApprovalDecision {
+            approval_id: "s1c1".into(),
+            request: ApprovalRequest {
+                decision: Decision::Approve,
+                comment: None,
+                arguments: Some(json!({"expression": 5})),
+                requested_by: None,
+            },
+        };
+        assert!(
+            workflow.check_edited_arguments(&decision).is_ok(),
+            "no such approval: the decision's own check refuses it"
+        );
     }
 }

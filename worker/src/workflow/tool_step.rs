@@ -7,6 +7,7 @@ use super::llm_step::error_message;
 use super::outcome::Outcome;
 use super::safe_points::{cancel_on_request, cancellation};
 use super::state::emit;
+use super::task::check_arguments;
 use crate::activities::{AgentActivities, ToolCallInput, ToolCallOutput};
 use agentflow_shared::event::{Decision, EventKind, ToolCallCompleted, ToolCallStarted};
 use agentflow_shared::llm::{ChatMessage, ToolCall};
@@ -55,6 +56,7 @@ type ToolRun<'a> = LocalBoxFuture<'a, Result<ToolCallOutput, String>>;
 fn foreign_activity<'a>(
     ctx: &'a WorkflowContext<AgentTaskWorkflow>,
     target: &ActivityTarget,
+    schema: Option<&Value>,
     call: &ToolCall,
     limits: Limits,
     token: WorkflowCancellationToken,
@@ -66,8 +68,9 @@ fn foreign_activity<'a>(
         error: Some(error),
         duration_ms: 0,
     };
-    if let Err(problem) = check_arguments(&target.parameters, &call.arguments) {
-        return futures::future::ready(Ok(failed(problem))).boxed_local();
+    if let Err(problem) = schema.map_or(Ok(()), |schema| check_arguments(schema, &call.arguments)) {
+        return futures::future::ready(Ok(failed(format!("invalid arguments: {problem}"))))
+            .boxed_local();
     }
     let options = ActivityOptions::with_start_to_close_timeout(limits.start_to_close)
         .retry_policy(
@@ -108,24 +111,6 @@ fn foreign_activity<'a>(
         Err(error) => Err(error_message(&error)),
     })
     .boxed_local()
-}
-
-/// Checks a call's arguments against a tool's schema; the error names the field.
-fn check_arguments(schema: &Value, arguments: &Value) -> Result<(), String> {
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|e| format!("the tool's parameters are not a valid JSON Schema: {e}"))?;
-    match validator.iter_errors(arguments).next() {
-        None => Ok(()),
-        Some(error) => {
-            let path = error.instance_path().to_string();
-            let at = if path.is_empty() {
-                "the arguments"
-            } else {
-                &path
-            };
-            Err(format!("invalid arguments: {at}: {error}"))
-        }
-    }
 }
 
 /// The JSON an activity answered (`null` for none); another encoding is named.
@@ -214,7 +199,14 @@ pub(super) async fn run(
                 max_result_bytes,
             };
             let run = match &tool.activity {
-                Some(target) => foreign_activity(ctx, target, call, limits, token.clone()),
+                Some(target) => foreign_activity(
+                    ctx,
+                    target,
+                    tool.parameters.as_ref(),
+                    call,
+                    limits,
+                    token.clone(),
+                ),
                 None => {
                     let options =
                         ActivityOptions::with_start_to_close_timeout(limits.start_to_close)
