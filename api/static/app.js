@@ -108,6 +108,11 @@ function approvalPrompt(d) {
   $("approvals").append(box);
 }
 
+// Where a tool runs, as the row shows it: " (http)", " (activity)"; nothing for a built-in.
+function kindLabel(kind) {
+  return kind && kind !== "builtin" ? ` (${kind})` : "";
+}
+
 function resetView(agent, taskId) {
   if (source) source.close();
   view = { agent, taskId, lastSeq: 0, duplicates: 0, llm: null, limit: 0 };
@@ -187,12 +192,12 @@ function render(event) {
       break;
     }
     case "WorkflowToolCallStarted": {
-      const li = row(event, `Tool ${d.tool_name} called`);
+      const li = row(event, `Tool ${d.tool_name}${kindLabel(d.kind)} called`);
       li.append(text("pre", JSON.stringify(d.arguments)));
       break;
     }
     case "WorkflowToolCallCompleted": {
-      const li = row(event, `Tool ${d.tool_name} ${d.success ? "returned" : "failed"} in ${d.duration_ms} ms`);
+      const li = row(event, `Tool ${d.tool_name}${kindLabel(d.kind)} ${d.success ? "returned" : "failed"} in ${d.duration_ms} ms`);
       li.append(text("pre", d.success ? JSON.stringify(d.result) : d.error));
       break;
     }

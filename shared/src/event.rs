@@ -5,6 +5,7 @@
 
 use crate::ids::{AgentId, Seq, TaskId};
 use crate::llm::{FinishReason, ToolCall, Usage};
+use crate::tools::ToolKind;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -319,6 +320,10 @@ pub struct ToolCallStarted {
     pub tool_call_id: String,
     /// Arguments passed to the tool.
     pub arguments: Value,
+    /// Where the tool runs (absent for a tool the task does not know, and in logs from before
+    /// tools had kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ToolKind>,
 }
 
 /// Data of `WorkflowToolCallCompleted`.
@@ -340,6 +345,9 @@ pub struct ToolCallCompleted {
     pub error: Option<String>,
     /// Wall time of the call.
     pub duration_ms: u64,
+    /// Where the tool runs (as in `WorkflowToolCallStarted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ToolKind>,
 }
 
 /// Data of `WorkflowBudgetWarning`.
@@ -496,6 +504,7 @@ mod tests {
             result: Some(json!(42)),
             error: None,
             duration_ms: 3,
+            kind: Some(ToolKind::Builtin),
         }));
         let value = serde_json::to_value(&event).unwrap();
         assert_eq!(
@@ -509,7 +518,7 @@ mod tests {
                 "step": 2,
                 "data": {
                     "step": 2, "tool_name": "calculator", "tool_call_id": "call_1",
-                    "success": true, "result": 42, "duration_ms": 3
+                    "success": true, "result": 42, "duration_ms": 3, "kind": "builtin"
                 }
             })
         );
@@ -566,6 +575,7 @@ mod tests {
                 tool_name: "calculator".into(),
                 tool_call_id: "c".into(),
                 arguments: json!({}),
+                kind: None,
             }),
             EventKind::BudgetWarning(BudgetWarning {
                 cost_usd: 0.8,

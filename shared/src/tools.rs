@@ -115,6 +115,9 @@ fn object_schema() -> Value {
 /// every worker replays the same decisions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolSettings {
+    /// Where the tool runs (absent in tasks from before tools had kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ToolKind>,
     /// Every call waits for a person's decision.
     #[serde(default)]
     pub require_approval: bool,
@@ -138,6 +141,7 @@ impl ToolConfig {
     /// The settings a task copies.
     pub fn settings(&self) -> ToolSettings {
         ToolSettings {
+            kind: Some(self.kind),
             require_approval: self.require_approval,
             timeout_secs: self.timeout_secs,
             max_attempts: self.max_attempts,

@@ -58,6 +58,13 @@ async fn tool_server() -> (String, Received) {
         .route("/lookup", post(record("/lookup")))
         .route("/flaky", post(record("/flaky")))
         .route("/refuse", post(record("/refuse")))
+        .route(
+            "/slow",
+            post(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                Json(json!({"late": true}))
+            }),
+        )
         .with_state(received.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -417,5 +424,46 @@ async fn a_tool_that_requires_approval_always_waits_and_edited_arguments_must_fi
         })
         .expect("the tool ran");
     assert_eq!(done.result, Some(json!({"city": "Bergen", "temp_c": 21})));
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_ends_a_running_tool_call_as_cancelled_before_the_log_ends() {
+    use agentflow_tests::requests::{create_idle, execute, open, post, task_path};
+    let (url, _received) = tool_server().await;
+    let mut config = config_with_tools(&url);
+    config.tools.remove("lookup");
+    config
+        .tools
+        .insert("lookup".into(), http_tool(format!("{url}/slow"), &[]));
+    let app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({})).await;
+    let mut live = open(&api, &task).await;
+    execute(&api, &task, r#"use lookup {"city": "Oslo"}"#).await;
+    let started = live.until("WorkflowToolCallStarted").await;
+    let EventKind::ToolCallStarted(started) = &started.kind else {
+        unreachable!()
+    };
+    assert_eq!(started.kind, Some(ToolKind::Http));
+    let cancelled = post(&api, &task_path(&task, "/cancel"), json!({})).await;
+    assert_eq!(cancelled.status, 202, "{}", cancelled.body);
+    let events = live.rest().await.to_vec();
+    let names: Vec<&str> = events.iter().map(|e| e.type_name()).collect();
+    let completed = names
+        .iter()
+        .position(|n| *n == "WorkflowToolCallCompleted")
+        .expect("the running call ends");
+    assert_eq!(names.last(), Some(&"WorkflowCancelled"));
+    assert!(
+        completed < names.len() - 1,
+        "before the log ends: {names:?}"
+    );
+    let EventKind::ToolCallCompleted(done) = &events[completed].kind else {
+        unreachable!()
+    };
+    assert!(!done.success);
+    assert_eq!(done.error.as_deref(), Some("cancelled"));
+    assert_eq!(done.kind, Some(ToolKind::Http));
     api.stop().await;
 }

@@ -12,7 +12,7 @@ use crate::activities::{AgentActivities, ToolCallInput, ToolCallOutput};
 use agentflow_shared::event::{Decision, EventKind, ToolCallCompleted, ToolCallStarted};
 use agentflow_shared::llm::{ChatMessage, ToolCall};
 use agentflow_shared::task::ApprovalRequest;
-use agentflow_shared::tools::{ActivityTarget, ToolSettings};
+use agentflow_shared::tools::{ActivityTarget, ToolKind, ToolSettings, builtin_spec};
 use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use serde_json::Value;
@@ -162,17 +162,6 @@ pub(super) async fn run(
             Decided { call, decision }
         })
         .collect();
-    for Decided { call, .. } in &decided {
-        emit(
-            ctx,
-            EventKind::ToolCallStarted(ToolCallStarted {
-                step,
-                tool_name: call.name.clone(),
-                tool_call_id: call.id.clone(),
-                arguments: call.arguments.clone(),
-            }),
-        );
-    }
     let allowed: Vec<bool> = decided
         .iter()
         .map(|d| ctx.state(|s| s.has_tool(&d.call.name)))
@@ -181,6 +170,26 @@ pub(super) async fn run(
         .iter()
         .map(|d| ctx.state(|s| s.tool_settings(&d.call.name)))
         .collect();
+    let kinds: Vec<Option<ToolKind>> = decided
+        .iter()
+        .zip(&tools)
+        .map(|(d, tool)| {
+            tool.kind
+                .or_else(|| builtin_spec(&d.call.name).map(|_| ToolKind::Builtin))
+        })
+        .collect();
+    for (Decided { call, .. }, kind) in decided.iter().zip(&kinds) {
+        emit(
+            ctx,
+            EventKind::ToolCallStarted(ToolCallStarted {
+                step,
+                tool_name: call.name.clone(),
+                tool_call_id: call.id.clone(),
+                arguments: call.arguments.clone(),
+                kind: *kind,
+            }),
+        );
+    }
     let (settings, task_id) = ctx.state(|s| (s.input.settings.clone(), s.input.task_id));
     let token = ctx.cancellation_token().child_token();
     // Which calls run, by index: each result is paired with its own call.
@@ -236,9 +245,8 @@ pub(super) async fn run(
         outputs = temporalio_sdk::workflows::join_all(futures).fuse() => outputs,
         _ = cancel_on_request(ctx, &token).fuse() => unreachable!("never resolves"),
     };
-    if let Some(reason) = cancellation(ctx) {
-        return Err(Outcome::Cancelled(reason));
-    }
+    // A cancel stopped the calls still running: each ends as cancelled, before the log ends.
+    let cancelled = cancellation(ctx);
     let mut results: Vec<Option<_>> = decided.iter().map(|_| None).collect();
     for (index, output) in runs.into_iter().zip(outputs) {
         results[index] = Some(output);
@@ -254,6 +262,7 @@ pub(super) async fn run(
             result: None,
             error: Some(error),
             duration_ms: 0,
+            kind: kinds[index],
         };
         let completed = if !allowed[index] {
             failed(format!("unknown tool `{}`", call.name))
@@ -273,7 +282,9 @@ pub(super) async fn run(
                     result: out.result,
                     error: out.error,
                     duration_ms: out.duration_ms,
+                    kind: kinds[index],
                 },
+                Some(Err(_)) if cancelled.is_some() => failed("cancelled".into()),
                 Some(Err(error)) => failed(error),
                 None => failed("the tool produced no result".into()),
             }
@@ -286,5 +297,8 @@ pub(super) async fn run(
         messages.push(ChatMessage::tool_result(call.id.clone(), content));
         emit(ctx, EventKind::ToolCallCompleted(completed));
     }
-    Ok(messages)
+    match cancelled {
+        Some(reason) => Err(Outcome::Cancelled(reason)),
+        None => Ok(messages),
+    }
 }
