@@ -80,6 +80,11 @@ ensure_tool_examples() {
     log "installing the Python Temporal SDK (PyPI temporalio) for the activity tool example"
     pip_install 'temporalio>=1.7,<2'
   fi
+  # Pinned: the MCP servers the tests run against (see examples/README.md).
+  if ! python3 -c 'import mcp_server_time, mcp.server.mcpserver' >/dev/null 2>&1; then
+    log "installing MCP servers (PyPI mcp==2.3.0, mcp-server-time==2026.10.19) for the MCP examples"
+    pip_install 'mcp==2.3.0' 'mcp-server-time==2026.10.19'
+  fi
 }
 
 ensure_browser() {

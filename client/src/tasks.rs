@@ -94,7 +94,13 @@ pub fn task_input(
             tools: agent
                 .tools
                 .iter()
-                .filter_map(|name| Some((name.clone(), config.tools.get(name)?.settings())))
+                .filter_map(|name| {
+                    let settings = match config.tools.get(name) {
+                        Some(tool) => tool.settings(),
+                        None => config.mcp_servers.get(name)?.settings(),
+                    };
+                    Some((name.clone(), settings))
+                })
                 .collect(),
         },
         parameters: task.parameters,

@@ -1,6 +1,7 @@
 //! `agentflow.toml`: agents, models, prices, tools and worker settings, with `AGENTFLOW_…`
 //! environment overrides (nested keys split by `__`, e.g. `AGENTFLOW_WORKER__TASK_QUEUE`).
 
+use crate::mcp::McpServerConfig;
 use crate::tools::ToolConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -48,6 +49,9 @@ pub struct AgentflowConfig {
     /// Declared tools by name (the built-ins need no declaration).
     #[serde(default)]
     pub tools: BTreeMap<String, ToolConfig>,
+    /// MCP servers by name; an agent that lists a server's name may call its tools.
+    #[serde(default)]
+    pub mcp_servers: BTreeMap<String, McpServerConfig>,
 }
 
 /// Which provider serves a model.
@@ -555,6 +559,14 @@ impl AgentflowConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, tool) in &self.tools {
             tool.validate(name).map_err(ConfigError::Invalid)?;
+        }
+        for (name, server) in &self.mcp_servers {
+            server.validate(name).map_err(ConfigError::Invalid)?;
+            if self.tools.contains_key(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "`{name}` names both a tool and an MCP server; rename one"
+                )));
+            }
         }
         for (id, agent) in &self.agents {
             if !self.models.contains_key(&agent.model) {

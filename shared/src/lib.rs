@@ -8,6 +8,7 @@
 //! - [`config`]: `agentflow.toml` (agents, models, prices, tools, worker settings) with
 //!   `AGENTFLOW_…` environment overrides.
 //! - [`tools`]: tools declared under `[tools.<name>]` (kind, schema, per-tool settings).
+//! - [`mcp`]: MCP servers under `[mcp_servers.<name>]` and the tool catalog a task fixes.
 //! - [`nullable`]: decoding `null` lists as empty.
 //! - [`sse`]: Server-Sent Events framing of events.
 
@@ -16,6 +17,7 @@ pub mod event;
 pub mod ids;
 pub mod llm;
 pub mod log;
+pub mod mcp;
 pub mod nullable;
 pub mod sse;
 pub mod task;

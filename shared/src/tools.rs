@@ -50,6 +50,9 @@ pub enum ToolKind {
     /// A Temporal activity served by any worker, in any language, on its own task queue: the
     /// workflow schedules it by name with the argument object as its one JSON argument.
     Activity,
+    /// A tool of an MCP server declared under `[mcp_servers.<name>]`, called with
+    /// `tools/call` by the worker.
+    Mcp,
 }
 
 /// A tool declared under `[tools.<name>]`.
@@ -186,6 +189,9 @@ impl ToolConfig {
         match self.kind {
             ToolKind::Builtin => Err(format!(
                 "tool `{name}`: `builtin` tools are compiled into the worker, not declared"
+            )),
+            ToolKind::Mcp => Err(format!(
+                "tool `{name}`: MCP servers are declared under [mcp_servers.<name>]"
             )),
             ToolKind::Http => {
                 let url = self.url.as_deref().unwrap_or_default();

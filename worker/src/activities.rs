@@ -21,8 +21,9 @@ use agentflow_shared::event::{
     Event, EventKind, LlmCallCompleted, LlmCallDelta, LlmCallRetrying, LlmCallStarted, Mode,
 };
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
-use agentflow_shared::llm::{ChatMessage, FinishReason, ToolCall};
+use agentflow_shared::llm::{ChatMessage, FinishReason, ToolCall, ToolSpec};
 use agentflow_shared::log::{EventLog, LogError};
+use agentflow_shared::mcp::McpCatalog;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -57,6 +58,10 @@ pub struct LlmCallInput {
     pub messages: Vec<ChatMessage>,
     /// Names of the tools the model may call.
     pub tool_names: Vec<String>,
+    /// Tools the model may call that the worker does not know by name: the task's MCP
+    /// catalog.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_tools: Vec<ToolSpec>,
     /// Cost of the run before this call.
     pub cost_before_usd: f64,
     /// Events of the call's earlier attempts, when the workflow retries the call itself (an
@@ -161,7 +166,31 @@ pub struct ToolCallInput {
     /// The most JSON bytes of a result the model reads; longer ones are cut with a marker.
     #[serde(default = "default_max_result_bytes")]
     pub max_result_bytes: usize,
+    /// For an `mcp` tool: which server's tool to call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpCall>,
 }
+
+/// An `mcp` tool's call target, from the task's catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpCall {
+    /// The server.
+    pub server: String,
+    /// The tool's own name on the server.
+    pub tool: String,
+    /// The tool declares itself idempotent: a call cut off mid-way may be sent again.
+    pub idempotent: bool,
+}
+
+/// Input of [`AgentActivities::mcp_catalog`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpCatalogInput {
+    /// The servers whose tools the task may call.
+    pub servers: Vec<String>,
+}
+
+/// How often a running tool call heartbeats, so a cancel reaches it.
+pub const TOOL_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Output of [`AgentActivities::tool_call`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -728,7 +757,12 @@ impl AgentActivities {
                 .clone()
                 .unwrap_or_else(|| input.model_name.clone()),
             messages: input.messages.clone(),
-            tools: self.tools.specs(&input.tool_names),
+            tools: self
+                .tools
+                .specs(&input.tool_names)
+                .into_iter()
+                .chain(input.extra_tools.iter().cloned())
+                .collect(),
             stream: input.mode == Mode::Streaming,
         };
         let mut chunks = provider.call(request);
@@ -965,12 +999,26 @@ impl AgentActivities {
         Ok(())
     }
 
-    /// Runs one tool. Unknown tools and bad arguments are a failed result, not an error.
+    /// Lists the tools of the task's MCP servers: the catalog the task fixes when it starts
+    /// (a server that does not answer is named as unavailable).
+    #[activity]
+    #[tracing::instrument(skip_all, fields(servers = ?input.servers))]
+    pub async fn mcp_catalog(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: McpCatalogInput,
+    ) -> Result<McpCatalog, ActivityError> {
+        Ok(self.tools.mcp().catalog(&input.servers).await)
+    }
+
+    /// Runs one tool, heartbeating so a cancel stops it (an MCP server gets
+    /// `notifications/cancelled`, an HTTP request is dropped). Unknown tools and bad arguments
+    /// are a failed result, not an error.
     #[activity]
     #[tracing::instrument(skip_all, fields(tool = %input.tool_name, call = %input.tool_call_id))]
     pub async fn tool_call(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: ToolCallInput,
     ) -> Result<ToolCallOutput, ActivityError> {
         let started = Instant::now();
@@ -983,14 +1031,43 @@ impl AgentActivities {
             task_id: input.task_id,
             tool_call_id: input.tool_call_id.clone(),
         };
-        let outcome = match self.tools.get(&input.tool_name) {
-            None => Err(format!("unknown tool `{}`", input.tool_name)),
-            Some(_) if let Err(invalid) = self.tools.check(&input.tool_name, &arguments) => {
+        let outcome = match (&input.mcp, self.tools.get(&input.tool_name)) {
+            (Some(target), _) => {
+                let call = self.tools.mcp().call(
+                    &target.server,
+                    &target.tool,
+                    arguments,
+                    target.idempotent,
+                );
+                let result = tokio::select! {
+                    result = call => result,
+                    _ = heartbeat_until_cancelled(&ctx) => {
+                        return Err(ActivityError::cancelled());
+                    }
+                    _ = stopping(&mut shutdown) => {
+                        return Err(ApplicationFailure::new("the worker is shutting down").into());
+                    }
+                };
+                match result {
+                    Ok(value) => Ok(value),
+                    Err(ToolError::Transient(message)) => {
+                        return Err(ApplicationFailure::new(message).into());
+                    }
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            (None, None) => Err(format!("unknown tool `{}`", input.tool_name)),
+            (None, Some(_))
+                if let Err(invalid) = self.tools.check(&input.tool_name, &arguments) =>
+            {
                 Err(invalid.to_string())
             }
-            Some(tool) => {
+            (None, Some(tool)) => {
                 let result = tokio::select! {
                     result = tool.call(&context, arguments) => result,
+                    _ = heartbeat_until_cancelled(&ctx) => {
+                        return Err(ActivityError::cancelled());
+                    }
                     _ = stopping(&mut shutdown) => {
                         return Err(ApplicationFailure::new("the worker is shutting down").into());
                     }
@@ -1058,6 +1135,18 @@ async fn next_hint(hints: &mut Option<agentflow_bus::control::Hints>) -> Option<
 }
 
 /// Resolves once the worker starts shutting down (never, when nobody can tell it to).
+/// Heartbeats every [`TOOL_HEARTBEAT_INTERVAL`] until the activity is cancelled (an activity
+/// scheduled without a heartbeat timeout learns of nothing, as before).
+async fn heartbeat_until_cancelled(ctx: &ActivityContext) {
+    loop {
+        let _ = ctx.record_heartbeat(()).await;
+        tokio::select! {
+            _ = ctx.cancelled() => return,
+            _ = tokio::time::sleep(TOOL_HEARTBEAT_INTERVAL) => {}
+        }
+    }
+}
+
 async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|stopping| *stopping).await.is_err() {
         std::future::pending::<()>().await;

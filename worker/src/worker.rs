@@ -56,6 +56,7 @@ pub async fn run(
     }
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let (stopping_tx, stopping_rx) = watch::channel(false);
+    let mcp = tools.mcp().clone();
     let activities = AgentActivities::new(
         tools,
         CoalesceSettings {
@@ -115,5 +116,6 @@ pub async fn run(
         result = worker.run() => result?,
         _ = overdue => tracing::warn!(?deadline, "worker shutdown deadline passed; stopping anyway"),
     }
+    mcp.close().await;
     Ok(())
 }

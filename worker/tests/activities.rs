@@ -45,6 +45,7 @@ fn input(query: &str, mode: Mode, model: ModelConfig) -> LlmCallInput {
         model,
         messages: vec![ChatMessage::text(Role::User, query)],
         tool_names: vec!["calculator".into()],
+        extra_tools: Vec::new(),
         cost_before_usd: 0.5,
         previous_events: Vec::new(),
         attempt: 1,
@@ -426,6 +427,7 @@ async fn a_long_tool_result_is_cut_with_a_marker() {
                 tool_call_id: "c1".into(),
                 arguments: serde_json::json!({}),
                 max_result_bytes: 200,
+                mcp: None,
             },
         )
         .await

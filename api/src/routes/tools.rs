@@ -1,8 +1,10 @@
-//! `GET /api/v1/tools`: every tool an agent may list — the built-ins and those declared under
-//! `[tools.<name>]` — with what the model reads about it and where it runs.
+//! `GET /api/v1/tools`: every tool an agent may list — the built-ins, those declared under
+//! `[tools.<name>]` and the MCP servers under `[mcp_servers.<name>]` — with what the model
+//! reads about it and where it runs.
 
 use crate::state::AppState;
 use agentflow_shared::config::AgentflowConfig;
+use agentflow_shared::mcp::SEPARATOR;
 use agentflow_shared::tools::{BUILTIN_TOOLS, ToolKind, builtin_spec};
 use axum::Json;
 use axum::extract::State;
@@ -29,7 +31,8 @@ pub struct ToolEntry {
     pub require_approval: bool,
 }
 
-/// The catalog of `config`: the built-ins, then the declared tools, by name.
+/// The catalog of `config`: the built-ins, then the declared tools, by name, then the MCP
+/// servers (a task fixes their tools when it starts).
 pub fn catalog(config: &AgentflowConfig) -> Vec<ToolEntry> {
     let builtins = BUILTIN_TOOLS
         .iter()
@@ -50,7 +53,18 @@ pub fn catalog(config: &AgentflowConfig) -> Vec<ToolEntry> {
         runs_at: tool.runs_at(),
         require_approval: tool.require_approval,
     });
-    builtins.chain(declared).collect()
+    let servers = config.mcp_servers.iter().map(|(name, server)| ToolEntry {
+        name: name.clone(),
+        kind: ToolKind::Mcp,
+        description: format!(
+            "MCP server `{name}`: an agent that lists it may call its tools, as \
+             `{name}{SEPARATOR}<tool>`, listed by a worker when a task starts"
+        ),
+        parameters: serde_json::json!({"type": "object"}),
+        runs_at: Some(server.runs_at()),
+        require_approval: server.require_approval,
+    });
+    builtins.chain(declared).chain(servers).collect()
 }
 
 /// Every tool agents may list.

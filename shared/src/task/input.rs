@@ -7,6 +7,7 @@ use crate::config::{AgentConfig, ModelConfig, SizeLimits, WorkerSettings};
 use crate::event::Event;
 use crate::ids::{AgentId, Seq, TaskId};
 use crate::llm::{ChatMessage, Usage};
+use crate::mcp::McpCatalog;
 use crate::tools::ToolSettings;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,10 @@ pub struct Carried {
     pub budget_warned: bool,
     /// The last answer.
     pub final_response: Option<String>,
+    /// The MCP tools the task fixed when it started (absent when its agent lists no MCP
+    /// server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_catalog: Option<McpCatalog>,
 }
 
 impl RunSettings {

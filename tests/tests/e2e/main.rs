@@ -17,6 +17,7 @@ mod control;
 mod crash;
 mod deploy;
 mod long_generation;
+mod mcp;
 mod openai;
 mod reliability;
 mod tools;

@@ -168,6 +168,7 @@ async fn an_http_tool_gets_its_arguments_and_secret_and_retries_carry_one_idempo
         !history.contains("s3cret"),
         "the secret is not in the history"
     );
+    app.assert_replays(lookup, "http-tool").await;
 
     let done = tool_results(&retried);
     assert!(done[0].success, "{:?}", done[0]);

@@ -1,13 +1,16 @@
 //! Tools the agent can call: a trait, a registry built from the config, and the kinds of tool
-//! the worker runs itself — the built-ins and `http` tools declared under `[tools.<name>]`.
+//! the worker runs itself — the built-ins, `http` tools declared under `[tools.<name>]`, and
+//! the tools of the MCP servers under `[mcp_servers.<name>]`.
 
 mod calculator;
 mod current_time;
 mod http;
+mod mcp;
 
 pub use calculator::{Calculator, evaluate};
 pub use current_time::CurrentTime;
 pub use http::HttpTool;
+pub use mcp::{McpServers, McpSetupError};
 
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::ids::TaskId;
@@ -53,6 +56,9 @@ pub enum ToolSetupError {
         /// The environment variable.
         variable: String,
     },
+    /// An MCP server's declaration cannot be used.
+    #[error(transparent)]
+    Mcp(#[from] McpSetupError),
 }
 
 /// What a call knows about itself besides its arguments.
@@ -117,6 +123,7 @@ struct Registered {
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Registered>,
+    mcp: McpServers,
 }
 
 impl ToolRegistry {
@@ -139,6 +146,7 @@ impl ToolRegistry {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ToolSetupError> {
         let mut registry = Self::with_builtins();
+        registry.mcp = McpServers::from_config(&config.mcp_servers, &env)?;
         for (name, declared) in &config.tools {
             match declared.kind {
                 ToolKind::Http => {
@@ -152,7 +160,7 @@ impl ToolRegistry {
                         parameters: declared.parameters.clone(),
                     }))?;
                 }
-                ToolKind::Builtin => {}
+                ToolKind::Builtin | ToolKind::Mcp => {}
             }
         }
         Ok(registry)
@@ -174,6 +182,11 @@ impl ToolRegistry {
             },
         );
         Ok(self)
+    }
+
+    /// The MCP servers' sessions.
+    pub fn mcp(&self) -> &McpServers {
+        &self.mcp
     }
 
     /// The tool with this name.

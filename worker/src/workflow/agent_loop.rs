@@ -5,6 +5,7 @@
 use super::AgentTaskWorkflow;
 use super::budget;
 use super::llm_step::{self, Answer};
+use super::mcp_catalog;
 use super::outcome::{Outcome, failure, log_limit};
 use super::safe_points::safe_point;
 use super::state::{emit, set_status};
@@ -32,6 +33,7 @@ pub(super) async fn run(
         (mode, s.max_steps(), started)
     });
     emit(ctx, EventKind::Started(started));
+    mcp_catalog::fix(ctx).await;
     ctx.state_mut(|s| {
         let instructions = s.instructions();
         s.conversation.begin_turn(instructions, request.query);

@@ -53,6 +53,7 @@ pub(super) async fn call(
             model: input.agent.model.clone(),
             messages: s.conversation.messages().to_vec(),
             tool_names: input.agent.agent.tools.clone(),
+            extra_tools: s.mcp_specs(),
             cost_before_usd: s.budget.cost_usd(),
             previous_events: Vec::new(),
             attempt: 1,

@@ -21,6 +21,7 @@
 //! - [`safe_points`]: where the loop acts on controls, between activities.
 //! - [`conversation`]: the messages the model sees, kept across turns and trimmed to a bound.
 //! - [`llm_step`]: one LLM call, retried by the workflow with earlier attempts' events.
+//! - [`mcp_catalog`]: the MCP tools a task fixes when it starts (one activity).
 //! - [`tool_step`]: one step's tool calls, in parallel, after their approvals.
 //! - [`agent_loop`]: one turn of the agent: steps until an answer or another outcome.
 //! - [`turn`]: turn after turn, continue-as-new between them, the archived log.
@@ -33,6 +34,7 @@ mod controls;
 mod conversation;
 mod llm_step;
 mod log;
+mod mcp_catalog;
 mod outcome;
 mod safe_points;
 mod state;
@@ -44,6 +46,7 @@ use crate::checkpoint::CallCheckpoint;
 use agentflow_client::EventsQuery;
 use agentflow_shared::event::Mode;
 use agentflow_shared::ids::Seq;
+use agentflow_shared::mcp::McpCatalog;
 use agentflow_shared::task::{
     ApprovalDecision, BudgetRequest, ControlAccepted, ControlRequest, EventsPage, EventsRange,
     ExecuteAccepted, ExecuteRequest, Rejection, TaskInput, TaskResult, TaskState, TaskStatus,
@@ -71,6 +74,8 @@ pub struct AgentTaskWorkflow {
     conversation: Conversation,
     controls: Controls,
     approvals: Approvals,
+    /// The MCP tools the task may call, fixed when it starts.
+    mcp: Option<McpCatalog>,
 }
 
 /// What a validator answers when it refuses an update.
@@ -104,6 +109,7 @@ impl AgentTaskWorkflow {
                 conversation: Conversation::default(),
                 controls: Controls::default(),
                 approvals: Approvals::default(),
+                mcp: None,
                 input,
             };
         };
@@ -124,6 +130,7 @@ impl AgentTaskWorkflow {
             conversation: Conversation::from_messages(carried.messages),
             controls: Controls::default(),
             approvals: Approvals::default(),
+            mcp: carried.mcp_catalog,
             input,
         }
     }

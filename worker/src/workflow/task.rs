@@ -2,8 +2,10 @@
 
 use super::AgentTaskWorkflow;
 use agentflow_shared::event::Mode;
+use agentflow_shared::llm::ToolSpec;
+use agentflow_shared::mcp::McpTool;
 use agentflow_shared::task::{ApprovalDecision, ExecuteRequest, OnBudgetExceeded, Rejection};
-use agentflow_shared::tools::{ToolSettings, builtin_spec};
+use agentflow_shared::tools::{ToolKind, ToolSettings, builtin_spec};
 use serde_json::Value;
 
 impl AgentTaskWorkflow {
@@ -30,7 +32,11 @@ impl AgentTaskWorkflow {
     /// operator's requirement). Runs from before the union (`union` false): the task's list
     /// replaced the agent's.
     pub(super) fn requires_approval(&self, tool: &str, union: bool) -> bool {
-        let lists = |list: &[String]| list.iter().any(|t| t == "*" || t == tool);
+        let server = self.mcp_tool(tool).map(|t| t.server.as_str());
+        let lists = |list: &[String]| {
+            list.iter()
+                .any(|t| t == "*" || t == tool || Some(t.as_str()) == server)
+        };
         let agent = &self.input.agent.agent.require_approval;
         let task = self.input.parameters.require_approval.as_deref();
         self.tool_settings(tool).require_approval
@@ -66,8 +72,20 @@ impl AgentTaskWorkflow {
             .or_else(|| builtin_spec(tool).map(|spec| spec.parameters))
     }
 
-    /// The settings of a declared tool (the defaults for a built-in).
+    /// The settings of a declared tool (the defaults for a built-in); an MCP tool has its
+    /// server's, with its own schema.
     pub(super) fn tool_settings(&self, tool: &str) -> ToolSettings {
+        if let Some(mcp) = self.mcp_tool(tool) {
+            let mut settings = self
+                .input
+                .agent
+                .tools
+                .get(&mcp.server)
+                .cloned()
+                .unwrap_or_default();
+            settings.parameters = Some(mcp.parameters.clone());
+            return settings;
+        }
         self.input
             .agent
             .tools
@@ -76,9 +94,41 @@ impl AgentTaskWorkflow {
             .unwrap_or_default()
     }
 
-    /// Whether the agent may call `tool` at all.
+    /// Whether the agent may call `tool` at all: it lists it, or it is in the task's MCP
+    /// catalog.
     pub(super) fn has_tool(&self, tool: &str) -> bool {
-        self.input.agent.agent.tools.iter().any(|t| t == tool)
+        self.input.agent.agent.tools.iter().any(|t| t == tool) || self.mcp_tool(tool).is_some()
+    }
+
+    /// The MCP servers the agent lists, in its order.
+    pub(super) fn mcp_servers(&self) -> Vec<String> {
+        self.input
+            .agent
+            .agent
+            .tools
+            .iter()
+            .filter(|t| {
+                self.input
+                    .agent
+                    .tools
+                    .get(*t)
+                    .is_some_and(|s| s.kind == Some(ToolKind::Mcp))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The MCP tool the model knows as `tool`, from the task's catalog.
+    pub(super) fn mcp_tool(&self, tool: &str) -> Option<&McpTool> {
+        self.mcp.as_ref()?.get(tool)
+    }
+
+    /// What the model reads about the task's MCP tools.
+    pub(super) fn mcp_specs(&self) -> Vec<ToolSpec> {
+        self.mcp
+            .iter()
+            .flat_map(|catalog| catalog.tools.iter().map(McpTool::spec))
+            .collect()
     }
 
     /// The instructions the model gets first.

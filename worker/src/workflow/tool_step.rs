@@ -8,7 +8,7 @@ use super::outcome::Outcome;
 use super::safe_points::{cancel_on_request, cancellation};
 use super::state::emit;
 use super::task::check_arguments;
-use crate::activities::{AgentActivities, ToolCallInput, ToolCallOutput};
+use crate::activities::{AgentActivities, McpCall, ToolCallInput, ToolCallOutput};
 use agentflow_shared::event::{Decision, EventKind, ToolCallCompleted, ToolCallStarted};
 use agentflow_shared::llm::{ChatMessage, ToolCall};
 use agentflow_shared::task::ApprovalRequest;
@@ -112,6 +112,32 @@ fn foreign_activity<'a>(
     })
     .boxed_local()
 }
+
+/// Runs a tool on the agent's own workers (a built-in, an `http` or an `mcp` tool). The call
+/// heartbeats, so a cancel reaches it within [`TOOL_HEARTBEAT_TIMEOUT`].
+fn worker_tool<'a>(
+    ctx: &'a WorkflowContext<AgentTaskWorkflow>,
+    input: ToolCallInput,
+    limits: Limits,
+    token: WorkflowCancellationToken,
+) -> ToolRun<'a> {
+    let options = ActivityOptions::with_start_to_close_timeout(limits.start_to_close)
+        .retry_policy(
+            RetryPolicy::builder()
+                .maximum_attempts(limits.attempts)
+                .build(),
+        )
+        .heartbeat_timeout(TOOL_HEARTBEAT_TIMEOUT)
+        .cancellation_token(token)
+        .build();
+    ctx.execute_activity(AgentActivities::tool_call, input, options)
+        .map(|result| result.map_err(|error| error_message(&error)))
+        .boxed_local()
+}
+
+/// The heartbeat timeout of a tool call on the agent's workers (they heartbeat every
+/// second): a worker that died mid-call is noticed after this, and the call retried.
+const TOOL_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The JSON an activity answered (`null` for none); another encoding is named.
 fn json_answer(answer: &RawValue) -> Result<Value, String> {
@@ -217,25 +243,35 @@ pub(super) async fn run(
                     token.clone(),
                 ),
                 None => {
-                    let options =
-                        ActivityOptions::with_start_to_close_timeout(limits.start_to_close)
-                            .retry_policy(
-                                RetryPolicy::builder()
-                                    .maximum_attempts(limits.attempts)
-                                    .build(),
-                            )
-                            .cancellation_token(token.clone())
-                            .build();
+                    let mcp = ctx.state(|s| {
+                        s.mcp_tool(&call.name).map(|tool| McpCall {
+                            server: tool.server.clone(),
+                            tool: tool.tool.clone(),
+                            idempotent: tool.idempotent,
+                        })
+                    });
+                    let checked = match (&mcp, tool.parameters.as_ref()) {
+                        (Some(_), Some(schema)) => check_arguments(schema, &call.arguments),
+                        _ => Ok(()),
+                    };
                     let input = ToolCallInput {
                         task_id: Some(task_id),
                         tool_name: call.name.clone(),
                         tool_call_id: call.id.clone(),
                         arguments: call.arguments.clone(),
                         max_result_bytes,
+                        mcp,
                     };
-                    ctx.execute_activity(AgentActivities::tool_call, input, options)
-                        .map(|result| result.map_err(|error| error_message(&error)))
-                        .boxed_local()
+                    match checked {
+                        Ok(()) => worker_tool(ctx, input, limits, token.clone()),
+                        Err(problem) => futures::future::ready(Ok(ToolCallOutput {
+                            success: false,
+                            result: None,
+                            error: Some(format!("invalid arguments: {problem}")),
+                            duration_ms: 0,
+                        }))
+                        .boxed_local(),
+                    }
                 }
             };
             (index, run)

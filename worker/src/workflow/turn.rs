@@ -138,6 +138,7 @@ fn carried_input(ctx: &WorkflowContext<AgentTaskWorkflow>) -> TaskInput {
             budget_limit_usd: s.budget.limit_usd(),
             budget_warned: s.budget.warned(),
             final_response: s.final_response.clone(),
+            mcp_catalog: s.mcp.clone(),
         };
         // The log rides along when it fits; a larger one is read from the ended run.
         if s.log.encoded_bytes() <= s.payload_room(json_bytes(&input) + json_bytes(&carried)) {
