@@ -30,3 +30,35 @@ pub async fn final_log(app: &TestApp, task: impl Display) -> Vec<Event> {
         .await
         .events
 }
+
+/// The text of a workflow history as `temporal workflow show --output json` (or the SDK)
+/// prints it, with every payload's base64 `data` decoded: what a secret must never be found
+/// in.
+pub fn decoded_history(json: &str) -> String {
+    use base64::Engine;
+    fn walk(value: &serde_json::Value, out: &mut String) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    if let (true, Some(data)) = (key == "data", value.as_str())
+                        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data)
+                    {
+                        out.push_str(&String::from_utf8_lossy(&bytes));
+                        out.push('\n');
+                    }
+                    walk(value, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::String(text) => {
+                out.push_str(text);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(json).expect("a history as JSON");
+    let mut out = String::new();
+    walk(&value, &mut out);
+    out
+}

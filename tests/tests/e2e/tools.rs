@@ -8,6 +8,7 @@ use agentflow_shared::event::{EventKind, ToolCallCompleted};
 use agentflow_shared::task::TaskResult;
 use agentflow_shared::tools::{ToolConfig, ToolKind};
 use agentflow_tests::harness::{WorkerProcess, spawn_app_with, test_config};
+use agentflow_tests::logs::decoded_history;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -163,10 +164,28 @@ async fn an_http_tool_gets_its_arguments_and_secret_and_retries_carry_one_idempo
         "the header's value comes from the worker's env"
     );
     assert_eq!(lookups[0].3, json!({"city": "Oslo"}));
-    let history = String::from_utf8(app.history_json(lookup).await).unwrap();
+    let history = decoded_history(&String::from_utf8(app.history_json(lookup).await).unwrap());
+    assert!(history.contains("Oslo"), "payloads are decoded");
     assert!(
         !history.contains("s3cret"),
         "the secret is not in the history"
+    );
+    let shown = std::process::Command::new("temporal")
+        .args(["workflow", "show", "--output", "json", "--address"])
+        .arg(app.temporal_address())
+        .arg("--workflow-id")
+        .arg(lookup.workflow_id())
+        .output()
+        .expect("the temporal CLI (scripts/test installs it)");
+    assert!(shown.status.success(), "{shown:?}");
+    let shown = decoded_history(&String::from_utf8_lossy(&shown.stdout));
+    assert!(
+        shown.contains("Oslo"),
+        "the history is shown, payloads decoded"
+    );
+    assert!(
+        !shown.contains("s3cret"),
+        "`temporal workflow show` never shows the secret"
     );
     app.assert_replays(lookup, "http-tool").await;
 
@@ -275,6 +294,15 @@ async fn the_catalog_lists_builtin_and_declared_tools_without_secrets() {
 
 /// The Python worker of `examples/python-activity`, serving `weather` on `queue`, once ready.
 async fn python_worker(temporal: &str, queue: &str) -> tokio::process::Child {
+    python_worker_recording(temporal, queue, None).await
+}
+
+/// The Python worker, its `nap` activity recording what it saw in `record`.
+async fn python_worker_recording(
+    temporal: &str,
+    queue: &str,
+    record: Option<&std::path::Path>,
+) -> tokio::process::Child {
     use tokio::io::AsyncBufReadExt;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -284,6 +312,10 @@ async fn python_worker(temporal: &str, queue: &str) -> tokio::process::Child {
         .arg(script)
         .env("TEMPORAL_ADDRESS", temporal)
         .env("TASK_QUEUE", queue)
+        .env(
+            "RECORD_FILE",
+            record.map(|r| r.as_os_str()).unwrap_or_default(),
+        )
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -467,4 +499,151 @@ async fn a_cancel_ends_a_running_tool_call_as_cancelled_before_the_log_ends() {
     assert_eq!(done.error.as_deref(), Some("cancelled"));
     assert_eq!(done.kind, Some(ToolKind::Http));
     api.stop().await;
+}
+
+/// An `activity` tool of the Python worker: `activity_type` on `queue`.
+fn python_tool(activity_type: &str, queue: &str) -> ToolConfig {
+    ToolConfig {
+        activity_type: Some(activity_type.into()),
+        parameters: json!({"type": "object"}),
+        ..activity_tool(queue, 30)
+    }
+}
+
+/// Waits (at most 60 s) until `file` has the line `line`.
+async fn until_recorded(file: &std::path::Path, line: &str) {
+    let wait = async {
+        loop {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if text.lines().any(|l| l == line) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .unwrap_or_else(|_| panic!("`{line}` in {}", file.display()));
+}
+
+fn record_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("agentflow-activity-{}.log", uuid::Uuid::new_v4()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activity_tool_whose_worker_dies_mid_call_is_retried_on_another_worker() {
+    let queue = format!("python-tools-{}", uuid::Uuid::new_v4());
+    let record = record_file();
+    let mut config = test_config();
+    let mut nap = python_tool("nap", &queue);
+    nap.heartbeat_timeout_secs = Some(2);
+    nap.max_attempts = Some(2);
+    config.tools.insert("nap".into(), nap);
+    config
+        .agents
+        .get_mut("assistant")
+        .unwrap()
+        .tools
+        .push("nap".into());
+    let app = spawn_app_with(config, true).await;
+    let first = python_worker_recording(app.temporal_address(), &queue, Some(&record)).await;
+
+    let task = app
+        .run_query(r#"use nap {"seconds": 3, "tag": "t"}"#, false)
+        .await;
+    until_recorded(&record, "started t").await;
+    let mut first = first;
+    first.kill().await.unwrap();
+    let _second = python_worker_recording(app.temporal_address(), &queue, Some(&record)).await;
+    let result = app.result(task).await;
+
+    let done = tool_results(&result);
+    assert!(done[0].success, "the second attempt ran: {:?}", done[0]);
+    assert_eq!(done[0].result, Some(json!({"slept": 3})));
+    let seen = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(
+        seen.lines().filter(|l| *l == "started t").count(),
+        2,
+        "{seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_reaches_a_heartbeating_activity_tool() {
+    use agentflow_tests::requests::{create_idle, execute, open, post, task_path};
+    let queue = format!("python-tools-{}", uuid::Uuid::new_v4());
+    let record = record_file();
+    let mut config = test_config();
+    let mut nap = python_tool("nap", &queue);
+    nap.heartbeat_timeout_secs = Some(2);
+    config.tools.insert("nap".into(), nap);
+    config
+        .agents
+        .get_mut("assistant")
+        .unwrap()
+        .tools
+        .push("nap".into());
+    let app = spawn_app_with(config, true).await;
+    let _python = python_worker_recording(app.temporal_address(), &queue, Some(&record)).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({})).await;
+    let mut live = open(&api, &task).await;
+    execute(&api, &task, r#"use nap {"seconds": 120, "tag": "c"}"#).await;
+    until_recorded(&record, "started c").await;
+    let cancelled = post(&api, &task_path(&task, "/cancel"), json!({})).await;
+    assert_eq!(cancelled.status, 202, "{}", cancelled.body);
+    let events = live.rest().await.to_vec();
+    let done = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ToolCallCompleted(done) => Some(done.clone()),
+            _ => None,
+        })
+        .expect("the running call ends");
+    assert_eq!(done.error.as_deref(), Some("cancelled"));
+    assert_eq!(done.kind, Some(ToolKind::Activity));
+    assert_eq!(
+        events.last().map(|e| e.type_name()),
+        Some("WorkflowCancelled")
+    );
+    until_recorded(&record, "cancelled c").await;
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activity_result_over_the_payload_limit_is_a_failed_result_never_a_stuck_task() {
+    let queue = format!("python-tools-{}", uuid::Uuid::new_v4());
+    let mut config = test_config();
+    let mut big = python_tool("big", &queue);
+    big.timeout_secs = Some(5);
+    big.max_attempts = Some(1);
+    config.tools.insert("big".into(), big);
+    config
+        .agents
+        .get_mut("assistant")
+        .unwrap()
+        .tools
+        .push("big".into());
+    let app = spawn_app_with(config, true).await;
+    let _python = python_worker(app.temporal_address(), &queue).await;
+
+    // 3 MB: past the dev server's 2 MiB payload limit.
+    let task = app.run_query(r#"use big {"bytes": 3000000}"#, false).await;
+    let result = app.result(task).await;
+    let done = tool_results(&result);
+    assert!(!done[0].success, "{:?}", done[0]);
+    let error = done[0].error.clone().unwrap_or_default().to_lowercase();
+    // The Python SDK checks the size itself and fails the attempt naming the limit; an SDK
+    // that does not is refused by the server, and the call ends at its timeout.
+    assert!(
+        error.contains("exceeded the error limit") || error.contains("timeout"),
+        "{error}"
+    );
+    assert!(
+        matches!(
+            result.events.last().map(|e| &e.kind),
+            Some(EventKind::Completed(_))
+        ),
+        "the model read the failure and answered: never a stuck task"
+    );
 }
