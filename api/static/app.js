@@ -109,7 +109,8 @@ function approvalPrompt(d) {
 }
 
 // Where a tool runs, as the row shows it: " (http)", " (activity)"; nothing for a built-in.
-function kindLabel(kind) {
+function kindLabel(kind, server) {
+  if (kind === "mcp" && server) return ` (mcp: ${server})`;
   return kind && kind !== "builtin" ? ` (${kind})` : "";
 }
 
@@ -192,12 +193,12 @@ function render(event) {
       break;
     }
     case "WorkflowToolCallStarted": {
-      const li = row(event, `Tool ${d.tool_name}${kindLabel(d.kind)} called`);
+      const li = row(event, `Tool ${d.tool_name}${kindLabel(d.kind, d.server)} called`);
       li.append(text("pre", JSON.stringify(d.arguments)));
       break;
     }
     case "WorkflowToolCallCompleted": {
-      const li = row(event, `Tool ${d.tool_name}${kindLabel(d.kind)} ${d.success ? "returned" : "failed"} in ${d.duration_ms} ms`);
+      const li = row(event, `Tool ${d.tool_name}${kindLabel(d.kind, d.server)} ${d.success ? "returned" : "failed"} in ${d.duration_ms} ms`);
       li.append(text("pre", d.success ? JSON.stringify(d.result) : d.error));
       break;
     }

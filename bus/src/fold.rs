@@ -55,7 +55,7 @@ impl CallFold {
             Body::Fence => Folded::Stale,
             Body::Event(_) if message.attempt < self.attempt => Folded::Stale,
             Body::Event(_) if message.attempt > self.attempt => Folded::OutOfOrder,
-            Body::Event(event) => match self.log.append(event.clone()) {
+            Body::Event(event) => match self.log.append((**event).clone()) {
                 Ok(Appended::New) => Folded::Accepted,
                 Ok(Appended::Known) => Folded::Repeated,
                 Err(LogError::Gap { .. } | LogError::BeforeStart { .. }) => Folded::OutOfOrder,

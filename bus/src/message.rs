@@ -19,8 +19,8 @@ pub const KIND_HEADER: &str = "Agentflow-Kind";
 pub enum Body {
     /// The attempt starts: every message of an earlier attempt stored after this one is void.
     Fence,
-    /// One event of the attempt, with its seq.
-    Event(Event),
+    /// One event of the attempt, with its seq (boxed: a fence carries nothing).
+    Event(Box<Event>),
 }
 
 /// The kind of a message, as its header spells it.
@@ -80,7 +80,7 @@ impl BusMessage {
     pub fn event(attempt: u32, event: Event) -> Self {
         Self {
             attempt,
-            body: Body::Event(event),
+            body: Body::Event(Box::new(event)),
         }
     }
 

@@ -586,6 +586,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_examples_config_declares_every_kind_of_tool_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/agentflow.toml");
+        let config = AgentflowConfig::load(Some(&path)).expect("examples/agentflow.toml loads");
+        let kinds: Vec<_> = config.tools.values().map(|t| t.kind).collect();
+        assert!(kinds.contains(&crate::tools::ToolKind::Http));
+        assert!(kinds.contains(&crate::tools::ToolKind::Activity));
+        assert!(config.mcp_servers["time"].command.is_some(), "stdio");
+        assert!(config.mcp_servers["notes"].url.is_some(), "streamable HTTP");
+        let toolsmith = &config.agents["toolsmith"].tools;
+        for name in ["forecast", "weather", "time", "notes"] {
+            assert!(toolsmith.iter().any(|t| t == name), "{name}");
+        }
+    }
+
+    #[test]
     fn the_shipped_default_has_the_assistant_on_scripted() {
         let config = AgentflowConfig::default_config();
         config.validate().unwrap();

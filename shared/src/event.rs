@@ -324,6 +324,9 @@ pub struct ToolCallStarted {
     /// tools had kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ToolKind>,
+    /// For an `mcp` tool: its server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// Data of `WorkflowToolCallCompleted`.
@@ -348,6 +351,9 @@ pub struct ToolCallCompleted {
     /// Where the tool runs (as in `WorkflowToolCallStarted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ToolKind>,
+    /// For an `mcp` tool: its server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// Data of `WorkflowBudgetWarning`.
@@ -505,6 +511,7 @@ mod tests {
             error: None,
             duration_ms: 3,
             kind: Some(ToolKind::Builtin),
+            server: None,
         }));
         let value = serde_json::to_value(&event).unwrap();
         assert_eq!(
@@ -576,6 +583,7 @@ mod tests {
                 tool_call_id: "c".into(),
                 arguments: json!({}),
                 kind: None,
+                server: None,
             }),
             EventKind::BudgetWarning(BudgetWarning {
                 cost_usd: 0.8,

@@ -20,7 +20,7 @@ pub const PROTOCOL_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18
 
 /// The most JSON bytes of MCP tools a task's catalog holds (it is an activity result in the
 /// task's history); a server whose tools would pass it is unavailable to the task.
-pub const MAX_CATALOG_BYTES: usize = 512 * 1024;
+pub const MAX_CATALOG_BYTES: usize = 128 * 1024;
 
 /// Separates the server's name from the tool's in the name the model sees.
 pub const SEPARATOR: &str = "__";
@@ -88,6 +88,9 @@ impl McpServerConfig {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if crate::tools::BUILTIN_TOOLS.contains(&name) {
+            return Err(format!("mcp server `{name}`: the name of a built-in tool"));
+        }
         if !name_ok {
             return Err(format!(
                 "mcp server `{name}`: names are 1 to 24 of `a-z A-Z 0-9 _ -`, without `__`"
@@ -100,6 +103,12 @@ impl McpServerConfig {
                         "mcp server `{name}`: `headers` are for an http server; use `env_from`"
                     ));
                 }
+            }
+            (None, Some(url)) if url.contains('@') => {
+                return Err(format!(
+                    "mcp server `{name}`: put credentials in `headers` (read from the worker's \
+                     environment), not in the url"
+                ));
             }
             (None, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
                 if !self.args.is_empty() || !self.env.is_empty() || !self.env_from.is_empty() {
@@ -310,6 +319,14 @@ mod tests {
         let mut old = stdio();
         old.protocol_version = Some("1999-01-01".into());
         assert!(old.validate("time").is_err());
+        assert!(stdio().validate("calculator").is_err(), "a built-in's name");
+        let mut userinfo = http.clone();
+        userinfo.url = Some("http://user:token@127.0.0.1:8765/mcp".into());
+        let problem = userinfo.validate("notes").unwrap_err();
+        assert!(
+            !problem.contains("token@"),
+            "the credential is not repeated: {problem}"
+        );
     }
 
     #[test]

@@ -173,6 +173,11 @@ impl ToolConfig {
                 "tool `{name}`: names are 1 to {MAX_TOOL_NAME_CHARS} of `a-z A-Z 0-9 _ -`"
             ));
         }
+        if name.contains("__") {
+            return Err(format!(
+                "tool `{name}`: `__` separates an MCP server from its tools; pick another name"
+            ));
+        }
         if BUILTIN_TOOLS.contains(&name) {
             return Err(format!("tool `{name}` is built in; pick another name"));
         }
@@ -272,6 +277,10 @@ mod tests {
         assert!(http("ftp://x").validate("lookup").is_err());
         assert!(http("http://x").validate("calculator").is_err(), "built in");
         assert!(http("http://x").validate("bad name").is_err());
+        assert!(
+            http("http://x").validate("time__now").is_err(),
+            "`__` is MCP's"
+        );
         assert!(http("http://x").validate(&"x".repeat(65)).is_err());
         let mut not_object = http("http://x");
         not_object.parameters = serde_json::json!({"type": "string"});

@@ -189,6 +189,13 @@ pub struct McpCatalogInput {
     pub servers: Vec<String>,
 }
 
+/// Attempts of the `mcp_catalog` activity: until the last, a server that did not answer fails
+/// the attempt (retried); the last one returns what it could list.
+pub const MCP_CATALOG_ATTEMPTS: u32 = 3;
+
+/// How long one server may take to list its tools.
+pub const MCP_LIST_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How often a running tool call heartbeats, so a cancel reaches it.
 pub const TOOL_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -1005,10 +1012,23 @@ impl AgentActivities {
     #[tracing::instrument(skip_all, fields(servers = ?input.servers))]
     pub async fn mcp_catalog(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: McpCatalogInput,
     ) -> Result<McpCatalog, ActivityError> {
-        Ok(self.tools.mcp().catalog(&input.servers).await)
+        let catalog = self
+            .tools
+            .mcp()
+            .catalog(&input.servers, MCP_LIST_TIMEOUT)
+            .await;
+        if !catalog.unavailable.is_empty() && ctx.info().attempt < MCP_CATALOG_ATTEMPTS {
+            let failed: Vec<String> = catalog
+                .unavailable
+                .iter()
+                .map(|u| format!("{}: {}", u.server, u.error))
+                .collect();
+            return Err(ApplicationFailure::new(failed.join("; ")).into());
+        }
+        Ok(catalog)
     }
 
     /// Runs one tool, heartbeating so a cancel stops it (an MCP server gets

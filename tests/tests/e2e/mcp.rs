@@ -175,6 +175,7 @@ async fn mcp_tools_over_stdio_and_streamable_http_are_called_and_their_errors_ar
     let done = tool_results(&now_result);
     assert!(done[0].success, "{:?}", done[0]);
     assert_eq!(done[0].kind, Some(ToolKind::Mcp));
+    assert_eq!(done[0].server.as_deref(), Some("time"));
     assert!(
         done[0]
             .result

@@ -3,20 +3,22 @@
 //!
 //! One session per server per worker, opened on first use and opened again after the server
 //! went away. A stdio server is the worker's child: it gets only the environment it is given
-//! (`env`, `env_from`, and `PATH`, `HOME`, `LANG`), it is started under `setpriv --pdeathsig
-//! KILL` where that exists, so it dies with the worker even on a SIGKILL (and a well-behaved
-//! server also exits when its stdin closes), and its stderr is logged at debug with every
-//! secret it was given replaced.
+//! (`env`, `env_from`, and `PATH`, `HOME`, `LANG`), it leads its own process group (a closed
+//! session kills the group, launchers' children included), it is started under `setpriv
+//! --pdeathsig KILL` where that exists, so it dies with the worker even on a SIGKILL (and a
+//! well-behaved server also exits when its stdin closes), and its stderr is logged at debug
+//! with every secret it was given replaced.
 
 use super::ToolError;
 use agentflow_shared::mcp::{
     DEFAULT_PROTOCOL_VERSION, MAX_CATALOG_BYTES, McpCatalog, McpServerConfig, McpTool, Unavailable,
     exposed_names,
 };
+use process_wrap::tokio::{CommandWrap, ProcessGroup};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ContentBlock,
-    Implementation, ProtocolVersion,
+    Implementation, PaginatedRequestParams, ProtocolVersion,
 };
 use rmcp::service::{RoleClient, RunningService, ServiceError};
 use rmcp::transport::{
@@ -28,11 +30,22 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Mutex;
 
 /// Where `setpriv` (util-linux) is, to tie a stdio server's life to the worker's.
 const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// The longest a session may take to open (start, handshake); calls to the server wait for
+/// it, so it is bounded.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The most `tools/list` pages read from one server.
+const MAX_LIST_PAGES: usize = 32;
+
+/// The longest stderr line logged (longer ones are cut).
+const MAX_STDERR_LINE: usize = 4096;
 
 /// The worker's environment variables a stdio server inherits.
 const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG"];
@@ -136,17 +149,28 @@ impl McpServers {
         })
     }
 
-    /// Lists the offered tools of `servers` (those not declared are unavailable): the catalog
-    /// a task fixes when it starts.
-    pub async fn catalog(&self, servers: &[String]) -> McpCatalog {
-        let mut catalog = McpCatalog::default();
-        for name in servers {
-            let listed = match self.servers.get(name) {
-                Some(server) => server.list().await,
+    /// Lists the offered tools of `servers` at once, each within `each` (a server that does
+    /// not answer, or is not declared here, is unavailable): the catalog a task fixes when it
+    /// starts.
+    pub async fn catalog(&self, servers: &[String], each: Duration) -> McpCatalog {
+        let listings = futures::future::join_all(servers.iter().map(|name| async move {
+            match self.servers.get(name) {
+                Some(server) => tokio::time::timeout(each, server.list())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "MCP server `{name}` did not list its tools within {} s",
+                            each.as_secs()
+                        ))
+                    }),
                 None => Err(format!(
                     "`{name}` is not under [mcp_servers] on this worker"
                 )),
-            };
+            }
+        }))
+        .await;
+        let mut catalog = McpCatalog::default();
+        for (name, listed) in servers.iter().zip(listings) {
             let listed = listed.and_then(|tools| {
                 let bytes = serde_json::to_vec(&catalog.tools).map_or(0, |j| j.len())
                     + serde_json::to_vec(&tools).map_or(0, |j| j.len());
@@ -189,23 +213,23 @@ impl McpServers {
                 "MCP server `{server}` is not configured on this worker"
             )));
         };
-        let session = server.session().await.map_err(ToolError::Transient)?;
-        let arguments = match arguments {
-            Value::Object(map) => map,
-            _ => Default::default(),
+        // No session means nothing was sent: that is worth another attempt for any tool.
+        let session = match server.session().await {
+            Ok(session) => session,
+            Err(_) => server.session().await.map_err(ToolError::Transient)?,
+        };
+        let Value::Object(arguments) = arguments else {
+            return Err(ToolError::InvalidArguments(
+                "an MCP tool takes an object".into(),
+            ));
         };
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
         match session.call_tool(params).await {
             Ok(result) => answer(result),
             Err(ServiceError::McpError(error)) => Err(ToolError::Failed(error.message.to_string())),
-            Err(error @ ServiceError::TransportSend(_)) => {
-                server.forget(&session).await;
-                Err(ToolError::Transient(format!(
-                    "the call did not reach MCP server `{}`: {error}",
-                    server.name
-                )))
-            }
-            Err(error) => {
+            // The request may have reached the server (an HTTP POST can fail after it was
+            // read): only an idempotent tool is sent again.
+            Err(error @ (ServiceError::TransportSend(_) | ServiceError::TransportClosed)) => {
                 server.forget(&session).await;
                 let message = format!(
                     "MCP server `{}` went away during the call ({error})",
@@ -219,6 +243,10 @@ impl McpServers {
                     )))
                 }
             }
+            Err(error) => Err(ToolError::Failed(format!(
+                "MCP server `{}` answered the call with something agentflow does not take: {error}",
+                server.name
+            ))),
         }
     }
 
@@ -276,7 +304,16 @@ impl Server {
         {
             return Ok(session.clone());
         }
-        let session = Arc::new(self.connect().await?);
+        let session = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+            .await
+            .map_err(|_| {
+                format!(
+                    "MCP server `{}` did not finish its handshake within {} s",
+                    self.name,
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            })??;
+        let session = Arc::new(session);
         *slot = Some(session.clone());
         Ok(session)
     }
@@ -311,7 +348,9 @@ impl Server {
         };
         match (&self.config.command, &self.config.url) {
             (Some(command), _) => {
-                let (transport, stderr) = TokioChildProcess::builder(self.command(command))
+                let mut wrapped = CommandWrap::from(self.command(command));
+                wrapped.wrap(ProcessGroup::leader());
+                let (transport, stderr) = TokioChildProcess::builder(wrapped)
                     .stderr(Stdio::piped())
                     .spawn()
                     .map_err(|e| fail(&e))?;
@@ -355,16 +394,37 @@ impl Server {
     /// The offered tools, named for the model.
     async fn list(&self) -> Result<Vec<McpTool>, String> {
         let session = self.session().await?;
-        let tools: Vec<Tool> = match session.list_all_tools().await {
-            Ok(tools) => tools,
-            Err(error) => {
-                self.forget(&session).await;
-                return Err(format!(
-                    "MCP server `{}` did not list its tools: {error}",
-                    self.name
-                ));
+        let mut tools: Vec<Tool> = Vec::new();
+        let mut cursor = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let params = PaginatedRequestParams::default().with_cursor(cursor);
+            let page = match session.list_tools(Some(params)).await {
+                Ok(page) => page,
+                Err(error) => {
+                    if matches!(
+                        error,
+                        ServiceError::TransportSend(_) | ServiceError::TransportClosed
+                    ) {
+                        self.forget(&session).await;
+                    }
+                    return Err(format!(
+                        "MCP server `{}` did not list its tools: {error}",
+                        self.name
+                    ));
+                }
+            };
+            tools.extend(page.tools);
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
             }
-        };
+        }
+        if cursor.is_some() {
+            return Err(format!(
+                "MCP server `{}` lists more than {MAX_LIST_PAGES} pages of tools",
+                self.name
+            ));
+        }
         let offered: Vec<Tool> = tools
             .into_iter()
             .filter(|tool| self.config.offers(&tool.name))
@@ -390,11 +450,20 @@ impl Server {
     }
 }
 
-/// Logs a stdio server's stderr at debug, line by line, every secret it was given replaced.
+/// Logs a stdio server's stderr at debug, line by line, every secret it was given replaced;
+/// it reads to the end (the server never writes into a closed pipe), any bytes, each line cut
+/// at [`MAX_STDERR_LINE`].
 async fn log_stderr(server: String, stderr: tokio::process::ChildStderr, secrets: Vec<String>) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::debug!(%server, line = %redact(&line, &secrets), "mcp server stderr");
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    while let Ok(read) = reader.read_until(b'\n', &mut line).await {
+        if read == 0 {
+            break;
+        }
+        line.truncate(MAX_STDERR_LINE);
+        let text = String::from_utf8_lossy(&line);
+        tracing::debug!(%server, line = %redact(text.trim_end(), &secrets), "mcp server stderr");
+        line.clear();
     }
 }
 

@@ -4,14 +4,11 @@
 
 use super::AgentTaskWorkflow;
 use super::llm_step::error_message;
-use crate::activities::{AgentActivities, McpCatalogInput};
+use crate::activities::{AgentActivities, MCP_CATALOG_ATTEMPTS, MCP_LIST_TIMEOUT, McpCatalogInput};
 use agentflow_shared::mcp::{McpCatalog, Unavailable};
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_sdk::{ActivityOptions, WorkflowContext};
-
-/// Attempts of the listing (a server that starts slowly gets a second chance).
-const ATTEMPTS: u32 = 3;
 
 /// Fixes the task's MCP catalog, once: nothing to do when it is fixed already or the agent
 /// lists no MCP server. When the listing fails altogether, every server is unavailable (the
@@ -27,10 +24,15 @@ pub(super) async fn fix(ctx: &WorkflowContext<AgentTaskWorkflow>) {
     if servers.is_empty() {
         return;
     }
-    let timeout = ctx.state(|s| s.input.settings.tool_timeout_secs);
-    let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout))
-        .retry_policy(RetryPolicy::builder().maximum_attempts(ATTEMPTS).build())
-        .build();
+    // Servers are listed at once, each within MCP_LIST_TIMEOUT.
+    let options =
+        ActivityOptions::with_start_to_close_timeout(MCP_LIST_TIMEOUT + Duration::from_secs(10))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .maximum_attempts(MCP_CATALOG_ATTEMPTS)
+                    .build(),
+            )
+            .build();
     let input = McpCatalogInput {
         servers: servers.clone(),
     };

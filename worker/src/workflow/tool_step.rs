@@ -196,6 +196,10 @@ pub(super) async fn run(
         .iter()
         .map(|d| ctx.state(|s| s.tool_settings(&d.call.name)))
         .collect();
+    let servers: Vec<Option<String>> = decided
+        .iter()
+        .map(|d| ctx.state(|s| s.mcp_tool(&d.call.name).map(|t| t.server.clone())))
+        .collect();
     let kinds: Vec<Option<ToolKind>> = decided
         .iter()
         .zip(&tools)
@@ -204,7 +208,7 @@ pub(super) async fn run(
                 .or_else(|| builtin_spec(&d.call.name).map(|_| ToolKind::Builtin))
         })
         .collect();
-    for (Decided { call, .. }, kind) in decided.iter().zip(&kinds) {
+    for ((Decided { call, .. }, kind), server) in decided.iter().zip(&kinds).zip(&servers) {
         emit(
             ctx,
             EventKind::ToolCallStarted(ToolCallStarted {
@@ -213,6 +217,7 @@ pub(super) async fn run(
                 tool_call_id: call.id.clone(),
                 arguments: call.arguments.clone(),
                 kind: *kind,
+                server: server.clone(),
             }),
         );
     }
@@ -262,6 +267,15 @@ pub(super) async fn run(
                         max_result_bytes,
                         mcp,
                     };
+                    // A call that may have reached the server is never sent again unless the
+                    // tool is idempotent (the activity retries what never left the worker).
+                    let limits = match &input.mcp {
+                        Some(call) if !call.idempotent => Limits {
+                            attempts: 1,
+                            ..limits
+                        },
+                        _ => limits,
+                    };
                     match checked {
                         Ok(()) => worker_tool(ctx, input, limits, token.clone()),
                         Err(problem) => futures::future::ready(Ok(ToolCallOutput {
@@ -299,6 +313,7 @@ pub(super) async fn run(
             error: Some(error),
             duration_ms: 0,
             kind: kinds[index],
+            server: servers[index].clone(),
         };
         let completed = if !allowed[index] {
             failed(format!("unknown tool `{}`", call.name))
@@ -319,6 +334,7 @@ pub(super) async fn run(
                     error: out.error,
                     duration_ms: out.duration_ms,
                     kind: kinds[index],
+                    server: servers[index].clone(),
                 },
                 Some(Err(_)) if cancelled.is_some() => failed("cancelled".into()),
                 Some(Err(error)) => failed(error),
