@@ -14,6 +14,7 @@
 //! - [`control`]: hints to a running call (heartbeat now: a cancel was accepted).
 //! - [`progress`]: hints to a task's relays (its workflow appended events, or closed).
 //! - [`counters`]: what the bus did, for `/metrics`.
+//! - [`tool_reports`]: the MCP tools workers listed, for the api's tool catalog.
 
 pub mod connection;
 pub mod control;
@@ -26,6 +27,7 @@ pub mod progress;
 pub mod publisher;
 pub mod reader;
 pub mod subject;
+pub mod tool_reports;
 
 pub use connection::{Bus, BusError, BusState};
 pub use fold::{CallFold, Folded};

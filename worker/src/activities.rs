@@ -1028,6 +1028,19 @@ impl AgentActivities {
                 .collect();
             return Err(ApplicationFailure::new(failed.join("; ")).into());
         }
+        if let Some(bus) = &self.bus {
+            for server in &input.servers {
+                let tools: Vec<_> = catalog
+                    .tools
+                    .iter()
+                    .filter(|t| &t.server == server)
+                    .cloned()
+                    .collect();
+                if !catalog.unavailable.iter().any(|u| &u.server == server) {
+                    bus.report_mcp_tools(server, &tools).await;
+                }
+            }
+        }
         Ok(catalog)
     }
 

@@ -24,7 +24,7 @@ pub struct Agent {
 impl Agent {
     /// Agent `id` of `config`.
     fn new(config: &AgentflowConfig, id: &str, agent: &AgentConfig) -> Self {
-        let specs = catalog(config);
+        let specs = catalog(config, &Default::default());
         Self {
             id: id.to_owned(),
             config: agent.clone(),

@@ -208,6 +208,21 @@ async fn mcp_tools_over_stdio_and_streamable_http_are_called_and_their_errors_ar
         assert!(completed(result), "the model read the result and answered");
     }
     app.assert_replays(now, "mcp-tool").await;
+
+    // The catalog shows the tools the worker listed, under their server.
+    let api = app.spawn_api().await;
+    let (status, catalog) = api.get("/api/v1/tools").await;
+    assert_eq!(status, 200, "{catalog}");
+    let reported = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "notes__word_count")
+        .unwrap_or_else(|| panic!("reported by the worker: {catalog}"));
+    assert_eq!(reported["server"], "notes");
+    assert_eq!(reported["kind"], "mcp");
+    assert_eq!(reported["parameters"]["required"], json!(["text"]));
+    api.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -334,5 +349,99 @@ async fn the_catalog_shows_mcp_servers_and_a_secret_is_never_shown() {
     assert_eq!(notes["kind"], "mcp");
     assert_eq!(notes["runs_at"], "mcp.internal:8765");
     assert!(!catalog.to_string().contains("AGENTFLOW_TEST_MCP_TOKEN"));
+    api.stop().await;
+}
+
+/// Starts `examples/http-tool/server.py` on a free port, once it listens; its `/weather` URL.
+async fn http_tool_server() -> (String, tokio::process::Child) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/http-tool/server.py"
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .args([script, "--port", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the HTTP tool example started")
+        .unwrap();
+    assert!(ready.is_some_and(|l| l.starts_with("ready")));
+    (format!("http://127.0.0.1:{port}/weather"), child)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_tool_keeps_the_log_exact_over_reconnects() {
+    use agentflow_tests::logs::final_log;
+    use agentflow_tests::requests::{create_idle, execute, stream_path};
+    use agentflow_tests::sse::read_with_reconnects;
+    let record = record_file();
+    let (mcp_url, _mcp) = http_server(&record).await;
+    let (http_url, _http) = http_tool_server().await;
+    let queue = format!("python-tools-{}", uuid::Uuid::new_v4());
+    let mut config = config_with(vec![
+        (
+            "time",
+            stdio(&["-m", "mcp_server_time", "--local-timezone", "UTC"]),
+        ),
+        ("notes", http(&mcp_url)),
+    ]);
+    let mut forecast = crate::tools::python_tool("unused", &queue);
+    forecast.kind = ToolKind::Http;
+    forecast.url = Some(http_url);
+    forecast.activity_type = None;
+    forecast.task_queue = None;
+    config.tools.insert("forecast".into(), forecast);
+    config.tools.insert(
+        "weather".into(),
+        crate::tools::python_tool("weather", &queue),
+    );
+    let agent = config.agents.get_mut("assistant").unwrap();
+    agent.tools.extend(["forecast".into(), "weather".into()]);
+    config.validate().expect("a valid config");
+    let app = spawn_app_with(config, true).await;
+    let _python = crate::tools::python_worker(app.temporal_address(), &queue).await;
+    let api = app.spawn_api().await;
+
+    let queries = [
+        r#"use calculator {"expression": "6*7"}"#,
+        r#"use forecast {"city": "Oslo"}"#,
+        r#"use weather {"city": "Oslo"}"#,
+        r#"use time__get_current_time {"timezone": "UTC"}"#,
+        r#"use notes__word_count {"text": "one two"}"#,
+    ];
+    let mut readers = Vec::new();
+    for query in queries {
+        let task = create_idle(&api, json!({"enable_streaming": true})).await;
+        let (http, url) = (api.http.clone(), api.url(&stream_path(&task)));
+        let reader =
+            tokio::spawn(async move { read_with_reconnects(&http, &url, &[1, 2, 1, 3, 2]).await });
+        execute(&api, &task, query).await;
+        readers.push((task, query, reader));
+    }
+    for (task, query, reader) in readers {
+        let received = reader.await.unwrap();
+        let log = final_log(&app, &task).await;
+        assert_eq!(
+            received, log,
+            "{query}: all connections together = the final log"
+        );
+        let done = log
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::ToolCallCompleted(done) => Some(done.clone()),
+                _ => None,
+            })
+            .expect("the tool ran");
+        assert!(done.success, "{query}: {done:?}");
+    }
     api.stop().await;
 }

@@ -293,7 +293,7 @@ async fn the_catalog_lists_builtin_and_declared_tools_without_secrets() {
 }
 
 /// The Python worker of `examples/python-activity`, serving `weather` on `queue`, once ready.
-async fn python_worker(temporal: &str, queue: &str) -> tokio::process::Child {
+pub(crate) async fn python_worker(temporal: &str, queue: &str) -> tokio::process::Child {
     python_worker_recording(temporal, queue, None).await
 }
 
@@ -502,7 +502,7 @@ async fn a_cancel_ends_a_running_tool_call_as_cancelled_before_the_log_ends() {
 }
 
 /// An `activity` tool of the Python worker: `activity_type` on `queue`.
-fn python_tool(activity_type: &str, queue: &str) -> ToolConfig {
+pub(crate) fn python_tool(activity_type: &str, queue: &str) -> ToolConfig {
     ToolConfig {
         activity_type: Some(activity_type.into()),
         parameters: json!({"type": "object"}),
