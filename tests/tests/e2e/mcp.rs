@@ -445,3 +445,49 @@ async fn every_kind_of_tool_keeps_the_log_exact_over_reconnects() {
     }
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_server_that_requires_approval_checks_edited_arguments_against_the_tools_schema() {
+    use agentflow_tests::requests::{create_idle, execute, open, post, problem, task_path};
+    let record = record_file();
+    let (url, _server) = http_server(&record).await;
+    let mut notes = http(&url);
+    notes.require_approval = true;
+    let config = config_with(vec![("notes", notes)]);
+    let app = spawn_app_with(config, true).await;
+    let api = app.spawn_api().await;
+    let task = create_idle(&api, json!({})).await;
+    let mut live = open(&api, &task).await;
+    execute(&api, &task, r#"use notes__word_count {"text": "a b"}"#).await;
+    let requested = live.until("WorkflowApprovalRequested").await;
+    let EventKind::ApprovalRequested(requested) = &requested.kind else {
+        unreachable!()
+    };
+    let decide = task_path(&task, &format!("/approvals/{}", requested.approval_id));
+    let refused = post(
+        &api,
+        &decide,
+        json!({"decision": "approve", "arguments": {"text": 5}}),
+    )
+    .await;
+    let detail = problem(&refused, 422);
+    assert!(detail.contains("/text"), "the field is named: {detail}");
+    let approved = post(
+        &api,
+        &decide,
+        json!({"decision": "approve", "arguments": {"text": "x y z"}}),
+    )
+    .await;
+    assert_eq!(approved.status, 202, "{}", approved.body);
+    live.until("WorkflowCompleted").await;
+    let done = live
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ToolCallCompleted(done) => Some(done.clone()),
+            _ => None,
+        })
+        .expect("the tool ran");
+    assert_eq!(done.result.map(|r| r["words"].clone()), Some(json!(3)));
+    api.stop().await;
+}

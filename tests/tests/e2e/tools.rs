@@ -647,3 +647,68 @@ async fn an_activity_result_over_the_payload_limit_is_a_failed_result_never_a_st
         "the model read the failure and answered: never a stuck task"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_tool_whose_server_dies_mid_call_ends_as_a_failed_result_not_a_stuck_task() {
+    use tokio::io::AsyncBufReadExt;
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    // A server that takes the request and never answers, until it is killed.
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', {port})); s.listen()\n\
+         print('listening', flush=True)\n\
+         c, _ = s.accept(); c.recv(65536)\n\
+         print('received', flush=True)\n\
+         time.sleep(600)\n"
+    );
+    let mut server = tokio::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    assert_eq!(
+        lines.next_line().await.unwrap().as_deref(),
+        Some("listening")
+    );
+    let mut config = test_config();
+    let mut lookup = http_tool(format!("http://127.0.0.1:{port}/lookup"), &[]);
+    lookup.max_attempts = Some(2);
+    config.tools.insert("lookup".into(), lookup);
+    config
+        .agents
+        .get_mut("assistant")
+        .unwrap()
+        .tools
+        .push("lookup".into());
+    let app = spawn_app_with(config, true).await;
+
+    let task = app.run_query(r#"use lookup {"city": "Oslo"}"#, false).await;
+    let received = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the call reached the server")
+        .unwrap();
+    assert_eq!(received.as_deref(), Some("received"));
+    server.kill().await.unwrap();
+    let result = app.result(task).await;
+
+    let done = tool_results(&result);
+    assert!(!done[0].success, "{:?}", done[0]);
+    assert!(
+        done[0].error.is_some(),
+        "the model reads why: {:?}",
+        done[0]
+    );
+    assert!(
+        matches!(
+            result.events.last().map(|e| &e.kind),
+            Some(EventKind::Completed(_))
+        ),
+        "never a stuck task"
+    );
+}
