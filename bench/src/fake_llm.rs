@@ -159,6 +159,10 @@ impl FakeLlm {
             output_price_per_mtok: 2.0,
             token_delay_ms: 0,
             request_timeout_secs: 10,
+            cache_write_price_per_mtok: None,
+            cache_read_price_per_mtok: None,
+            max_tokens: None,
+            prompt_caching: false,
         }
     }
 

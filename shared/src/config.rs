@@ -62,6 +62,8 @@ pub enum ProviderKind {
     Scripted,
     /// Any OpenAI-compatible Chat Completions server.
     Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
 }
 
 /// A model: its provider, endpoint and prices.
@@ -85,6 +87,19 @@ pub struct ModelConfig {
     /// USD per million output tokens.
     #[serde(default)]
     pub output_price_per_mtok: f64,
+    /// USD per million input tokens written to the prompt cache (default: the input price).
+    #[serde(default)]
+    pub cache_write_price_per_mtok: Option<f64>,
+    /// USD per million input tokens read from the prompt cache (default: the input price).
+    #[serde(default)]
+    pub cache_read_price_per_mtok: Option<f64>,
+    /// `anthropic`: the most tokens an answer may have (the API requires it).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// `anthropic`: mark the system prompt and the tool definitions as a cacheable prefix
+    /// (`cache_control`), so repeated calls read them from the vendor's cache.
+    #[serde(default)]
+    pub prompt_caching: bool,
     /// Scripted model only: delay between streamed tokens.
     #[serde(default)]
     pub token_delay_ms: u64,
@@ -101,8 +116,17 @@ fn default_request_timeout() -> u64 {
 
 impl ModelConfig {
     /// Cost in USD of the given usage at this model's prices.
+    /// Cache writes and reads are priced at their own prices when the model sets them.
     pub fn cost_usd(&self, usage: crate::llm::Usage) -> f64 {
-        (usage.input_tokens as f64 * self.input_price_per_mtok
+        let write = self
+            .cache_write_price_per_mtok
+            .unwrap_or(self.input_price_per_mtok);
+        let read = self
+            .cache_read_price_per_mtok
+            .unwrap_or(self.input_price_per_mtok);
+        (usage.uncached_input_tokens() as f64 * self.input_price_per_mtok
+            + usage.cache_creation_input_tokens as f64 * write
+            + usage.cache_read_input_tokens as f64 * read
             + usage.output_tokens as f64 * self.output_price_per_mtok)
             / 1_000_000.0
     }
@@ -636,6 +660,20 @@ mod tests {
         model.output_price_per_mtok = 10.0;
         let cost = model.cost_usd(crate::llm::Usage::new(500_000, 100_000));
         assert!((cost - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cache_writes_and_reads_are_priced_apart_from_other_input() {
+        let mut model = AgentflowConfig::default_config().models["scripted"].clone();
+        model.input_price_per_mtok = 3.0;
+        model.output_price_per_mtok = 15.0;
+        model.cache_write_price_per_mtok = Some(3.75);
+        model.cache_read_price_per_mtok = Some(0.3);
+        // 1M input of which 200k written to and 500k read from the cache, 100k output.
+        let usage = crate::llm::Usage::new(1_000_000, 100_000).with_cache(200_000, 500_000);
+        let cost = model.cost_usd(usage);
+        let expected = 0.3 * 3.0 + 0.2 * 3.75 + 0.5 * 0.3 + 0.1 * 15.0;
+        assert!((cost - expected).abs() < 1e-9, "{cost} vs {expected}");
     }
 
     #[test]

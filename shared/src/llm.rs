@@ -35,6 +35,9 @@ pub struct ChatMessage {
     /// For a tool message: the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// For a tool message: the call failed (or was rejected or cancelled).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_error: bool,
 }
 
 impl ChatMessage {
@@ -45,6 +48,7 @@ impl ChatMessage {
             content: Some(content.into()),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            is_error: false,
         }
     }
 
@@ -55,6 +59,7 @@ impl ChatMessage {
             content,
             tool_calls,
             tool_call_id: None,
+            is_error: false,
         }
     }
 
@@ -65,6 +70,15 @@ impl ChatMessage {
             content: Some(content.into()),
             tool_calls: Vec::new(),
             tool_call_id: Some(tool_call_id.into()),
+            is_error: false,
+        }
+    }
+
+    /// A failed (rejected, cancelled) call's answer: the error, marked as one.
+    pub fn tool_error(tool_call_id: impl Into<String>, error: impl Into<String>) -> Self {
+        Self {
+            is_error: true,
+            ..Self::tool_result(tool_call_id, error)
         }
     }
 }
@@ -121,12 +135,22 @@ impl FinishReason {
 /// Token usage of one or more LLM calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
-    /// Prompt tokens.
+    /// Prompt tokens: all input, cache writes and reads included (whatever the vendor counts).
     pub input_tokens: u64,
     /// Completion tokens.
     pub output_tokens: u64,
     /// Sum of both.
     pub total_tokens: u64,
+    /// Of `input_tokens`, those written to the vendor's prompt cache (priced as cache writes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_creation_input_tokens: u64,
+    /// Of `input_tokens`, those read from the vendor's prompt cache (priced as cache reads).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_read_input_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -136,7 +160,22 @@ impl Usage {
             input_tokens,
             output_tokens,
             total_tokens: input_tokens + output_tokens,
+            cache_creation_input_tokens: 0,
+            cache_read_input_tokens: 0,
         }
+    }
+
+    /// With this many of the input tokens written to and read from the prompt cache.
+    pub fn with_cache(mut self, written: u64, read: u64) -> Self {
+        self.cache_creation_input_tokens = written;
+        self.cache_read_input_tokens = read;
+        self
+    }
+
+    /// Input tokens priced at the plain input price (neither written to nor read from a cache).
+    pub fn uncached_input_tokens(&self) -> u64 {
+        self.input_tokens
+            .saturating_sub(self.cache_creation_input_tokens + self.cache_read_input_tokens)
     }
 }
 
@@ -147,6 +186,10 @@ impl std::ops::Add for Usage {
         Self::new(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
+        )
+        .with_cache(
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
         )
     }
 }

@@ -1,5 +1,5 @@
-//! End-to-end test harness: a real Temporal dev server, real workers, a fake
-//! OpenAI-compatible HTTP server. The tests themselves are one binary, `tests/tests/e2e/`,
+//! End-to-end test harness: a real Temporal dev server, real workers, fake LLM vendors
+//! (OpenAI-compatible and Anthropic HTTP servers). The tests themselves are one binary, `tests/tests/e2e/`,
 //! a module per area.
 //!
 //! - [`server`]: the dev server every test of the process shares (started on first use, or
@@ -11,8 +11,10 @@
 //! - [`logs`]: checks of a task's event log.
 //! - [`sse`]: an SSE client that reconnects with `Last-Event-ID`.
 //! - [`fake_openai`]: the local Chat Completions server of the bench crate, re-exported.
+//! - [`fake_anthropic`]: a local Anthropic Messages server.
 
 pub mod api;
+pub mod fake_anthropic;
 pub mod fake_openai;
 pub mod harness;
 pub mod logs;

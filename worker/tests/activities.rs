@@ -242,6 +242,10 @@ async fn a_provider_failure_attaches_every_event_so_far() {
         output_price_per_mtok: 0.0,
         token_delay_ms: 0,
         request_timeout_secs: 5,
+        cache_write_price_per_mtok: None,
+        cache_read_price_per_mtok: None,
+        max_tokens: None,
+        prompt_caching: false,
     };
     let err = env
         .run(

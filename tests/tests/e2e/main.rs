@@ -6,6 +6,7 @@
 //! `cargo test -p agentflow-tests --test e2e [name]`; `scripts/test` runs them with everything
 //! else, `scripts/test --fast` leaves them out.
 
+mod anthropic;
 mod api;
 mod bench;
 mod blob_limit;

@@ -1,9 +1,11 @@
-//! LLM providers behind one trait: `scripted` (offline, deterministic) and `openai`
-//! (any OpenAI-compatible Chat Completions server).
+//! LLM providers behind one trait: `scripted` (offline, deterministic), `openai` (any
+//! OpenAI-compatible Chat Completions server) and `anthropic` (the Messages API).
 
+mod anthropic;
 mod openai;
 mod scripted;
 
+pub use anthropic::{AnthropicProvider, MessageAccumulator};
 pub use openai::{OpenAiProvider, StreamAccumulator};
 pub use scripted::{ScriptedProvider, respond as scripted_response};
 
@@ -92,5 +94,6 @@ pub fn provider_for(
             std::time::Duration::from_millis(model.token_delay_ms),
         )),
         ProviderKind::Openai => Box::new(OpenAiProvider::from_config(model, http.clone())?),
+        ProviderKind::Anthropic => Box::new(AnthropicProvider::from_config(model, http.clone())?),
     })
 }

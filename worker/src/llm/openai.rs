@@ -104,7 +104,9 @@ fn network_error(err: reqwest::Error) -> LlmError {
     LlmError::retryable(format!("request failed: {err}"))
 }
 
-fn parse_arguments(raw: &str) -> Value {
+/// A tool call's arguments from their JSON text (`{}` when empty; the text itself when it is
+/// not JSON, so the schema check names the problem).
+pub(super) fn parse_arguments(raw: &str) -> Value {
     if raw.trim().is_empty() {
         return json!({});
     }

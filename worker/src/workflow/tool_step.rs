@@ -346,7 +346,11 @@ pub(super) async fn run(
             (None, Some(error)) => format!("error: {error}"),
             (None, None) => String::new(),
         };
-        messages.push(ChatMessage::tool_result(call.id.clone(), content));
+        messages.push(if completed.success {
+            ChatMessage::tool_result(call.id.clone(), content)
+        } else {
+            ChatMessage::tool_error(call.id.clone(), content)
+        });
         emit(ctx, EventKind::ToolCallCompleted(completed));
     }
     match cancelled {
