@@ -36,6 +36,8 @@ pub enum AnthropicTurn {
     Overloaded(Vec<String>),
     /// Text every 20 ms until the client goes away.
     Endless,
+    /// HTTP 429 with `retry-after` of this many seconds.
+    RateLimited(u64),
 }
 
 struct Shared {
@@ -209,7 +211,9 @@ fn events(turn: &AnthropicTurn) -> Vec<String> {
             ));
             return out;
         }
-        AnthropicTurn::Endless => unreachable!("streamed apart"),
+        AnthropicTurn::Endless | AnthropicTurn::RateLimited(_) => {
+            unreachable!("answered apart")
+        }
     };
     out.push(event(
         "message_delta",
@@ -263,6 +267,17 @@ async fn messages(
         )
             .into_response();
     };
+    if let AnthropicTurn::RateLimited(seconds) = turn {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", seconds.to_string())],
+            Json(
+                json!({"type": "error", "error": {"type": "rate_limit_error",
+                "message": "slow down"}}),
+            ),
+        )
+            .into_response();
+    }
     let sse =
         |body: axum::body::Body| ([("content-type", "text/event-stream")], body).into_response();
     if body["stream"] != true {

@@ -592,6 +592,7 @@ fn failure(error: &LlmError, events: Vec<Event>) -> ActivityError {
     ApplicationFailure::builder(error.message.clone())
         .type_name(LLM_ERROR.to_owned())
         .non_retryable(!error.retryable)
+        .maybe_next_retry_delay(error.retry_after)
         .details(CallProgress::Events(events))
         .build()
         .into()

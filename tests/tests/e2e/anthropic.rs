@@ -224,3 +224,31 @@ async fn a_cancel_mid_stream_closes_the_vendor_stream() {
     fake.stream_closed().await;
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_is_retried_after_the_vendors_retry_after() {
+    let fake = FakeAnthropic::start(vec![
+        AnthropicTurn::RateLimited(2),
+        AnthropicTurn::Text(vec!["Done.".into()]),
+    ])
+    .await;
+    let mut app = spawn_app_with(fake.config(test_config()), true).await;
+    let id = app.create("assistant", task("hello", true)).await.unwrap();
+    let result = app.result(id).await;
+    assert_eq!(result.state.status, TaskStatus::Completed);
+    assert_eq!(fake.requests().len(), 2, "one retry");
+    // The workflow's retry timer is the vendor's 2 s, not the 100 ms backoff of the tests'
+    // config.
+    let history = String::from_utf8(app.history_json(id).await).unwrap();
+    let history: serde_json::Value = serde_json::from_str(&history).unwrap();
+    let timers: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            e["attributes"]["TimerStartedEventAttributes"]["start_to_fire_timeout"].as_str()
+        })
+        .collect();
+    assert!(timers.contains(&"2.000000000s"), "{timers:?}");
+    app.stop_worker().await;
+}

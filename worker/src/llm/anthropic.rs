@@ -165,7 +165,11 @@ pub fn http_error(status: reqwest::StatusCode, retry_after: Option<&str>, body: 
         message.push_str(&format!(" (retry after {seconds} s)"));
     }
     if status.as_u16() == 429 || status.is_server_error() {
-        LlmError::retryable(message)
+        let wait = retry_after
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        LlmError::retryable(message).with_retry_after(wait)
     } else {
         LlmError::fatal(message)
     }
@@ -509,6 +513,7 @@ mod tests {
             "{}",
             limited.message
         );
+        assert_eq!(limited.retry_after, Some(Duration::from_secs(7)));
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct LlmError {
     pub retryable: bool,
     /// The vendor's message, or what went wrong.
     pub message: String,
+    /// How long the vendor asked to wait before another attempt (`retry-after`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl LlmError {
@@ -66,7 +68,14 @@ impl LlmError {
         Self {
             retryable: true,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same failure, with the vendor's `retry-after`.
+    pub fn with_retry_after(mut self, retry_after: Option<std::time::Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
     }
 
     /// A failure no retry will fix.
@@ -74,6 +83,7 @@ impl LlmError {
         Self {
             retryable: false,
             message: message.into(),
+            retry_after: None,
         }
     }
 }

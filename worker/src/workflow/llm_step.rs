@@ -149,6 +149,18 @@ fn is_retryable(error: &ActivityExecutionError) -> bool {
     }
 }
 
+/// The longest a vendor's `retry-after` makes the workflow wait before the next attempt.
+pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The wait an application failure asks for before the next attempt (a vendor's
+/// `retry-after`).
+fn retry_after(error: &ActivityExecutionError) -> Option<Duration> {
+    match error.reason()? {
+        temporalio_common::error::IncomingError::Application(app) => app.next_retry_delay(),
+        _ => None,
+    }
+}
+
 /// Whether a failure message is Temporal's (or an SDK's) refusal of an oversized payload.
 fn is_size_limit(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
@@ -295,8 +307,12 @@ async fn call_llm(
                 retryable,
             });
         }
+        // The vendor's `retry-after` (carried as the failure's next retry delay), capped, when
+        // it asks for longer than the backoff.
+        let wait =
+            retry_after(&error).map_or(backoff, |asked| asked.min(MAX_RETRY_AFTER).max(backoff));
         let cancelled = temporalio_sdk::workflows::select! {
-            _ = ctx.timer(backoff) => false,
+            _ = ctx.timer(wait) => false,
             _ = ctx.wait_condition(|s: &AgentTaskWorkflow| s.controls.cancel().is_some()) => true,
         };
         if cancelled || cancellation(ctx).is_some() {
