@@ -1207,6 +1207,7 @@ mod tests {
                 step: 1,
                 text: text.into(),
                 chunk_index: 0,
+                kind: Default::default(),
             })
         };
         Event {

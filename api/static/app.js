@@ -171,17 +171,25 @@ function render(event) {
       break;
     case "WorkflowLLMCallStarted": {
       const li = row(event, `LLM call to ${d.model} with ${d.message_count} messages`);
+      const thinking = text("pre", "", "llm-thinking");
       const pre = text("pre", "", "llm-text");
-      li.append(pre);
+      li.append(thinking, pre);
       view.llm = pre;
+      view.thinking = thinking;
       break;
     }
     case "WorkflowLLMCallDelta":
-      if (view.llm) view.llm.textContent += d.text;
+      // Thinking streams apart from the answer (Anthropic extended thinking).
+      if (d.kind === "thinking") {
+        if (view.thinking) view.thinking.textContent += d.text;
+      } else if (view.llm) {
+        view.llm.textContent += d.text;
+      }
       break;
     case "WorkflowLLMCallRetrying":
       row(event, `LLM call retried (attempt ${d.attempt}); the text restarts`);
       if (view.llm) view.llm.textContent = "";
+      if (view.thinking) view.thinking.textContent = "";
       break;
     case "WorkflowLLMCallCompleted": {
       if (view.llm) view.llm.textContent = d.content;

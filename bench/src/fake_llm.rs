@@ -163,6 +163,7 @@ impl FakeLlm {
             cache_read_price_per_mtok: None,
             max_tokens: None,
             prompt_caching: false,
+            thinking_budget_tokens: None,
         }
     }
 

@@ -93,6 +93,7 @@ mod tests {
                 step: 1,
                 text: text.into(),
                 chunk_index: 0,
+                kind: Default::default(),
             }),
             task_id: TaskId(Default::default()),
             agent_id: AgentId::from("a"),

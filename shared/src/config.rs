@@ -96,6 +96,10 @@ pub struct ModelConfig {
     /// `anthropic`: the most tokens an answer may have (the API requires it).
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// `anthropic`: extended thinking with this many tokens of budget (less than
+    /// `max_tokens`); the thinking streams as `WorkflowLLMCallDelta {kind: "thinking"}`.
+    #[serde(default)]
+    pub thinking_budget_tokens: Option<u32>,
     /// `anthropic`: mark the system prompt and the tool definitions as a cacheable prefix
     /// (`cache_control`), so repeated calls read them from the vendor's cache.
     #[serde(default)]
@@ -592,6 +596,16 @@ impl AgentflowConfig {
                 )));
             }
         }
+        for (name, model) in &self.models {
+            if let Some(budget) = model.thinking_budget_tokens
+                && budget >= model.max_tokens.unwrap_or(4096)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "model `{name}`: thinking_budget_tokens ({budget}) must be less than \
+                     max_tokens (default 4096)"
+                )));
+            }
+        }
         for (id, agent) in &self.agents {
             if !self.models.contains_key(&agent.model) {
                 return Err(ConfigError::Invalid(format!(
@@ -660,6 +674,17 @@ mod tests {
         model.output_price_per_mtok = 10.0;
         let cost = model.cost_usd(crate::llm::Usage::new(500_000, 100_000));
         assert!((cost - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_thinking_budget_must_leave_room_for_the_answer() {
+        let mut config = AgentflowConfig::default_config();
+        let model = config.models.get_mut("claude-sonnet").unwrap();
+        model.thinking_budget_tokens = Some(2048);
+        config.validate().unwrap();
+        let model = config.models.get_mut("claude-sonnet").unwrap();
+        model.thinking_budget_tokens = Some(4096);
+        assert!(config.validate().is_err(), "not less than max_tokens");
     }
 
     #[test]

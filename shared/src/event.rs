@@ -260,6 +260,28 @@ pub struct LlmCallDelta {
     pub text: String,
     /// Index of this chunk within the attempt, from 0.
     pub chunk_index: u32,
+    /// What the text is: the answer (absent) or the model's thinking, never part of the
+    /// answer.
+    #[serde(default, skip_serializing_if = "DeltaKind::is_answer")]
+    pub kind: DeltaKind,
+}
+
+/// What a `WorkflowLLMCallDelta`'s text is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeltaKind {
+    /// Part of the answer.
+    #[default]
+    Answer,
+    /// Part of the model's thinking (Anthropic extended thinking).
+    Thinking,
+}
+
+impl DeltaKind {
+    /// Whether this is the answer (the field is then left out).
+    pub fn is_answer(&self) -> bool {
+        *self == Self::Answer
+    }
 }
 
 /// Data of `WorkflowLLMCallRetrying`: the text streamed so far is discarded by the next attempt.
@@ -557,6 +579,7 @@ mod tests {
                 step: 1,
                 text: "he".into(),
                 chunk_index: 0,
+                kind: Default::default(),
             }),
             EventKind::LlmCallRetrying(LlmCallRetrying {
                 step: 1,

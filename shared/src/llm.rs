@@ -38,6 +38,11 @@ pub struct ChatMessage {
     /// For a tool message: the call failed (or was rejected or cancelled).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_error: bool,
+    /// For an assistant message: the vendor's reasoning blocks (Anthropic `thinking` and
+    /// `redacted_thinking`, with their signatures), sent back verbatim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub reasoning: Vec<Value>,
 }
 
 impl ChatMessage {
@@ -49,6 +54,7 @@ impl ChatMessage {
             tool_calls: Vec::new(),
             tool_call_id: None,
             is_error: false,
+            reasoning: Vec::new(),
         }
     }
 
@@ -60,6 +66,7 @@ impl ChatMessage {
             tool_calls,
             tool_call_id: None,
             is_error: false,
+            reasoning: Vec::new(),
         }
     }
 
@@ -71,6 +78,7 @@ impl ChatMessage {
             tool_calls: Vec::new(),
             tool_call_id: Some(tool_call_id.into()),
             is_error: false,
+            reasoning: Vec::new(),
         }
     }
 

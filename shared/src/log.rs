@@ -317,6 +317,7 @@ mod tests {
                 step: 1,
                 text: text.into(),
                 chunk_index: 0,
+                kind: Default::default(),
             }),
             task_id: TaskId(uuid::Uuid::nil()),
             agent_id: AgentId::from("a"),

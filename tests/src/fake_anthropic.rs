@@ -38,6 +38,9 @@ pub enum AnthropicTurn {
     Endless,
     /// HTTP 429 with `retry-after` of this many seconds.
     RateLimited(u64),
+    /// A thinking block (pieces, then its signature), then one `tool_use` (id, name, input
+    /// JSON).
+    ThinkingToolUse(Vec<String>, String, (String, String, String)),
 }
 
 struct Shared {
@@ -94,6 +97,7 @@ impl FakeAnthropic {
             cache_read_price_per_mtok: Some(0.3),
             max_tokens: Some(1024),
             prompt_caching: true,
+            thinking_budget_tokens: None,
             token_delay_ms: 0,
             request_timeout_secs: 10,
         }
@@ -211,6 +215,46 @@ fn events(turn: &AnthropicTurn) -> Vec<String> {
             ));
             return out;
         }
+        AnthropicTurn::ThinkingToolUse(pieces, signature, (id, name, input)) => {
+            out.push(event(
+                "content_block_start",
+                json!({"type": "content_block_start",
+                "index": 0, "content_block": {"type": "thinking", "thinking": "",
+                "signature": ""}}),
+            ));
+            for piece in pieces {
+                out.push(event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta",
+                    "index": 0, "delta": {"type": "thinking_delta", "thinking": piece}}),
+                ));
+            }
+            out.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta",
+                "index": 0, "delta": {"type": "signature_delta", "signature": signature}}),
+            ));
+            out.push(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ));
+            out.push(event(
+                "content_block_start",
+                json!({"type": "content_block_start",
+                "index": 1, "content_block": {"type": "tool_use", "id": id, "name": name,
+                "input": {}}}),
+            ));
+            out.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta",
+                "index": 1, "delta": {"type": "input_json_delta", "partial_json": input}}),
+            ));
+            out.push(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 1}),
+            ));
+            "tool_use"
+        }
         AnthropicTurn::Endless | AnthropicTurn::RateLimited(_) => {
             unreachable!("answered apart")
         }
@@ -239,6 +283,16 @@ fn message(turn: &AnthropicTurn) -> Value {
                 blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
             }
             (json!(blocks), "tool_use")
+        }
+        AnthropicTurn::ThinkingToolUse(pieces, signature, (id, name, input)) => {
+            let input: Value = serde_json::from_str(input).unwrap_or(json!({}));
+            (
+                json!([
+                    {"type": "thinking", "thinking": pieces.concat(), "signature": signature},
+                    {"type": "tool_use", "id": id, "name": name, "input": input}
+                ]),
+                "tool_use",
+            )
         }
         _ => (json!([]), "end_turn"),
     };

@@ -18,7 +18,8 @@ use agentflow_bus::{Bus, CallFold, CallPublisher, CallSubject};
 use agentflow_client::progress::{BusPosition, CallProgress, merge_prefixes};
 use agentflow_shared::config::{ModelConfig, SizeLimits};
 use agentflow_shared::event::{
-    Event, EventKind, LlmCallCompleted, LlmCallDelta, LlmCallRetrying, LlmCallStarted, Mode,
+    DeltaKind, Event, EventKind, LlmCallCompleted, LlmCallDelta, LlmCallRetrying, LlmCallStarted,
+    Mode,
 };
 use agentflow_shared::ids::{AgentId, Seq, TaskId};
 use agentflow_shared::llm::{ChatMessage, FinishReason, ToolCall, ToolSpec};
@@ -864,6 +865,15 @@ impl AgentActivities {
                         }
                         tokio::task::consume_budget().await;
                     }
+                    Some(Ok(LlmChunk::Thinking(text))) => {
+                        if !budget.truncated {
+                            flush(&mut log, input.step, &mut coalescer, &mut budget, &mut streamed);
+                            push_thinking(&mut log, input.step, &mut coalescer, &mut budget, streamed, text);
+                            route.sync(&ctx, &log, &mut pacer).await?;
+                            self.checkpoint(&input, attempt, &mut log, &mut route, &mut pacer).await?;
+                        }
+                        tokio::task::consume_budget().await;
+                    }
                     Some(Ok(LlmChunk::Done(response))) => break response,
                     Some(Err(error)) => {
                         tracing::warn!(error = %error.message, retryable = error.retryable, "LLM call failed");
@@ -1207,6 +1217,30 @@ fn push_delta(
         step,
         text,
         chunk_index,
+        kind: DeltaKind::Answer,
+    }));
+}
+
+/// Emits a piece of the model's thinking as its own delta (within the call's event budget;
+/// never part of the answer).
+fn push_thinking(
+    log: &mut CallLog,
+    step: u32,
+    coalescer: &mut Coalescer,
+    budget: &mut EventBudget,
+    streamed: usize,
+    text: String,
+) {
+    let text = budget.fit_delta(log, streamed, text);
+    if text.is_empty() {
+        return;
+    }
+    let chunk_index = coalescer.take_index();
+    log.push(EventKind::LlmCallDelta(LlmCallDelta {
+        step,
+        text,
+        chunk_index,
+        kind: DeltaKind::Thinking,
     }));
 }
 

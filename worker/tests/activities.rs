@@ -246,6 +246,7 @@ async fn a_provider_failure_attaches_every_event_so_far() {
         cache_read_price_per_mtok: None,
         max_tokens: None,
         prompt_caching: false,
+        thinking_budget_tokens: None,
     };
     let err = env
         .run(

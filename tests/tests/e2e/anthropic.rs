@@ -3,7 +3,7 @@
 //! `overloaded_error` with an exact log, and a cancel that closes the stream.
 
 use agentflow_client::tasks::NewTask;
-use agentflow_shared::event::EventKind;
+use agentflow_shared::event::{DeltaKind, EventKind};
 use agentflow_shared::llm::Usage;
 use agentflow_shared::task::{TaskResult, TaskStatus};
 use agentflow_tests::fake_anthropic::{
@@ -250,5 +250,64 @@ async fn a_rate_limit_is_retried_after_the_vendors_retry_after() {
         })
         .collect();
     assert!(timers.contains(&"2.000000000s"), "{timers:?}");
+    app.stop_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thinking_streams_as_its_own_deltas_and_goes_back_verbatim_with_the_tool_results() {
+    let fake = FakeAnthropic::start(vec![
+        AnthropicTurn::ThinkingToolUse(
+            vec!["Six times ".into(), "seven.".into()],
+            "sig-abc".into(),
+            (
+                "toolu_t".into(),
+                "calculator".into(),
+                r#"{"expression": "6*7"}"#.into(),
+            ),
+        ),
+        AnthropicTurn::Text(vec!["42.".into()]),
+    ])
+    .await;
+    let mut config = fake.config(test_config());
+    config
+        .models
+        .get_mut("claude-fake")
+        .unwrap()
+        .thinking_budget_tokens = Some(512);
+    let mut app = spawn_app_with(config, true).await;
+    let id = app
+        .create("assistant", task("What is 6*7?", true))
+        .await
+        .unwrap();
+    let result = app.result(id).await;
+    assert_eq!(result.state.status, TaskStatus::Completed);
+    dense_log(&result.events);
+    let thinking: String = result
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::LlmCallDelta(d) if d.kind == DeltaKind::Thinking => Some(d.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(thinking, "Six times seven.");
+    let EventKind::Completed(done) = &result.events.last().unwrap().kind else {
+        unreachable!()
+    };
+    assert_eq!(done.final_response, "42.", "thinking is never the answer");
+
+    let requests = fake.requests();
+    assert_eq!(
+        requests[0].1["thinking"],
+        json!({"type": "enabled", "budget_tokens": 512})
+    );
+    let second = requests[1].1["messages"].as_array().unwrap();
+    let assistant = &second[second.len() - 2];
+    assert_eq!(
+        assistant["content"][0],
+        json!({"type": "thinking", "thinking": "Six times seven.", "signature": "sig-abc"}),
+        "the thinking block goes back first, verbatim"
+    );
+    assert_eq!(assistant["content"][1]["type"], "tool_use");
     app.stop_worker().await;
 }

@@ -28,6 +28,7 @@ pub struct AnthropicProvider {
     timeout: Duration,
     max_tokens: u32,
     prompt_caching: bool,
+    thinking_budget: Option<u32>,
 }
 
 impl AnthropicProvider {
@@ -52,6 +53,7 @@ impl AnthropicProvider {
             timeout: Duration::from_secs(model.request_timeout_secs),
             max_tokens: model.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             prompt_caching: model.prompt_caching,
+            thinking_budget: model.thinking_budget_tokens,
         })
     }
 
@@ -72,6 +74,9 @@ impl AnthropicProvider {
             "messages": messages_json(&request.messages),
             "stream": request.stream,
         });
+        if let Some(budget) = self.thinking_budget {
+            body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+        }
         if !system.is_empty() {
             let mut block = json!({"type": "text", "text": system.join("\n\n")});
             if self.prompt_caching {
@@ -110,7 +115,9 @@ fn messages_json(messages: &[ChatMessage]) -> Vec<Value> {
                 {"type": "text", "text": message.content.clone().unwrap_or_default()}
             ]})),
             Role::Assistant => {
-                let mut blocks = Vec::new();
+                // Thinking blocks go back verbatim, first (the API refuses a tool-use turn
+                // whose thinking was changed or left out).
+                let mut blocks = message.reasoning.clone();
                 if let Some(text) = message.content.as_deref().filter(|t| !t.is_empty()) {
                     blocks.push(json!({"type": "text", "text": text}));
                 }
@@ -211,6 +218,7 @@ pub fn parse_message(body: &Value) -> Result<LlmResponse, LlmError> {
     }
     let mut content = String::new();
     let mut tool_calls = Vec::new();
+    let mut reasoning = Vec::new();
     for block in body["content"].as_array().into_iter().flatten() {
         match block["type"].as_str() {
             Some("text") => content.push_str(block["text"].as_str().unwrap_or_default()),
@@ -219,6 +227,7 @@ pub fn parse_message(body: &Value) -> Result<LlmResponse, LlmError> {
                 name: block["name"].as_str().unwrap_or_default().to_owned(),
                 arguments: block["input"].clone(),
             }),
+            Some("thinking" | "redacted_thinking") => reasoning.push(block.clone()),
             _ => {}
         }
     }
@@ -227,6 +236,7 @@ pub fn parse_message(body: &Value) -> Result<LlmResponse, LlmError> {
         finish_reason: finish_reason(body["stop_reason"].as_str(), &tool_calls),
         tool_calls,
         usage: usage_of(&body["usage"]),
+        reasoning,
     })
 }
 
@@ -257,7 +267,14 @@ enum Block {
         name: String,
         json: String,
     },
-    /// Thinking and anything newer: read past.
+    /// Thinking, with the signature that must go back with it.
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    /// Thinking the vendor encrypted: sent back as it came.
+    Redacted(Value),
+    /// Anything newer: read past.
     Other,
 }
 
@@ -270,14 +287,15 @@ pub struct MessageAccumulator {
     blocks: Vec<(usize, Block)>,
     content: String,
     tool_calls: Vec<ToolCall>,
+    reasoning: Vec<Value>,
     usage: Value,
     stop_reason: Option<String>,
     done: bool,
 }
 
 impl MessageAccumulator {
-    /// Feeds one event's `data`; returns the text it adds, if any.
-    pub fn push(&mut self, data: &str) -> Result<Option<String>, LlmError> {
+    /// Feeds one event's `data`; returns the answer text or thinking it adds, if any.
+    pub fn push(&mut self, data: &str) -> Result<Option<LlmChunk>, LlmError> {
         let event: Value = serde_json::from_str(data)
             .map_err(|e| LlmError::retryable(format!("malformed stream event: {e}")))?;
         match event["type"].as_str().unwrap_or_default() {
@@ -294,6 +312,11 @@ impl MessageAccumulator {
                         name: block["name"].as_str().unwrap_or_default().to_owned(),
                         json: String::new(),
                     },
+                    Some("thinking") => Block::Thinking {
+                        thinking: block["thinking"].as_str().unwrap_or_default().to_owned(),
+                        signature: block["signature"].as_str().unwrap_or_default().to_owned(),
+                    },
+                    Some("redacted_thinking") => Block::Redacted(block.clone()),
                     _ => Block::Other,
                 };
                 self.blocks.push((index, block));
@@ -307,8 +330,18 @@ impl MessageAccumulator {
                         let text = delta["text"].as_str().unwrap_or_default();
                         if !text.is_empty() {
                             self.content.push_str(text);
-                            return Ok(Some(text.to_owned()));
+                            return Ok(Some(LlmChunk::Text(text.to_owned())));
                         }
+                    }
+                    (Some("thinking_delta"), Some((_, Block::Thinking { thinking, .. }))) => {
+                        let text = delta["thinking"].as_str().unwrap_or_default();
+                        if !text.is_empty() {
+                            thinking.push_str(text);
+                            return Ok(Some(LlmChunk::Thinking(text.to_owned())));
+                        }
+                    }
+                    (Some("signature_delta"), Some((_, Block::Thinking { signature, .. }))) => {
+                        signature.push_str(delta["signature"].as_str().unwrap_or_default());
                     }
                     (Some("input_json_delta"), Some((_, Block::ToolUse { json, .. }))) => {
                         json.push_str(delta["partial_json"].as_str().unwrap_or_default());
@@ -318,14 +351,21 @@ impl MessageAccumulator {
             }
             "content_block_stop" => {
                 let index = event["index"].as_u64().unwrap_or(0) as usize;
-                if let Some(position) = self.blocks.iter().position(|(i, _)| *i == index)
-                    && let (_, Block::ToolUse { id, name, json }) = self.blocks.remove(position)
-                {
-                    self.tool_calls.push(ToolCall {
-                        id,
-                        name,
-                        arguments: parse_arguments(&json),
-                    });
+                if let Some(position) = self.blocks.iter().position(|(i, _)| *i == index) {
+                    match self.blocks.remove(position).1 {
+                        Block::ToolUse { id, name, json } => self.tool_calls.push(ToolCall {
+                            id,
+                            name,
+                            arguments: parse_arguments(&json),
+                        }),
+                        Block::Thinking {
+                            thinking,
+                            signature,
+                        } => self.reasoning.push(json!({"type": "thinking",
+                            "thinking": thinking, "signature": signature})),
+                        Block::Redacted(block) => self.reasoning.push(block),
+                        Block::Text | Block::Other => {}
+                    }
                 }
             }
             "message_delta" => {
@@ -359,6 +399,7 @@ impl MessageAccumulator {
             finish_reason: finish_reason(self.stop_reason.as_deref(), &self.tool_calls),
             tool_calls: self.tool_calls,
             usage: usage_of(&self.usage),
+            reasoning: self.reasoning,
         }
     }
 }
@@ -413,8 +454,8 @@ impl LlmProvider for AnthropicProvider {
                     .map_err(|_| silent())?
                 {
                     let event = event.map_err(|e| LlmError::retryable(format!("stream broke: {e}")))?;
-                    if let Some(text) = acc.push(&event.data)? {
-                        yield LlmChunk::Text(text);
+                    if let Some(piece) = acc.push(&event.data)? {
+                        yield piece;
                     }
                     if acc.is_done() {
                         break;
@@ -436,13 +477,57 @@ mod tests {
 
     const TEXT_STREAM: &str = include_str!("../../fixtures/anthropic/text_stream.txt");
     const TOOL_STREAM: &str = include_str!("../../fixtures/anthropic/tool_use_stream.txt");
+    const THINKING_STREAM: &str = include_str!("../../fixtures/anthropic/thinking_stream.txt");
+
+    #[test]
+    fn thinking_streams_apart_from_the_answer_and_its_blocks_are_kept_verbatim() {
+        let mut acc = MessageAccumulator::default();
+        let mut pieces = Vec::new();
+        for line in THINKING_STREAM.lines() {
+            if let Some(data) = line.strip_prefix("data: ")
+                && let Some(piece) = acc.push(data).unwrap()
+            {
+                pieces.push(piece);
+            }
+        }
+        assert_eq!(
+            pieces,
+            vec![
+                LlmChunk::Thinking("Six times seven".into()),
+                LlmChunk::Thinking("; use the calculator.".into()),
+            ]
+        );
+        let response = acc.finish();
+        assert_eq!(response.content, "", "thinking is never the answer");
+        assert_eq!(
+            response.tool_calls[0].arguments,
+            json!({"expression": "6*7"})
+        );
+        assert_eq!(
+            response.reasoning,
+            vec![
+                json!({"type": "thinking", "thinking": "Six times seven; use the calculator.",
+                       "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}),
+                json!({"type": "redacted_thinking",
+                       "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"}),
+            ]
+        );
+        // Sent back first in the assistant turn, before its tool use.
+        let mut assistant = ChatMessage::assistant(None, response.tool_calls.clone());
+        assistant.reasoning = response.reasoning.clone();
+        let turns = messages_json(&[assistant]);
+        let blocks = turns[0]["content"].as_array().unwrap();
+        assert_eq!(blocks[0], response.reasoning[0]);
+        assert_eq!(blocks[1], response.reasoning[1]);
+        assert_eq!(blocks[2]["type"], "tool_use");
+    }
 
     fn feed(recording: &str) -> Result<(Vec<String>, MessageAccumulator), LlmError> {
         let mut acc = MessageAccumulator::default();
         let mut texts = Vec::new();
         for line in recording.lines() {
             if let Some(data) = line.strip_prefix("data: ")
-                && let Some(t) = acc.push(data)?
+                && let Some(LlmChunk::Text(t)) = acc.push(data)?
             {
                 texts.push(t);
             }
@@ -547,6 +632,10 @@ mod tests {
         };
         let body = provider.body(&request);
         assert_eq!(body["max_tokens"], 1000);
+        assert!(
+            body.get("thinking").is_none(),
+            "no thinking unless configured"
+        );
         assert_eq!(body["system"][0]["text"], "Be brief.");
         assert_eq!(body["system"][0]["cache_control"]["type"], "ephemeral");
         assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));

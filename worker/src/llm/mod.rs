@@ -39,6 +39,9 @@ pub struct LlmResponse {
     /// Why the model stopped.
     #[serde(default)]
     pub finish_reason: FinishReason,
+    /// The vendor's reasoning blocks, verbatim (sent back with the tool results).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasoning: Vec<serde_json::Value>,
 }
 
 /// What a provider's stream yields: text as it arrives, then the whole answer once.
@@ -46,6 +49,8 @@ pub struct LlmResponse {
 pub enum LlmChunk {
     /// A piece of the answer's text.
     Text(String),
+    /// A piece of the model's thinking (never part of the answer).
+    Thinking(String),
     /// The complete answer; the last item of the stream.
     Done(LlmResponse),
 }

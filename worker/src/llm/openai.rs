@@ -160,6 +160,7 @@ pub fn parse_completion(body: &Value) -> Result<LlmResponse, LlmError> {
         finish_reason: finish_reason_of(&body["choices"][0], &tool_calls),
         tool_calls,
         usage: usage_of(body).unwrap_or_default(),
+        reasoning: Vec::new(),
     })
 }
 
@@ -242,6 +243,7 @@ impl StreamAccumulator {
             finish_reason: finish_reason_of(&choice, &tool_calls),
             tool_calls,
             usage: self.usage.unwrap_or_default(),
+            reasoning: Vec::new(),
         }
     }
 }

@@ -128,6 +128,7 @@ pub fn respond(request: &LlmRequest) -> LlmResponse {
         },
         tool_calls,
         usage: Usage::new(input_tokens, output_tokens),
+        reasoning: Vec::new(),
     }
 }
 

@@ -94,6 +94,7 @@ pub(super) async fn run(
                 s.conversation.answered(
                     (!response.content.is_empty()).then(|| response.content.clone()),
                     response.tool_calls.clone(),
+                    response.reasoning.clone(),
                 )
             });
             match tool_step::run(ctx, step, &response.tool_calls).await {

@@ -32,9 +32,16 @@ impl Conversation {
     }
 
     /// The model's answer (with the tool calls it asked for, if any).
-    pub(super) fn answered(&mut self, content: Option<String>, tool_calls: Vec<ToolCall>) {
-        self.messages
-            .push(ChatMessage::assistant(content, tool_calls));
+    /// `reasoning` is the vendor's reasoning blocks, sent back verbatim with the tool results.
+    pub(super) fn answered(
+        &mut self,
+        content: Option<String>,
+        tool_calls: Vec<ToolCall>,
+        reasoning: Vec<serde_json::Value>,
+    ) {
+        let mut message = ChatMessage::assistant(content, tool_calls);
+        message.reasoning = reasoning;
+        self.messages.push(message);
     }
 
     /// The tools' results, for the model's next step.
@@ -89,7 +96,11 @@ mod tests {
                 "be brief".into(),
                 format!("question {n} {}", "x".repeat(200)),
             );
-            conversation.answered(Some(format!("answer {n} {}", "y".repeat(200))), Vec::new());
+            conversation.answered(
+                Some(format!("answer {n} {}", "y".repeat(200))),
+                Vec::new(),
+                Vec::new(),
+            );
         }
         conversation.begin_turn("be brief".into(), "the current question".into());
         let trimmed = conversation

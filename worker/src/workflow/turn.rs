@@ -67,7 +67,8 @@ async fn end_turn(ctx: &WorkflowContext<AgentTaskWorkflow>, answer: String) -> W
     let turn = ctx.state_mut(|s| {
         s.turn += 1;
         s.final_response = Some(answer.clone());
-        s.conversation.answered(Some(answer.clone()), Vec::new());
+        s.conversation
+            .answered(Some(answer.clone()), Vec::new(), Vec::new());
         s.pending = None;
         s.controls.drop_pause();
         s.turn
