@@ -164,6 +164,7 @@ impl FakeLlm {
             max_tokens: None,
             prompt_caching: false,
             thinking_budget_tokens: None,
+            prompt_cache_ttl: Default::default(),
         }
     }
 

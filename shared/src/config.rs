@@ -54,6 +54,28 @@ pub struct AgentflowConfig {
     pub mcp_servers: BTreeMap<String, McpServerConfig>,
 }
 
+/// How long a prompt-cache entry lives (Anthropic).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum CacheTtl {
+    /// Five minutes (writes cost 1.25 × input on Anthropic's list prices).
+    #[default]
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    /// One hour (writes cost 2 × input).
+    #[serde(rename = "1h")]
+    OneHour,
+}
+
+impl CacheTtl {
+    /// The vendor's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FiveMinutes => "5m",
+            Self::OneHour => "1h",
+        }
+    }
+}
+
 /// Which provider serves a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -104,6 +126,10 @@ pub struct ModelConfig {
     /// (`cache_control`), so repeated calls read them from the vendor's cache.
     #[serde(default)]
     pub prompt_caching: bool,
+    /// `anthropic`: how long a cache entry lives (`5m` or `1h`); set
+    /// `cache_write_price_per_mtok` to that TTL's write price.
+    #[serde(default)]
+    pub prompt_cache_ttl: CacheTtl,
     /// Scripted model only: delay between streamed tokens.
     #[serde(default)]
     pub token_delay_ms: u64,

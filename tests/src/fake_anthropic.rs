@@ -30,6 +30,8 @@ pub const OUTPUT_TOKENS: u64 = 10;
 pub enum AnthropicTurn {
     /// Text, streamed piece by piece.
     Text(Vec<String>),
+    /// Text, then `stop_reason: "pause_turn"` (the client is to continue the turn).
+    Paused(Vec<String>),
     /// Some text, then parallel `tool_use` blocks: (id, name, input JSON in fragments).
     ToolUse(String, Vec<(String, String, Vec<String>)>),
     /// These text pieces, then an `overloaded_error` event mid-stream.
@@ -98,6 +100,7 @@ impl FakeAnthropic {
             max_tokens: Some(1024),
             prompt_caching: true,
             thinking_budget_tokens: None,
+            prompt_cache_ttl: Default::default(),
             token_delay_ms: 0,
             request_timeout_secs: 10,
         }
@@ -165,6 +168,10 @@ fn events(turn: &AnthropicTurn) -> Vec<String> {
         AnthropicTurn::Text(pieces) => {
             text_block(&mut out, 0, pieces);
             "end_turn"
+        }
+        AnthropicTurn::Paused(pieces) => {
+            text_block(&mut out, 0, pieces);
+            "pause_turn"
         }
         AnthropicTurn::ToolUse(text, calls) => {
             text_block(&mut out, 0, std::slice::from_ref(text));
@@ -275,6 +282,10 @@ fn message(turn: &AnthropicTurn) -> Value {
         AnthropicTurn::Text(pieces) => (
             json!([{"type": "text", "text": pieces.concat()}]),
             "end_turn",
+        ),
+        AnthropicTurn::Paused(pieces) => (
+            json!([{"type": "text", "text": pieces.concat()}]),
+            "pause_turn",
         ),
         AnthropicTurn::ToolUse(text, calls) => {
             let mut blocks = vec![json!({"type": "text", "text": text})];

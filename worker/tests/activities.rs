@@ -247,6 +247,7 @@ async fn a_provider_failure_attaches_every_event_so_far() {
         max_tokens: None,
         prompt_caching: false,
         thinking_budget_tokens: None,
+        prompt_cache_ttl: Default::default(),
     };
     let err = env
         .run(

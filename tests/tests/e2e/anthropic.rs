@@ -311,3 +311,44 @@ async fn thinking_streams_as_its_own_deltas_and_goes_back_verbatim_with_the_tool
     assert_eq!(assistant["content"][1]["type"], "tool_use");
     app.stop_worker().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_turn_is_continued_within_the_same_call() {
+    for streaming in [true, false] {
+        let fake = FakeAnthropic::start(vec![
+            AnthropicTurn::Paused(vec!["Working ".into(), "on it. ".into()]),
+            AnthropicTurn::Text(vec!["Done.".into()]),
+        ])
+        .await;
+        let mut app = spawn_app_with(fake.config(test_config()), true).await;
+        let id = app
+            .create("assistant", task("hello", streaming))
+            .await
+            .unwrap();
+        let result = app.result(id).await;
+        assert_eq!(result.state.status, TaskStatus::Completed);
+        dense_log(&result.events);
+        let calls: Vec<_> = result
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::LlmCallCompleted(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(calls.len(), 1, "one call, continued");
+        assert_eq!(calls[0].content, "Working on it. Done.");
+        assert_eq!(
+            calls[0].usage.output_tokens,
+            2 * OUTPUT_TOKENS,
+            "both requests"
+        );
+        let requests = fake.requests();
+        assert_eq!(requests.len(), 2);
+        let messages = requests[1].1["messages"].as_array().unwrap();
+        let last = messages.last().unwrap();
+        assert_eq!(last["role"], "assistant");
+        assert_eq!(last["content"][0]["text"], "Working on it. ");
+        app.stop_worker().await;
+    }
+}

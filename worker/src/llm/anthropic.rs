@@ -3,7 +3,7 @@
 
 use super::openai::parse_arguments;
 use super::{LlmChunk, LlmError, LlmProvider, LlmRequest, LlmResponse};
-use agentflow_shared::config::ModelConfig;
+use agentflow_shared::config::{CacheTtl, ModelConfig};
 use agentflow_shared::llm::{ChatMessage, FinishReason, Role, ToolCall, Usage};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
@@ -28,6 +28,7 @@ pub struct AnthropicProvider {
     timeout: Duration,
     max_tokens: u32,
     prompt_caching: bool,
+    cache_ttl: CacheTtl,
     thinking_budget: Option<u32>,
 }
 
@@ -53,6 +54,7 @@ impl AnthropicProvider {
             timeout: Duration::from_secs(model.request_timeout_secs),
             max_tokens: model.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             prompt_caching: model.prompt_caching,
+            cache_ttl: model.prompt_cache_ttl,
             thinking_budget: model.thinking_budget_tokens,
         })
     }
@@ -61,7 +63,7 @@ impl AnthropicProvider {
     /// blocks, tools with `input_schema`; with prompt caching, the system prompt and the last
     /// tool definition carry `cache_control`.
     pub fn body(&self, request: &LlmRequest) -> Value {
-        let cache = || json!({"type": "ephemeral"});
+        let cache = || json!({"type": "ephemeral", "ttl": self.cache_ttl.as_str()});
         let system: Vec<&str> = request
             .messages
             .iter()
@@ -392,6 +394,11 @@ impl MessageAccumulator {
         self.done
     }
 
+    /// Whether the model paused its turn (`pause_turn`): the call goes on with another request.
+    pub fn paused(&self) -> bool {
+        self.stop_reason.as_deref() == Some("pause_turn")
+    }
+
     /// The assembled response.
     pub fn finish(self) -> LlmResponse {
         LlmResponse {
@@ -404,67 +411,123 @@ impl MessageAccumulator {
     }
 }
 
+/// `response` when it succeeded; else its error, with the vendor's message and `retry-after`.
+async fn successful(
+    response: reqwest::Response,
+    timeout: Duration,
+) -> Result<reqwest::Response, LlmError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = tokio::time::timeout(timeout, response.text())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Err(http_error(status, retry_after.as_deref(), &text))
+}
+
+/// The most times a `pause_turn` answer is continued within one call.
+pub const MAX_CONTINUATIONS: usize = 4;
+
+/// `answer` followed by its continuation `next` (after a `pause_turn`): text, tool calls and
+/// reasoning appended, usage summed (each request is billed), the last stop reason kept.
+fn merge(answer: Option<LlmResponse>, next: LlmResponse) -> LlmResponse {
+    let Some(mut answer) = answer else {
+        return next;
+    };
+    answer.content.push_str(&next.content);
+    answer.tool_calls.extend(next.tool_calls);
+    answer.reasoning.extend(next.reasoning);
+    answer.usage = answer.usage + next.usage;
+    answer.finish_reason = next.finish_reason;
+    answer
+}
+
 impl LlmProvider for AnthropicProvider {
     fn call(&self, request: LlmRequest) -> BoxStream<'static, Result<LlmChunk, LlmError>> {
-        let mut builder = self
-            .http
-            .post(format!("{}/messages", self.base_url))
-            .header("anthropic-version", API_VERSION)
-            .json(&self.body(&request));
+        let (http, url, key) = (
+            self.http.clone(),
+            format!("{}/messages", self.base_url),
+            self.api_key.clone(),
+        );
         let timeout = self.timeout;
-        if !request.stream {
-            builder = builder.timeout(timeout);
-        }
+        let stream = request.stream;
+        let send = move |body: &Value| {
+            let mut builder = http
+                .post(&url)
+                .header("anthropic-version", API_VERSION)
+                .json(body);
+            // A batch request is bounded as a whole; a stream by its silences.
+            if !stream {
+                builder = builder.timeout(timeout);
+            }
+            if let Some(key) = &key {
+                builder = builder.header("x-api-key", key);
+            }
+            builder.send()
+        };
         let silent = move || {
             LlmError::retryable(format!(
                 "the model sent nothing for {} s",
                 timeout.as_secs_f64()
             ))
         };
-        if let Some(key) = &self.api_key {
-            builder = builder.header("x-api-key", key);
-        }
-        let stream = request.stream;
+        let mut body = self.body(&request);
         Box::pin(async_stream::try_stream! {
-            let response = tokio::time::timeout(timeout, builder.send())
-                .await
-                .map_err(|_| silent())?
-                .map_err(network_error)?;
-            let status = response.status();
-            if !status.is_success() {
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let body = tokio::time::timeout(timeout, response.text())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-                Err(http_error(status, retry_after.as_deref(), &body))?;
-            } else if !stream {
-                let body: Value = response.json().await.map_err(network_error)?;
-                yield LlmChunk::Done(parse_message(&body)?);
-            } else {
-                let mut events = response.bytes_stream().eventsource();
-                let mut acc = MessageAccumulator::default();
-                while let Some(event) = tokio::time::timeout(timeout, events.next())
+            let mut answer: Option<LlmResponse> = None;
+            for round in 0..=MAX_CONTINUATIONS {
+                let response = tokio::time::timeout(timeout, send(&body))
                     .await
                     .map_err(|_| silent())?
-                {
-                    let event = event.map_err(|e| LlmError::retryable(format!("stream broke: {e}")))?;
-                    if let Some(piece) = acc.push(&event.data)? {
-                        yield piece;
+                    .map_err(network_error)?;
+                let response = successful(response, timeout).await?;
+                let (part, paused) = if !stream {
+                    let message: Value = response.json().await.map_err(network_error)?;
+                    (parse_message(&message)?, message["stop_reason"] == "pause_turn")
+                } else {
+                    let mut events = response.bytes_stream().eventsource();
+                    let mut acc = MessageAccumulator::default();
+                    while let Some(event) = tokio::time::timeout(timeout, events.next())
+                        .await
+                        .map_err(|_| silent())?
+                    {
+                        let event = event.map_err(|e| LlmError::retryable(format!("stream broke: {e}")))?;
+                        if let Some(piece) = acc.push(&event.data)? {
+                            yield piece;
+                        }
+                        if acc.is_done() {
+                            break;
+                        }
                     }
-                    if acc.is_done() {
-                        break;
+                    if !acc.is_done() {
+                        Err(LlmError::retryable("stream ended before message_stop"))?;
                     }
+                    let paused = acc.paused();
+                    (acc.finish(), paused)
+                };
+                // A paused turn (a long server-side step) goes on from where it stopped: the
+                // answer so far is sent back as the assistant's turn.
+                if paused && round < MAX_CONTINUATIONS {
+                    let mut turn = ChatMessage::assistant(Some(part.content.clone()), part.tool_calls.clone());
+                    turn.reasoning = part.reasoning.clone();
+                    if let Some(messages) = body["messages"].as_array_mut() {
+                        messages.extend(messages_json(&[turn]));
+                    }
+                    answer = Some(merge(answer, part));
+                    continue;
                 }
-                if !acc.is_done() {
-                    Err(LlmError::retryable("stream ended before message_stop"))?;
-                }
-                yield LlmChunk::Done(acc.finish());
+                answer = Some(merge(answer, part));
+                break;
+            }
+            if let Some(answer) = answer {
+                yield LlmChunk::Done(answer);
             }
         })
     }
@@ -638,6 +701,7 @@ mod tests {
         );
         assert_eq!(body["system"][0]["text"], "Be brief.");
         assert_eq!(body["system"][0]["cache_control"]["type"], "ephemeral");
+        assert_eq!(body["system"][0]["cache_control"]["ttl"], "5m");
         assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
         assert_eq!(body["tools"][0]["cache_control"]["type"], "ephemeral");
         let messages = body["messages"].as_array().unwrap();
