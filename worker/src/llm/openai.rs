@@ -115,10 +115,19 @@ pub(super) fn parse_arguments(raw: &str) -> Value {
 
 fn usage_of(value: &Value) -> Option<Usage> {
     let usage = value.get("usage").filter(|u| u.is_object())?;
-    Some(Usage::new(
-        usage["prompt_tokens"].as_u64().unwrap_or(0),
-        usage["completion_tokens"].as_u64().unwrap_or(0),
-    ))
+    // `prompt_tokens` includes cached ones; those are priced as cache reads.
+    Some(
+        Usage::new(
+            usage["prompt_tokens"].as_u64().unwrap_or(0),
+            usage["completion_tokens"].as_u64().unwrap_or(0),
+        )
+        .with_cache(
+            0,
+            usage["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0),
+        ),
+    )
 }
 
 /// The choice's `finish_reason`, else what the answer implies.
@@ -394,5 +403,17 @@ mod tests {
             json!({"expression": "1+1"})
         );
         assert_eq!(response.usage.total_tokens, 12);
+    }
+
+    #[test]
+    fn cached_prompt_tokens_are_counted_as_cache_reads_within_the_input() {
+        let body = json!({
+            "choices": [{"message": {"role": "assistant", "content": "hi"}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107,
+                      "prompt_tokens_details": {"cached_tokens": 64}}
+        });
+        let usage = parse_completion(&body).unwrap().usage;
+        assert_eq!(usage, Usage::new(100, 7).with_cache(0, 64));
+        assert_eq!(usage.uncached_input_tokens(), 36);
     }
 }
