@@ -12,10 +12,12 @@
 //! - [`sse`]: an SSE client that reconnects with `Last-Event-ID`.
 //! - [`fake_openai`]: the local Chat Completions server of the bench crate, re-exported.
 //! - [`fake_anthropic`]: a local Anthropic Messages server.
+//! - [`files`]: files the example tools record what they saw in, and waiting for a line.
 
 pub mod api;
 pub mod fake_anthropic;
 pub mod fake_openai;
+pub mod files;
 pub mod harness;
 pub mod logs;
 pub mod requests;

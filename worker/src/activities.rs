@@ -1083,22 +1083,7 @@ impl AgentActivities {
                     arguments,
                     target.idempotent,
                 );
-                let result = tokio::select! {
-                    result = call => result,
-                    _ = heartbeat_until_cancelled(&ctx) => {
-                        return Err(ActivityError::cancelled());
-                    }
-                    _ = stopping(&mut shutdown) => {
-                        return Err(ApplicationFailure::new("the worker is shutting down").into());
-                    }
-                };
-                match result {
-                    Ok(value) => Ok(value),
-                    Err(ToolError::Transient(message)) => {
-                        return Err(ApplicationFailure::new(message).into());
-                    }
-                    Err(error) => Err(error.to_string()),
-                }
+                run_tool(&ctx, &mut shutdown, call).await?
             }
             (None, None) => Err(format!("unknown tool `{}`", input.tool_name)),
             (None, Some(_))
@@ -1107,22 +1092,7 @@ impl AgentActivities {
                 Err(invalid.to_string())
             }
             (None, Some(tool)) => {
-                let result = tokio::select! {
-                    result = tool.call(&context, arguments) => result,
-                    _ = heartbeat_until_cancelled(&ctx) => {
-                        return Err(ActivityError::cancelled());
-                    }
-                    _ = stopping(&mut shutdown) => {
-                        return Err(ApplicationFailure::new("the worker is shutting down").into());
-                    }
-                };
-                match result {
-                    Ok(value) => Ok(value),
-                    Err(ToolError::Transient(message)) => {
-                        return Err(ApplicationFailure::new(message).into());
-                    }
-                    Err(error) => Err(error.to_string()),
-                }
+                run_tool(&ctx, &mut shutdown, tool.call(&context, arguments)).await?
             }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -1179,6 +1149,28 @@ async fn next_hint(hints: &mut Option<agentflow_bus::control::Hints>) -> Option<
 }
 
 /// Resolves once the worker starts shutting down (never, when nobody can tell it to).
+/// Runs a tool's `call` while heartbeating: its result for the model (`Err` is a failed
+/// result), or the activity's error — cancelled, a transient failure to retry, or the
+/// worker shutting down.
+async fn run_tool(
+    ctx: &ActivityContext,
+    shutdown: &mut watch::Receiver<bool>,
+    call: impl std::future::Future<Output = Result<Value, ToolError>>,
+) -> Result<Result<Value, String>, ActivityError> {
+    let result = tokio::select! {
+        result = call => result,
+        _ = heartbeat_until_cancelled(ctx) => return Err(ActivityError::cancelled()),
+        _ = stopping(shutdown) => {
+            return Err(ApplicationFailure::new("the worker is shutting down").into());
+        }
+    };
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(ToolError::Transient(message)) => Err(ApplicationFailure::new(message).into()),
+        Err(error) => Ok(Err(error.to_string())),
+    }
+}
+
 /// Heartbeats every [`TOOL_HEARTBEAT_INTERVAL`] until the activity is cancelled (an activity
 /// scheduled without a heartbeat timeout learns of nothing, as before).
 async fn heartbeat_until_cancelled(ctx: &ActivityContext) {

@@ -9,12 +9,16 @@ use agentflow_shared::event::{EventKind, ToolCallCompleted};
 use agentflow_shared::mcp::McpServerConfig;
 use agentflow_shared::task::TaskResult;
 use agentflow_shared::tools::ToolKind;
+use agentflow_tests::files::{record_file, until_line};
 use agentflow_tests::harness::{WorkerProcess, spawn_app_with, test_config};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
+
+/// How long a test waits for a tool to record what it saw.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// The example MCP server.
 const SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mcp/server.py");
@@ -55,27 +59,6 @@ fn config_with(servers: Vec<(&str, McpServerConfig)>) -> AgentflowConfig {
     }
     config.validate().expect("a valid config");
     config
-}
-
-/// A file `slow` records its calls in, unique to the test.
-fn record_file() -> PathBuf {
-    std::env::temp_dir().join(format!("agentflow-mcp-{}.log", uuid::Uuid::new_v4()))
-}
-
-/// Waits (at most 30 s) until `file` has the line `line`.
-async fn until_recorded(file: &Path, line: &str) {
-    let wait = async {
-        loop {
-            let text = std::fs::read_to_string(file).unwrap_or_default();
-            if text.lines().any(|l| l == line) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), wait)
-        .await
-        .unwrap_or_else(|_| panic!("`{line}` in {}", file.display()));
 }
 
 /// Starts the example server over streamable HTTP on a free port, once it listens.
@@ -135,7 +118,7 @@ fn running(marker: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_tools_over_stdio_and_streamable_http_are_called_and_their_errors_are_results() {
-    let record = record_file();
+    let record = record_file("mcp");
     let (url, _server) = http_server(&record).await;
     let config = config_with(vec![
         (
@@ -228,7 +211,7 @@ async fn mcp_tools_over_stdio_and_streamable_http_are_called_and_their_errors_ar
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancel_stops_a_running_mcp_call_with_notifications_cancelled() {
     use agentflow_tests::requests::{create_idle, execute, open, post, task_path};
-    let record = record_file();
+    let record = record_file("mcp");
     let (url, _server) = http_server(&record).await;
     let config = config_with(vec![("notes", http(&url))]);
     let app = spawn_app_with(config, true).await;
@@ -242,7 +225,7 @@ async fn a_cancel_stops_a_running_mcp_call_with_notifications_cancelled() {
     )
     .await;
     live.until("WorkflowToolCallStarted").await;
-    until_recorded(&record, "started to-cancel").await;
+    until_line(&record, "started to-cancel", WAIT).await;
     let cancelled = post(&api, &task_path(&task, "/cancel"), json!({})).await;
     assert_eq!(cancelled.status, 202, "{}", cancelled.body);
     let events = live.rest().await.to_vec();
@@ -258,13 +241,13 @@ async fn a_cancel_stops_a_running_mcp_call_with_notifications_cancelled() {
         events.last().map(|e| e.type_name()),
         Some("WorkflowCancelled")
     );
-    until_recorded(&record, "cancelled to-cancel").await;
+    until_line(&record, "cancelled to-cancel", WAIT).await;
     api.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mcp_server_killed_mid_call_is_a_failed_result_and_the_next_call_reconnects() {
-    let record = record_file();
+    let record = record_file("mcp");
     let marker = record.to_str().unwrap().to_owned();
     let config = config_with(vec![(
         "scratch",
@@ -275,7 +258,7 @@ async fn an_mcp_server_killed_mid_call_is_a_failed_result_and_the_next_call_reco
     let cut = app
         .run_query(r#"use scratch__slow {"seconds": 120, "tag": "cut"}"#, false)
         .await;
-    until_recorded(&record, "started cut").await;
+    until_line(&record, "started cut", WAIT).await;
     let killed = std::process::Command::new("pkill")
         .arg("-KILL")
         .arg("-f")
@@ -302,7 +285,7 @@ async fn an_mcp_server_killed_mid_call_is_a_failed_result_and_the_next_call_reco
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_with_sigkill_leaves_no_mcp_server_behind() {
-    let record = record_file();
+    let record = record_file("mcp");
     let marker = record.to_str().unwrap().to_owned();
     let config = config_with(vec![(
         "scratch",
@@ -316,7 +299,7 @@ async fn a_worker_killed_with_sigkill_leaves_no_mcp_server_behind() {
             false,
         )
         .await;
-    until_recorded(&record, "started orphan").await;
+    until_line(&record, "started orphan", WAIT).await;
     assert!(running(&marker), "the worker started the server");
     worker.kill().await;
     let gone = async {
@@ -383,7 +366,7 @@ async fn every_kind_of_tool_keeps_the_log_exact_over_reconnects() {
     use agentflow_tests::logs::final_log;
     use agentflow_tests::requests::{create_idle, execute, stream_path};
     use agentflow_tests::sse::read_with_reconnects;
-    let record = record_file();
+    let record = record_file("mcp");
     let (mcp_url, _mcp) = http_server(&record).await;
     let (http_url, _http) = http_tool_server().await;
     let queue = format!("python-tools-{}", uuid::Uuid::new_v4());
@@ -449,7 +432,7 @@ async fn every_kind_of_tool_keeps_the_log_exact_over_reconnects() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mcp_server_that_requires_approval_checks_edited_arguments_against_the_tools_schema() {
     use agentflow_tests::requests::{create_idle, execute, open, post, problem, task_path};
-    let record = record_file();
+    let record = record_file("mcp");
     let (url, _server) = http_server(&record).await;
     let mut notes = http(&url);
     notes.require_approval = true;

@@ -7,6 +7,7 @@ use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::event::{EventKind, ToolCallCompleted};
 use agentflow_shared::task::TaskResult;
 use agentflow_shared::tools::{ToolConfig, ToolKind};
+use agentflow_tests::files::{record_file, until_line};
 use agentflow_tests::harness::{WorkerProcess, spawn_app_with, test_config};
 use agentflow_tests::logs::decoded_history;
 use axum::extract::State;
@@ -16,6 +17,9 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+
+/// How long a test waits for a tool to record what it saw.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the tool server received: path, `Idempotency-Key`, `Authorization`, body.
 type Received = Arc<Mutex<Vec<(String, String, String, Value)>>>;
@@ -510,30 +514,10 @@ pub(crate) fn python_tool(activity_type: &str, queue: &str) -> ToolConfig {
     }
 }
 
-/// Waits (at most 60 s) until `file` has the line `line`.
-async fn until_recorded(file: &std::path::Path, line: &str) {
-    let wait = async {
-        loop {
-            let text = std::fs::read_to_string(file).unwrap_or_default();
-            if text.lines().any(|l| l == line) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(60), wait)
-        .await
-        .unwrap_or_else(|_| panic!("`{line}` in {}", file.display()));
-}
-
-fn record_file() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("agentflow-activity-{}.log", uuid::Uuid::new_v4()))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_activity_tool_whose_worker_dies_mid_call_is_retried_on_another_worker() {
     let queue = format!("python-tools-{}", uuid::Uuid::new_v4());
-    let record = record_file();
+    let record = record_file("activity");
     let mut config = test_config();
     let mut nap = python_tool("nap", &queue);
     nap.heartbeat_timeout_secs = Some(2);
@@ -551,7 +535,7 @@ async fn an_activity_tool_whose_worker_dies_mid_call_is_retried_on_another_worke
     let task = app
         .run_query(r#"use nap {"seconds": 3, "tag": "t"}"#, false)
         .await;
-    until_recorded(&record, "started t").await;
+    until_line(&record, "started t", WAIT).await;
     let mut first = first;
     first.kill().await.unwrap();
     let _second = python_worker_recording(app.temporal_address(), &queue, Some(&record)).await;
@@ -572,7 +556,7 @@ async fn an_activity_tool_whose_worker_dies_mid_call_is_retried_on_another_worke
 async fn a_cancel_reaches_a_heartbeating_activity_tool() {
     use agentflow_tests::requests::{create_idle, execute, open, post, task_path};
     let queue = format!("python-tools-{}", uuid::Uuid::new_v4());
-    let record = record_file();
+    let record = record_file("activity");
     let mut config = test_config();
     let mut nap = python_tool("nap", &queue);
     nap.heartbeat_timeout_secs = Some(2);
@@ -589,7 +573,7 @@ async fn a_cancel_reaches_a_heartbeating_activity_tool() {
     let task = create_idle(&api, json!({})).await;
     let mut live = open(&api, &task).await;
     execute(&api, &task, r#"use nap {"seconds": 120, "tag": "c"}"#).await;
-    until_recorded(&record, "started c").await;
+    until_line(&record, "started c", WAIT).await;
     let cancelled = post(&api, &task_path(&task, "/cancel"), json!({})).await;
     assert_eq!(cancelled.status, 202, "{}", cancelled.body);
     let events = live.rest().await.to_vec();
@@ -606,7 +590,7 @@ async fn a_cancel_reaches_a_heartbeating_activity_tool() {
         events.last().map(|e| e.type_name()),
         Some("WorkflowCancelled")
     );
-    until_recorded(&record, "cancelled c").await;
+    until_line(&record, "cancelled c", WAIT).await;
     api.stop().await;
 }
 

@@ -35,13 +35,7 @@ pub struct AnthropicProvider {
 impl AnthropicProvider {
     /// Builds the provider from a model's config; the API key is read from `api_key_env`.
     pub fn from_config(model: &ModelConfig, http: reqwest::Client) -> Result<Self, LlmError> {
-        let api_key =
-            match &model.api_key_env {
-                Some(var) => Some(std::env::var(var).map_err(|_| {
-                    LlmError::fatal(format!("the API key variable {var} is not set"))
-                })?),
-                None => None,
-            };
+        let api_key = super::api_key(model)?;
         Ok(Self {
             http,
             base_url: model

@@ -93,6 +93,17 @@ impl LlmError {
     }
 }
 
+/// The API key a model's `api_key_env` names, read from the worker's environment (none when
+/// it names no variable).
+pub(crate) fn api_key(model: &ModelConfig) -> Result<Option<String>, LlmError> {
+    match &model.api_key_env {
+        Some(var) => std::env::var(var)
+            .map(Some)
+            .map_err(|_| LlmError::fatal(format!("the API key variable {var} is not set"))),
+        None => Ok(None),
+    }
+}
+
 /// A model provider. `call` returns text chunks (streaming only) and then [`LlmChunk::Done`].
 pub trait LlmProvider: Send + Sync {
     /// Starts a call; the stream ends after `Done` or an error.

@@ -24,13 +24,7 @@ impl OpenAiProvider {
             .base_url
             .clone()
             .ok_or_else(|| LlmError::fatal("model has no base_url"))?;
-        let api_key =
-            match &model.api_key_env {
-                Some(var) => Some(std::env::var(var).map_err(|_| {
-                    LlmError::fatal(format!("the API key variable {var} is not set"))
-                })?),
-                None => None,
-            };
+        let api_key = super::api_key(model)?;
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
