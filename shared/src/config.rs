@@ -2,6 +2,7 @@
 //! environment overrides (nested keys split by `__`, e.g. `AGENTFLOW_WORKER__TASK_QUEUE`).
 
 use crate::mcp::McpServerConfig;
+use crate::team::TeamConfig;
 use crate::tools::ToolConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -52,6 +53,10 @@ pub struct AgentflowConfig {
     /// MCP servers by name; an agent that lists a server's name may call its tools.
     #[serde(default)]
     pub mcp_servers: BTreeMap<String, McpServerConfig>,
+    /// Teams of agents by id, checked at start-up (running them is issue #15's work in
+    /// progress; see ARCHITECTURE.md).
+    #[serde(default)]
+    pub teams: BTreeMap<String, TeamConfig>,
 }
 
 /// How long a prompt-cache entry lives (Anthropic).
@@ -640,6 +645,12 @@ impl AgentflowConfig {
                 )));
             }
         }
+        let agents = self.agents.keys().map(String::as_str).collect();
+        let models = self.models.keys().map(String::as_str).collect();
+        for (id, team) in &self.teams {
+            team.validate(id, &agents, &models)
+                .map_err(ConfigError::Invalid)?;
+        }
         self.worker.limits.validate()?;
         self.bus.validate(&self.worker)
     }
@@ -700,6 +711,28 @@ mod tests {
         model.output_price_per_mtok = 10.0;
         let cost = model.cost_usd(crate::llm::Usage::new(500_000, 100_000));
         assert!((cost - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_team_is_checked_at_start_up() {
+        let mut config = AgentflowConfig::default_config();
+        let team: crate::team::TeamConfig = serde_json::from_value(serde_json::json!({
+            "name": "Duo",
+            "members": [{"agent": "assistant", "name": "Ada"}],
+            "routing": {"mode": "mention", "default_member": "Ada"},
+            "budget_usd": 1.0
+        }))
+        .unwrap();
+        config.teams.insert("duo".into(), team.clone());
+        config.validate().unwrap();
+        let mut ghost = team;
+        ghost.members[0].agent = "ghost".into();
+        config.teams.insert("duo".into(), ghost);
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("team `duo`") && error.contains("ghost"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   `AGENTFLOW_…` environment overrides.
 //! - [`tools`]: tools declared under `[tools.<name>]` (kind, schema, per-tool settings).
 //! - [`mcp`]: MCP servers under `[mcp_servers.<name>]` and the tool catalog a task fixes.
+//! - [`team`]: teams of agents under `[teams.<id>]` (members, routing by mention or in
+//!   sequence, discussions), and the routing rules.
 //! - [`nullable`]: decoding `null` lists as empty.
 //! - [`sse`]: Server-Sent Events framing of events.
 
@@ -21,6 +23,7 @@ pub mod mcp;
 pub mod nullable;
 pub mod sse;
 pub mod task;
+pub mod team;
 pub mod tools;
 
 pub use config::{AgentConfig, AgentflowConfig, ConfigError, ModelConfig, ProviderKind};
