@@ -6,7 +6,9 @@
 //! - [`mentions`]: who a message names (whole words, any case or accent, possessives, never
 //!   in quotes or code).
 //! - [`routing`]: where a message goes, and why.
+//! - [`discussion`]: who speaks next and when a discussion ends.
 
+pub mod discussion;
 pub mod mentions;
 pub mod routing;
 
