@@ -1019,6 +1019,7 @@ async fn read_closed(relay: &Relay, ctx: &RelayContext, description: &TaskDescri
                 agent_id: relay.agent_id.clone().unwrap_or_else(|| AgentId::from("")),
                 timestamp: closed_at,
                 step: 0,
+                speaker: None,
             }]);
         }
     }
@@ -1217,6 +1218,7 @@ mod tests {
             agent_id: AgentId::from("a"),
             timestamp: chrono::DateTime::UNIX_EPOCH,
             step: 1,
+            speaker: None,
         }
     }
 

@@ -90,9 +90,9 @@ pub fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("task `{raw}` does not exist (ids are UUIDs)")))
 }
 
-/// Checks the agent is configured.
+/// Checks the agent (or team) is configured.
 pub fn check_agent(state: &AppState, agent: &str) -> Result<(), ApiError> {
-    if state.config.agents.contains_key(agent) {
+    if state.config.agents.contains_key(agent) || state.config.teams.contains_key(agent) {
         Ok(())
     } else {
         Err(ApiError::NotFound(format!(

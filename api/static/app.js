@@ -3,6 +3,8 @@
 // row per event (deltas grow the text of their LLM call), ignores any seq it has already
 // rendered, and closes the EventSource on the terminal event. Pause / resume / cancel buttons and
 // approval prompts post to the control endpoints; what they cause arrives as events like the rest.
+// A team's events name their speaker (`data.speaker`): each row shows it in the member's
+// colour, and the members' messages also build the discussion as a conversation.
 
 const EVENT_TYPES = [
   "WorkflowStarted", "WorkflowStepStarted", "WorkflowStepCompleted", "WorkflowLLMCallStarted",
@@ -12,6 +14,8 @@ const EVENT_TYPES = [
   "WorkflowApprovalReceived", "WorkflowPaused", "WorkflowResumed", "WorkflowConversationTrimmed",
   "WorkflowTurnCompleted",
   "WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled",
+  "WorkflowRouted", "WorkflowMemberTurnStarted", "WorkflowMemberMessage",
+  "WorkflowMemberBudgetExhausted", "WorkflowDiscussionEnded",
 ];
 const TERMINAL = new Set(["WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"]);
 
@@ -61,13 +65,17 @@ function approvalPrompt(d) {
   const box = document.createElement("div");
   box.className = "approval";
   box.dataset.approvalId = d.approval_id;
-  box.append(text("p", `The agent wants to call ${d.tool_name}. Allow it?`));
-  const label = text("label", "Arguments");
+  // A team's checkpoint: the work so far, editable as text, before a member goes on.
+  const checkpoint = d.tool_name === "checkpoint";
+  box.append(text("p", checkpoint
+    ? `Checkpoint before ${d.arguments.before}: approve the work so far (edit it if you like), or reject it back with a comment.`
+    : `The agent wants to call ${d.tool_name}. Allow it?`));
+  const label = text("label", checkpoint ? "Work so far" : "Arguments");
   const args = document.createElement("textarea");
   args.id = `args-${d.approval_id}`;
   label.htmlFor = args.id;
-  args.rows = 3;
-  args.value = JSON.stringify(d.arguments, null, 2);
+  args.rows = checkpoint ? 5 : 3;
+  args.value = checkpoint ? d.arguments.text : JSON.stringify(d.arguments, null, 2);
   const comment = document.createElement("input");
   comment.type = "text";
   comment.placeholder = "Comment (optional)";
@@ -84,7 +92,9 @@ function approvalPrompt(d) {
   const decide = async (decision) => {
     const body = { decision, requested_by: "timeline" };
     if (comment.value.trim()) body.comment = comment.value.trim();
-    if (decision === "approve") {
+    if (decision === "approve" && checkpoint) {
+      if (args.value !== d.arguments.text) body.arguments = { text: args.value };
+    } else if (decision === "approve") {
       try {
         const edited = JSON.parse(args.value);
         if (JSON.stringify(edited) !== JSON.stringify(d.arguments)) body.arguments = edited;
@@ -114,10 +124,21 @@ function kindLabel(kind, server) {
   return kind && kind !== "builtin" ? ` (${kind})` : "";
 }
 
+/** Adds a member's message to the discussion panel, as a conversation. */
+function discussionMessage(speaker, to, content) {
+  $("discussion").hidden = false;
+  const li = document.createElement("li");
+  li.style.borderLeftColor = speakerColour(speaker);
+  li.append(speakerBadge(speaker), text("span", ` to ${to.join(", ")}`, "muted"), text("p", content));
+  $("discussion-log").append(li);
+}
+
 function resetView(agent, taskId) {
   if (source) source.close();
   view = { agent, taskId, lastSeq: 0, duplicates: 0, llm: null, limit: 0 };
   $("approvals").replaceChildren();
+  $("discussion-log").replaceChildren();
+  $("discussion").hidden = true;
   $("control-error").hidden = true;
   setControls("running");
   const timeline = $("timeline");
@@ -138,11 +159,32 @@ function setBudget(cost) {
   $("budget-text").textContent = `${money(cost)} of ${money(view.limit)}`;
 }
 
+// A member's colour: the same for the same name, in every task.
+const SPEAKER_COLOURS = ["#0b5cad", "#8a2b87", "#176b2c", "#a4461a", "#4b5b00", "#005f73"];
+function speakerColour(name) {
+  let hash = 0;
+  for (const c of name) hash = (hash * 31 + c.codePointAt(0)) >>> 0;
+  return SPEAKER_COLOURS[hash % SPEAKER_COLOURS.length];
+}
+
+function speakerBadge(name) {
+  const badge = text("span", name, "speaker");
+  badge.style.background = speakerColour(name);
+  return badge;
+}
+
 function row(event, summary) {
   const li = document.createElement("li");
   li.dataset.seq = event.seq;
   li.dataset.type = event.type;
-  li.append(text("span", `#${event.seq}`, "seq"), text("span", summary));
+  li.append(text("span", `#${event.seq}`, "seq"));
+  const speaker = event.data && event.data.speaker;
+  if (speaker) {
+    li.dataset.speaker = speaker;
+    li.style.borderLeftColor = speakerColour(speaker);
+    li.append(speakerBadge(speaker));
+  }
+  li.append(text("span", summary));
   $("timeline").append(li);
   return li;
 }
@@ -267,6 +309,24 @@ function render(event) {
     case "WorkflowCancelled":
       row(event, `Cancelled: ${d.reason}`);
       break;
+    case "WorkflowRouted":
+      row(event, `Routed to ${d.speakers.join(", ")} (${d.routing_reason})`);
+      break;
+    case "WorkflowMemberTurnStarted":
+      row(event, `Turn ${d.round}`);
+      break;
+    case "WorkflowMemberMessage": {
+      const li = row(event, `To ${d.to.join(", ")} — ${money(d.cost_usd)} (${money(d.member_cost_usd)} in all)`);
+      li.append(text("pre", d.content));
+      discussionMessage(d.speaker, d.to, d.content);
+      break;
+    }
+    case "WorkflowMemberBudgetExhausted":
+      row(event, `Share of the budget spent (${money(d.member_cost_usd)} of ${money(d.share_usd)}): stops speaking`);
+      break;
+    case "WorkflowDiscussionEnded":
+      row(event, `Discussion ended after ${d.rounds} turns (${d.reason.replace("_", " ")}) — ${money(d.cost_usd)}`);
+      break;
     default:
       row(event, event.type);
   }
@@ -345,7 +405,8 @@ async function loadAgents() {
   const agents = await (await fetch(api("/agents"))).json();
   $("agent").replaceChildren(
     ...agents.map((a) => {
-      const option = text("option", `${a.name} (${a.id}, ${a.model})`);
+      const what = a.kind === "team" ? `team: ${a.members.map((m) => m.name).join(", ")}` : a.model;
+      const option = text("option", `${a.name} (${a.id}, ${what})`);
       option.value = a.id;
       return option;
     }),

@@ -165,6 +165,7 @@ impl FakeLlm {
             prompt_caching: false,
             thinking_budget_tokens: None,
             prompt_cache_ttl: Default::default(),
+            script: Vec::new(),
         }
     }
 

@@ -99,6 +99,7 @@ mod tests {
             agent_id: AgentId::from("a"),
             timestamp: chrono::DateTime::UNIX_EPOCH,
             step: 1,
+            speaker: None,
         }
     }
 

@@ -94,6 +94,7 @@ mod tests {
             agent_id: AgentId::from("a"),
             timestamp: chrono::DateTime::UNIX_EPOCH,
             step: 0,
+            speaker: None,
         }
     }
 

@@ -3,9 +3,12 @@
 
 use crate::search::{AGENT_ID, TASK_STATUS, USER_ID};
 use crate::workflow::AgentTask;
-use agentflow_shared::config::AgentflowConfig;
+use agentflow_shared::config::{AgentConfig, AgentflowConfig};
 use agentflow_shared::ids::{AgentId, TaskId};
-use agentflow_shared::task::{AgentSnapshot, RunSettings, TaskInput, TaskParameters, TaskStatus};
+use agentflow_shared::task::{
+    AgentSnapshot, ROUTER_SPEAKER, RunSettings, TaskInput, TaskParameters, TaskStatus, TeamSnapshot,
+};
+use agentflow_shared::team::{FORCED_DISCUSSION, RoutingConfig, TeamConfig};
 use temporalio_client::{Client, WorkflowHandle, WorkflowIdReusePolicy, WorkflowStartOptions};
 use temporalio_common::search_attributes::SearchAttributes;
 
@@ -41,35 +44,24 @@ pub enum CreateTaskError {
     Start(#[from] temporalio_client::errors::WorkflowStartError),
 }
 
-/// Builds the workflow input for a task of `agent_id`, copying the agent's config.
+/// Builds the workflow input for a task of `agent_id` (an agent or a team), copying its
+/// config.
 pub fn task_input(
     config: &AgentflowConfig,
     agent_id: &AgentId,
     task: NewTask,
 ) -> Result<TaskInput, CreateTaskError> {
+    check_limits(&task.parameters)?;
+    if let Some(team) = config.teams.get(agent_id.as_str()) {
+        return team_input(config, agent_id, team, task);
+    }
     let agent = config
         .agents
         .get(agent_id.as_str())
         .ok_or_else(|| CreateTaskError::UnknownAgent(agent_id.clone()))?;
-    let model_name = task
-        .parameters
-        .model
-        .clone()
-        .unwrap_or_else(|| agent.model.clone());
-    let model = config
-        .models
-        .get(&model_name)
-        .ok_or_else(|| CreateTaskError::UnknownModel(model_name.clone()))?;
-    if task.parameters.max_steps == Some(0) {
+    if task.parameters.mode.is_some() {
         return Err(CreateTaskError::InvalidParameter(
-            "task_parameters.max_steps must be at least 1".into(),
-        ));
-    }
-    if let Some(budget) = task.parameters.budget_usd
-        && !(budget.is_finite() && budget > 0.0)
-    {
-        return Err(CreateTaskError::InvalidParameter(
-            "task_parameters.budget_usd must be a positive number".into(),
+            "task_parameters.mode is for teams; this is an agent".into(),
         ));
     }
     if let Some(tools) = &task.parameters.require_approval
@@ -81,33 +73,180 @@ pub fn task_input(
             "task_parameters.require_approval: `{unknown}` is not a tool of agent `{agent_id}`"
         )));
     }
-    Ok(TaskInput {
+    let model_name = task
+        .parameters
+        .model
+        .clone()
+        .unwrap_or_else(|| agent.model.clone());
+    let agent = snapshot(config, agent_id, agent, model_name)?;
+    Ok(input(config, agent, None, task))
+}
+
+/// Refuses parameters out of range, for an agent or a team.
+fn check_limits(parameters: &TaskParameters) -> Result<(), CreateTaskError> {
+    if parameters.max_steps == Some(0) {
+        return Err(CreateTaskError::InvalidParameter(
+            "task_parameters.max_steps must be at least 1".into(),
+        ));
+    }
+    if let Some(budget) = parameters.budget_usd
+        && !(budget.is_finite() && budget > 0.0)
+    {
+        return Err(CreateTaskError::InvalidParameter(
+            "task_parameters.budget_usd must be a positive number".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The snapshot of `agent` (as `agent_id`) on model `model_name`, with its tools' settings.
+fn snapshot(
+    config: &AgentflowConfig,
+    agent_id: &AgentId,
+    agent: &AgentConfig,
+    model_name: String,
+) -> Result<AgentSnapshot, CreateTaskError> {
+    let model = config
+        .models
+        .get(&model_name)
+        .ok_or_else(|| CreateTaskError::UnknownModel(model_name.clone()))?;
+    Ok(AgentSnapshot {
+        agent_id: agent_id.clone(),
+        agent: agent.clone(),
+        model_name,
+        model: model.clone(),
+        tools: agent
+            .tools
+            .iter()
+            .filter_map(|name| {
+                let settings = match config.tools.get(name) {
+                    Some(tool) => tool.settings(),
+                    None => config.mcp_servers.get(name)?.settings(),
+                };
+                Some((name.clone(), settings))
+            })
+            .collect(),
+    })
+}
+
+/// The input of a task of team `team_id`: each member's snapshot, the router's, and the team's
+/// face (its id and budget on the first member's model).
+fn team_input(
+    config: &AgentflowConfig,
+    team_id: &AgentId,
+    team: &TeamConfig,
+    task: NewTask,
+) -> Result<TaskInput, CreateTaskError> {
+    let invalid = |message: String| Err(CreateTaskError::InvalidParameter(message));
+    if task.parameters.model.is_some() || task.parameters.instructions.is_some() {
+        return invalid(format!(
+            "task_parameters.model and .instructions are for agents; team `{team_id}`'s \
+             members use their own"
+        ));
+    }
+    if let Some(mode) = &task.parameters.mode {
+        let RoutingConfig::Mention { .. } = team.routing else {
+            return invalid(format!(
+                "task_parameters.mode: team `{team_id}` runs in sequence, it has no modes"
+            ));
+        };
+        if mode != FORCED_DISCUSSION && team.member(mode).is_none() {
+            return invalid(format!(
+                "task_parameters.mode must be `{FORCED_DISCUSSION}` or a member of team \
+                 `{team_id}`, not `{mode}`"
+            ));
+        }
+    }
+    let members = team
+        .members
+        .iter()
+        .map(|member| {
+            let agent_id = AgentId::from(member.agent.as_str());
+            let agent = config
+                .agents
+                .get(member.agent.as_str())
+                .ok_or_else(|| CreateTaskError::UnknownAgent(agent_id.clone()))?;
+            snapshot(config, &agent_id, agent, agent.model.clone())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(tools) = &task.parameters.require_approval
+        && let Some(unknown) = tools
+            .iter()
+            .find(|t| t.as_str() != "*" && !members.iter().any(|m| m.agent.tools.contains(t)))
+    {
+        return invalid(format!(
+            "task_parameters.require_approval: `{unknown}` is not a tool of a member of team \
+             `{team_id}`"
+        ));
+    }
+    let router = match &team.routing {
+        RoutingConfig::Mention {
+            router_model: Some(model),
+            router_instructions,
+            ..
+        } => {
+            let agent = AgentConfig {
+                name: ROUTER_SPEAKER.into(),
+                description: String::new(),
+                model: model.clone(),
+                instructions: router_prompt(team, router_instructions.as_deref()),
+                tools: Vec::new(),
+                max_steps: 1,
+                budget_usd: team.budget_usd,
+                enable_streaming: false,
+                require_approval: Vec::new(),
+            };
+            Some(snapshot(config, team_id, &agent, model.clone())?)
+        }
+        _ => None,
+    };
+    let mut face = members[0].clone();
+    face.agent_id = team_id.clone();
+    face.agent.name = team.name.clone();
+    face.agent.description = team.description.clone();
+    face.agent.budget_usd = team.budget_usd;
+    let snapshot = TeamSnapshot {
+        team: team.clone(),
+        members,
+        router,
+    };
+    Ok(input(config, face, Some(Box::new(snapshot)), task))
+}
+
+/// The router's instructions: the team's (or a default), then the members it picks from.
+fn router_prompt(team: &TeamConfig, own: Option<&str>) -> String {
+    let mut text = own
+        .unwrap_or(
+            "Route the user's message to the one team member best placed to answer it. \
+             Answer with that member's name only.",
+        )
+        .to_owned();
+    text.push_str("\nMembers:");
+    for member in &team.members {
+        text.push_str(&format!("\n- {}", member.name));
+    }
+    text
+}
+
+/// The workflow input of `task` for `agent` (and `team`).
+fn input(
+    config: &AgentflowConfig,
+    agent: AgentSnapshot,
+    team: Option<Box<TeamSnapshot>>,
+    task: NewTask,
+) -> TaskInput {
+    TaskInput {
         task_id: task.id.unwrap_or_default(),
         description: task.description,
         user_id: task.user_id,
         query: task.query.filter(|q| !q.trim().is_empty()),
-        agent: AgentSnapshot {
-            agent_id: agent_id.clone(),
-            agent: agent.clone(),
-            model_name,
-            model: model.clone(),
-            tools: agent
-                .tools
-                .iter()
-                .filter_map(|name| {
-                    let settings = match config.tools.get(name) {
-                        Some(tool) => tool.settings(),
-                        None => config.mcp_servers.get(name)?.settings(),
-                    };
-                    Some((name.clone(), settings))
-                })
-                .collect(),
-        },
+        agent,
         parameters: task.parameters,
         settings: RunSettings::from_config(&config.worker),
         created_at: chrono::Utc::now(),
         carried: None,
-    })
+        team,
+    }
 }
 
 /// Starts the task's workflow `agent-task-{id}` on the configured task queue. A task id is

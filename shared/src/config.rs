@@ -143,10 +143,36 @@ pub struct ModelConfig {
     /// `worker.llm_timeout_secs`).
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+    /// Scripted model only: replies chosen by rule instead of the built-in behaviour (the first
+    /// rule that matches answers; none matching → the built-in behaviour). At most
+    /// [`MAX_SCRIPT_RULES`] rules, each `say` non-empty and at most [`MAX_SCRIPT_SAY_BYTES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub script: Vec<ScriptRule>,
 }
 
 fn default_request_timeout() -> u64 {
     120
+}
+
+/// The most rules a model's `script` may have.
+pub const MAX_SCRIPT_RULES: usize = 32;
+
+/// The longest a script rule's `say` may be, in bytes.
+pub const MAX_SCRIPT_SAY_BYTES: usize = 1024;
+
+/// One rule of a scripted model's `script`: what it answers, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptRule {
+    /// Matches when the last user message contains this text (case-insensitive); absent: always.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// Matches only the model's n-th answer in the conversation, from 1 (n = 1 + the assistant
+    /// messages with text so far; tool-call-only ones do not count); absent: any.
+    #[serde(default)]
+    pub turn: Option<u32>,
+    /// The answer's text.
+    pub say: String,
 }
 
 impl ModelConfig {
@@ -164,6 +190,54 @@ impl ModelConfig {
             + usage.cache_read_input_tokens as f64 * read
             + usage.output_tokens as f64 * self.output_price_per_mtok)
             / 1_000_000.0
+    }
+
+    /// Checks the model named `name`: the thinking budget against `max_tokens`, and the script
+    /// (only on the scripted provider, within its bounds).
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        if let Some(budget) = self.thinking_budget_tokens
+            && budget >= self.max_tokens.unwrap_or(4096)
+        {
+            return Err(format!(
+                "model `{name}`: thinking_budget_tokens ({budget}) must be less than \
+                 max_tokens (default 4096)"
+            ));
+        }
+        if self.script.is_empty() {
+            return Ok(());
+        }
+        if self.provider != ProviderKind::Scripted {
+            return Err(format!(
+                "model `{name}`: script is only for provider = \"scripted\""
+            ));
+        }
+        if self.script.len() > MAX_SCRIPT_RULES {
+            return Err(format!(
+                "model `{name}`: script has {} rules, at most {MAX_SCRIPT_RULES} are allowed",
+                self.script.len()
+            ));
+        }
+        for (i, rule) in self.script.iter().enumerate() {
+            let n = i + 1;
+            if rule.say.is_empty() {
+                return Err(format!(
+                    "model `{name}`: script rule {n} has an empty `say`"
+                ));
+            }
+            if rule.say.len() > MAX_SCRIPT_SAY_BYTES {
+                return Err(format!(
+                    "model `{name}`: script rule {n}'s `say` is {} bytes, at most \
+                     {MAX_SCRIPT_SAY_BYTES} are allowed",
+                    rule.say.len()
+                ));
+            }
+            if rule.turn == Some(0) {
+                return Err(format!(
+                    "model `{name}`: script rule {n} has turn = 0; turns count from 1"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -613,7 +687,7 @@ impl AgentflowConfig {
         config
     }
 
-    /// Checks that every agent's model exists and every declared tool is valid. (An agent may
+    /// Checks that every model and declared tool is valid and every agent's model exists. (An agent may
     /// list a tool that is neither built in nor declared: one a worker registers in code.)
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, tool) in &self.tools {
@@ -628,14 +702,7 @@ impl AgentflowConfig {
             }
         }
         for (name, model) in &self.models {
-            if let Some(budget) = model.thinking_budget_tokens
-                && budget >= model.max_tokens.unwrap_or(4096)
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "model `{name}`: thinking_budget_tokens ({budget}) must be less than \
-                     max_tokens (default 4096)"
-                )));
-            }
+            model.validate(name).map_err(ConfigError::Invalid)?;
         }
         for (id, agent) in &self.agents {
             if !self.models.contains_key(&agent.model) {
@@ -744,6 +811,79 @@ mod tests {
         let model = config.models.get_mut("claude-sonnet").unwrap();
         model.thinking_budget_tokens = Some(4096);
         assert!(config.validate().is_err(), "not less than max_tokens");
+    }
+
+    #[test]
+    fn a_script_parses_on_a_scripted_model_and_is_refused_elsewhere() {
+        let config: AgentflowConfig = Figment::from(Toml::string(
+            "[models.plume]\nprovider = \"scripted\"\n\
+             script = [{ when = \"poem\", say = \"Plume\" }, { say = \"Mimir\" }]\n",
+        ))
+        .extract()
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.models["plume"].script,
+            [
+                ScriptRule {
+                    when: Some("poem".into()),
+                    turn: None,
+                    say: "Plume".into()
+                },
+                ScriptRule {
+                    when: None,
+                    turn: None,
+                    say: "Mimir".into()
+                },
+            ]
+        );
+
+        let mut config = AgentflowConfig::default_config();
+        let rule = ScriptRule {
+            when: None,
+            turn: None,
+            say: "hi".into(),
+        };
+        let model = config.models.get_mut("scripted").unwrap();
+        model.script = vec![rule.clone(); MAX_SCRIPT_RULES];
+        config.validate().unwrap();
+        let openai = ModelConfig {
+            provider: ProviderKind::Openai,
+            ..config.models["scripted"].clone()
+        };
+        config.models.insert("gpt".into(), openai);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("model `gpt`")
+                && err.contains("script is only for provider = \"scripted\""),
+            "{err}"
+        );
+        config.models.remove("gpt");
+
+        let model = config.models.get_mut("scripted").unwrap();
+        model.script.push(rule.clone());
+        assert!(config.validate().is_err(), "too many rules");
+        let empty = ScriptRule {
+            say: String::new(),
+            ..rule.clone()
+        };
+        let long = ScriptRule {
+            say: "a".repeat(MAX_SCRIPT_SAY_BYTES + 1),
+            ..rule.clone()
+        };
+        let turn_zero = ScriptRule {
+            turn: Some(0),
+            ..rule
+        };
+        for bad in [empty, long, turn_zero] {
+            let model = config.models.get_mut("scripted").unwrap();
+            model.script = vec![bad.clone()];
+            let err = config.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("model `scripted`: script rule 1"),
+                "{bad:?}: {err}"
+            );
+        }
     }
 
     #[test]

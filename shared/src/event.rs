@@ -1,22 +1,36 @@
 //! The event log entry and every event type of the contract (docs/CONTRACT.md, "Event types").
 //!
 //! On the wire an event is
-//! `{"seq":7,"type":"WorkflowToolCallCompleted","task_id":"…","agent_id":"…","timestamp":"…","step":2,"data":{…}}`.
+//! `{"seq":7,"type":"WorkflowToolCallCompleted","data":{…},"task_id":"…","agent_id":"…","timestamp":"…","step":2}`;
+//! in a team task `data` also holds the speaking member as `"speaker"`, after its own fields.
 
 use crate::ids::{AgentId, Seq, TaskId};
 use crate::llm::{FinishReason, ToolCall, Usage};
+use crate::team::events::{
+    DiscussionEnded, MemberBudgetExhausted, MemberMessage, MemberTurnStarted, Routed,
+};
 use crate::tools::ToolKind;
 use chrono::{DateTime, Utc};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
+use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 
 /// One entry of a task's event log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+///
+/// In a team task, `data` also has `speaker`: the team member speaking when the event was made.
+// Serialize and Deserialize are written by hand (below) so that `speaker` travels inside `data`;
+// without a speaker the JSON is what the derived `#[serde(flatten)] kind` form gave.
+#[derive(Debug, Clone, PartialEq, utoipa::ToSchema)]
 pub struct Event {
     /// Dense position in the log, from 1.
     pub seq: Seq,
-    /// Type and data of the event.
+    /// Type and data of the event (`type` and `data` on the wire; in a team task `data` also
+    /// has `speaker`, the member speaking).
+    // Read by utoipa only (the serde impls are hand-written): the schema inlines `type`/`data`.
     #[serde(flatten)]
     pub kind: EventKind,
     /// The task this event belongs to.
@@ -27,6 +41,10 @@ pub struct Event {
     pub timestamp: DateTime<Utc>,
     /// The agent-loop step, 0 before the first step.
     pub step: u32,
+    /// The team member speaking when the event was made (team tasks only); on the wire it is
+    /// `data.speaker`, absent for single-agent tasks.
+    #[schema(ignore)]
+    pub speaker: Option<String>,
 }
 
 impl Event {
@@ -125,7 +143,8 @@ impl fmt::Display for FailureKind {
 
 macro_rules! event_kinds {
     ($( $(#[$doc:meta])* $variant:ident($data:ident) = $constant:ident: $name:literal ),+ $(,)?) => {
-        /// The type of an event with its data; serialized as `"type"` and `"data"`.
+        /// The type of an event with its data; serialized as `"type"` and `"data"` (in a team
+        /// task `data` also has `speaker`, the member speaking).
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(tag = "type", content = "data")]
         pub enum EventKind {
@@ -144,6 +163,29 @@ macro_rules! event_kinds {
             /// The type name used in JSON and as the SSE `event:` field.
             pub fn type_name(&self) -> &'static str {
                 match self { $( Self::$variant(_) => $name, )+ }
+            }
+
+            /// Writes the `data` entry of an event of this kind, with `speaker` when given.
+            fn serialize_data<M: SerializeMap>(
+                &self,
+                map: &mut M,
+                speaker: Option<&str>,
+            ) -> Result<(), M::Error> {
+                match self { $( Self::$variant(data) => data_entry(map, data, speaker), )+ }
+            }
+
+            /// Reads the `data` of an event of type `type_name`, taking `speaker` out of it.
+            fn deserialize_data<'de, D: Deserializer<'de>>(
+                type_name: &str,
+                deserializer: D,
+            ) -> Result<(Self, Option<String>), D::Error> {
+                let mut speaker = None;
+                let tap = SpeakerTap { inner: deserializer, speaker: &mut speaker };
+                let kind = match type_name {
+                    $( $name => Self::$variant(<$data>::deserialize(tap)?), )+
+                    other => return Err(de::Error::unknown_variant(other, Self::TYPE_NAMES)),
+                };
+                Ok((kind, speaker))
             }
         }
     };
@@ -192,6 +234,16 @@ event_kinds! {
     Failed(Failed) = FAILED: "WorkflowFailed",
     /// The run was cancelled (terminal).
     Cancelled(Reason) = CANCELLED: "WorkflowCancelled",
+    /// A team routed the message to its speakers.
+    Routed(Routed) = ROUTED: "WorkflowRouted",
+    /// A team member's turn began.
+    MemberTurnStarted(MemberTurnStarted) = MEMBER_TURN_STARTED: "WorkflowMemberTurnStarted",
+    /// A team member said something.
+    MemberMessage(MemberMessage) = MEMBER_MESSAGE: "WorkflowMemberMessage",
+    /// A team member spent its share of the budget and stops speaking.
+    MemberBudgetExhausted(MemberBudgetExhausted) = MEMBER_BUDGET_EXHAUSTED: "WorkflowMemberBudgetExhausted",
+    /// A team's discussion ended.
+    DiscussionEnded(DiscussionEnded) = DISCUSSION_ENDED: "WorkflowDiscussionEnded",
 }
 
 impl EventKind {
@@ -201,6 +253,366 @@ impl EventKind {
             self,
             Self::Completed(_) | Self::Failed(_) | Self::Cancelled(_)
         )
+    }
+}
+
+// The wire form of `Event`. Serde's derive cannot put a field of the outer struct inside the
+// adjacently tagged `data`, so both directions are written here: serializing writes the entries
+// in the derived order; deserializing streams `data` straight into its struct (when `type` came
+// first, as this serializer writes it), through `SpeakerTap`, which takes `speaker` out.
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // The derived form was a map too; its tag was a unit variant, which is a string in JSON.
+        let mut map = serializer.serialize_map(Some(7))?;
+        map.serialize_entry("seq", &self.seq)?;
+        map.serialize_entry("type", self.type_name())?;
+        self.kind
+            .serialize_data(&mut map, self.speaker.as_deref())?;
+        map.serialize_entry("task_id", &self.task_id)?;
+        map.serialize_entry("agent_id", &self.agent_id)?;
+        map.serialize_entry("timestamp", &self.timestamp)?;
+        map.serialize_entry("step", &self.step)?;
+        map.end()
+    }
+}
+
+/// Writes the `data` entry: `data` itself, or with `speaker` after its own fields.
+fn data_entry<M: SerializeMap, T: Serialize>(
+    map: &mut M,
+    data: &T,
+    speaker: Option<&str>,
+) -> Result<(), M::Error> {
+    match speaker {
+        // Exactly the derived form's path (and no flattening cost on the common case).
+        None => map.serialize_entry("data", data),
+        Some(speaker) => map.serialize_entry("data", &WithSpeaker { data, speaker }),
+    }
+}
+
+/// An event's data with the speaker added after its own fields.
+#[derive(Serialize)]
+struct WithSpeaker<'a, T> {
+    /// The event's data.
+    #[serde(flatten)]
+    data: &'a T,
+    /// The team member speaking.
+    speaker: &'a str,
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EventVisitor)
+    }
+}
+
+/// The top-level keys of an event.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum EventField {
+    /// `seq`.
+    Seq,
+    /// `type`.
+    Type,
+    /// `data`.
+    Data,
+    /// `task_id`.
+    TaskId,
+    /// `agent_id`.
+    AgentId,
+    /// `timestamp`.
+    Timestamp,
+    /// `step`.
+    Step,
+    /// Any other key (ignored, as the derived form did).
+    #[serde(other)]
+    Other,
+}
+
+/// Reads an event from a map.
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = Event;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+        /// Fails on a key seen twice (as the derived form did).
+        fn once<T, E: de::Error>(slot: &Option<T>, name: &'static str) -> Result<(), E> {
+            match slot {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        /// The value of a required key.
+        fn required<T, E: de::Error>(slot: Option<T>, name: &'static str) -> Result<T, E> {
+            slot.ok_or_else(|| E::missing_field(name))
+        }
+
+        let (mut seq, mut type_name, mut task_id, mut agent_id, mut timestamp, mut step) =
+            (None, None, None, None, None, None);
+        // The data read (with its speaker), or kept as a value while `type` is still to come.
+        let mut data: Option<(EventKind, Option<String>)> = None;
+        let mut early_data: Option<Value> = None;
+        while let Some(field) = map.next_key()? {
+            match field {
+                EventField::Seq => {
+                    once(&seq, "seq")?;
+                    seq = Some(map.next_value()?);
+                }
+                EventField::Type => {
+                    once(&type_name, "type")?;
+                    type_name = Some(map.next_value::<TypeName>()?.0);
+                }
+                EventField::Data => {
+                    if data.is_some() || early_data.is_some() {
+                        return Err(de::Error::duplicate_field("data"));
+                    }
+                    match type_name {
+                        Some(type_name) => data = Some(map.next_value_seed(DataSeed(type_name))?),
+                        None => early_data = Some(map.next_value()?),
+                    }
+                }
+                EventField::TaskId => {
+                    once(&task_id, "task_id")?;
+                    task_id = Some(map.next_value()?);
+                }
+                EventField::AgentId => {
+                    once(&agent_id, "agent_id")?;
+                    agent_id = Some(map.next_value()?);
+                }
+                EventField::Timestamp => {
+                    once(&timestamp, "timestamp")?;
+                    timestamp = Some(map.next_value()?);
+                }
+                EventField::Step => {
+                    once(&step, "step")?;
+                    step = Some(map.next_value()?);
+                }
+                EventField::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let type_name = required(type_name, "type")?;
+        let (kind, speaker) = match (data, early_data) {
+            (Some(data), _) => data,
+            // `data` came before `type` (e.g. from a `serde_json::Value`, whose keys are sorted).
+            (None, Some(value)) => {
+                EventKind::deserialize_data(type_name, value).map_err(de::Error::custom)?
+            }
+            (None, None) => return Err(de::Error::missing_field("data")),
+        };
+        Ok(Event {
+            seq: required(seq, "seq")?,
+            kind,
+            task_id: required(task_id, "task_id")?,
+            agent_id: required(agent_id, "agent_id")?,
+            timestamp: required(timestamp, "timestamp")?,
+            step: required(step, "step")?,
+            speaker,
+        })
+    }
+}
+
+/// An event type name of the contract, checked when read.
+struct TypeName(&'static str);
+
+impl<'de> Deserialize<'de> for TypeName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Matches a string against [`EventKind::TYPE_NAMES`].
+        struct TypeNameVisitor;
+
+        impl Visitor<'_> for TypeNameVisitor {
+            type Value = TypeName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event type name")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TypeName, E> {
+                EventKind::TYPE_NAMES
+                    .iter()
+                    .find(|name| **name == v)
+                    .map(|name| TypeName(name))
+                    .ok_or_else(|| E::unknown_variant(v, EventKind::TYPE_NAMES))
+            }
+        }
+
+        deserializer.deserialize_str(TypeNameVisitor)
+    }
+}
+
+/// Reads the `data` of an event of the given type, with its speaker.
+struct DataSeed(&'static str);
+
+impl<'de> DeserializeSeed<'de> for DataSeed {
+    type Value = (EventKind, Option<String>);
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        EventKind::deserialize_data(self.0, deserializer)
+    }
+}
+
+/// A deserializer for a data struct that hands it every key but `speaker`, whose value (when a
+/// string) it keeps in `speaker`.
+struct SpeakerTap<'s, D> {
+    /// The deserializer of `data`.
+    inner: D,
+    /// Where the speaker goes.
+    speaker: &'s mut Option<String>,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for SpeakerTap<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = TapVisitor {
+            inner: visitor,
+            speaker: self.speaker,
+        };
+        self.inner.deserialize_any(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        let visitor = TapVisitor {
+            inner: visitor,
+            speaker: self.speaker,
+        };
+        self.inner.deserialize_struct(name, fields, visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = TapVisitor {
+            inner: visitor,
+            speaker: self.speaker,
+        };
+        self.inner.deserialize_map(visitor)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct enum identifier ignored_any
+    }
+}
+
+/// Passes a data struct's visitor a map without `speaker` (a struct written as an array has no
+/// speaker and is passed as it is).
+struct TapVisitor<'s, V> {
+    /// The data struct's visitor.
+    inner: V,
+    /// Where the speaker goes.
+    speaker: &'s mut Option<String>,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for TapVisitor<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_map(TapMap {
+            inner: map,
+            speaker: self.speaker,
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_seq(seq)
+    }
+}
+
+/// A map access that skips the `speaker` entry, keeping its value.
+struct TapMap<'s, A> {
+    /// The map of `data`.
+    inner: A,
+    /// Where the speaker goes.
+    speaker: &'s mut Option<String>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        while let Some(key) = self.inner.next_key::<Key<'de>>()? {
+            match key {
+                Key::Borrowed("speaker") => {}
+                Key::Owned(ref owned) if owned == "speaker" => {}
+                Key::Borrowed(key) => {
+                    return seed
+                        .deserialize(de::value::BorrowedStrDeserializer::new(key))
+                        .map(Some);
+                }
+                Key::Owned(key) => return seed.deserialize(key.into_deserializer()).map(Some),
+            }
+            // Only a string is a speaker; another value is dropped, as an unknown field would be.
+            if let Value::String(speaker) = self.inner.next_value()? {
+                *self.speaker = Some(speaker);
+            }
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        self.inner.next_value_seed(seed)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+/// A map key, borrowed from the input when it can be.
+enum Key<'de> {
+    /// Borrowed from the input.
+    Borrowed(&'de str),
+    /// Copied (escaped in the input, or read from an owned value).
+    Owned(String),
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Reads a string key.
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -519,7 +931,166 @@ mod tests {
             agent_id: AgentId::from("assistant"),
             timestamp: "2026-11-22T10:00:00Z".parse().unwrap(),
             step: 2,
+            speaker: None,
         }
+    }
+
+    fn delta() -> EventKind {
+        EventKind::LlmCallDelta(LlmCallDelta {
+            step: 2,
+            text: "he said \"hi\"\n".into(),
+            chunk_index: 4,
+            kind: DeltaKind::Thinking,
+        })
+    }
+
+    fn tool_call_completed() -> EventKind {
+        EventKind::ToolCallCompleted(ToolCallCompleted {
+            step: 2,
+            tool_name: "calculator".into(),
+            tool_call_id: "call_1".into(),
+            success: true,
+            result: Some(json!(42)),
+            error: None,
+            duration_ms: 3,
+            kind: Some(ToolKind::Builtin),
+            server: None,
+        })
+    }
+
+    #[test]
+    fn without_a_speaker_the_bytes_are_those_of_the_derived_form() {
+        // Written by the derived `#[serde(flatten)] kind` serialization before `speaker` existed.
+        let expected = [
+            r#"{"seq":7,"type":"WorkflowToolCallCompleted","data":{"step":2,"tool_name":"calculator","tool_call_id":"call_1","success":true,"result":42,"duration_ms":3,"kind":"builtin"},"task_id":"6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11","agent_id":"assistant","timestamp":"2026-11-22T10:00:00.123456Z","step":2}"#,
+            r#"{"seq":7,"type":"WorkflowLLMCallDelta","data":{"step":2,"text":"he said \"hi\"\n","chunk_index":4,"kind":"thinking"},"task_id":"6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11","agent_id":"assistant","timestamp":"2026-11-22T10:00:00.123456Z","step":2}"#,
+        ];
+        for (kind, expected) in [tool_call_completed(), delta()].into_iter().zip(expected) {
+            let event = Event {
+                timestamp: "2026-11-22T10:00:00.123456Z".parse().unwrap(),
+                ..sample(kind)
+            };
+            assert_eq!(serde_json::to_string(&event).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn the_speaker_is_written_inside_data_after_its_fields() {
+        let event = Event {
+            speaker: Some("Plume".into()),
+            ..sample(delta())
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(
+            json.contains(r#""kind":"thinking","speaker":"Plume"},"task_id""#),
+            "{json}"
+        );
+        let value: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["data"]["speaker"], "Plume");
+        assert!(value.get("speaker").is_none());
+    }
+
+    #[test]
+    fn round_trips_with_and_without_a_speaker() {
+        for speaker in [None, Some("Plume".to_owned()), Some("Zoë \"Z\"".to_owned())] {
+            for kind in [
+                tool_call_completed(),
+                delta(),
+                EventKind::Cancelled(Reason::new("r")),
+            ] {
+                let event = Event {
+                    speaker: speaker.clone(),
+                    ..sample(kind)
+                };
+                let json = serde_json::to_string(&event).unwrap();
+                assert_eq!(
+                    serde_json::from_str::<Event>(&json).unwrap(),
+                    event,
+                    "{json}"
+                );
+                // Through a `Value`, whose keys are sorted: `data` comes before `type`.
+                let value = serde_json::to_value(&event).unwrap();
+                assert_eq!(serde_json::from_value::<Event>(value).unwrap(), event);
+                // From a reader, where no key is borrowed.
+                let read = serde_json::from_reader::<_, Event>(json.as_bytes()).unwrap();
+                assert_eq!(read, event);
+            }
+        }
+    }
+
+    #[test]
+    fn an_event_from_before_speakers_reads_without_one() {
+        let json = r#"{"seq":3,"type":"WorkflowStepStarted","data":{"step":1},"task_id":"6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11","agent_id":"a","timestamp":"2026-11-22T10:00:00Z","step":1}"#;
+        let event: Event = serde_json::from_str(json).unwrap();
+        assert_eq!(event.speaker, None);
+        assert_eq!(event.kind, EventKind::StepStarted(StepStarted { step: 1 }));
+        assert_eq!(serde_json::to_string(&event).unwrap(), json);
+    }
+
+    #[test]
+    fn a_delta_with_a_speaker_round_trips() {
+        // `data` first and an escaped `speaker` key: the buffered and the owned-key paths.
+        let json = r#"{"data":{"step":2,"text":"he","chunk_index":0,"spe\u0061ker":"Plume"},"seq":7,"type":"WorkflowLLMCallDelta","task_id":"6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11","agent_id":"assistant","timestamp":"2026-11-22T10:00:00Z","step":2,"extra":[1]}"#;
+        let event: Event = serde_json::from_str(json).unwrap();
+        let expected = Event {
+            speaker: Some("Plume".into()),
+            ..sample(EventKind::LlmCallDelta(LlmCallDelta {
+                step: 2,
+                text: "he".into(),
+                chunk_index: 0,
+                kind: DeltaKind::Answer,
+            }))
+        };
+        assert_eq!(event, expected);
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(
+            json.contains(r#""data":{"step":2,"text":"he","chunk_index":0,"speaker":"Plume"}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_speaker_that_is_not_a_string_is_ignored() {
+        let json = r#"{"seq":7,"type":"WorkflowStepStarted","data":{"speaker":5,"step":1},"task_id":"6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11","agent_id":"a","timestamp":"2026-11-22T10:00:00Z","step":1}"#;
+        let event: Event = serde_json::from_str(json).unwrap();
+        assert_eq!(event.speaker, None);
+        assert_eq!(event.kind, EventKind::StepStarted(StepStarted { step: 1 }));
+    }
+
+    #[test]
+    fn bad_events_are_still_errors() {
+        let head = r#""seq":1,"task_id":"6f1c2a7e-8a53-4a3a-9a53-1f0c5b2d9e11","agent_id":"a","timestamp":"2026-11-22T10:00:00Z","step":0"#;
+        for (body, error) in [
+            (r#""type":"Nope","data":{}"#, "unknown variant `Nope`"),
+            (r#""data":{},"type":"Nope""#, "unknown variant `Nope`"),
+            (r#""type":"WorkflowStepStarted""#, "missing field `data`"),
+            (r#""data":{"step":1}"#, "missing field `type`"),
+            (
+                r#""type":"WorkflowStepStarted","data":{}"#,
+                "missing field `step`",
+            ),
+            (
+                r#""type":"WorkflowStepStarted","data":{"speaker":"P"}"#,
+                "missing field `step`",
+            ),
+            (
+                r#""type":"WorkflowStepStarted","data":5"#,
+                "expected struct StepStarted",
+            ),
+            (
+                r#""type":"WorkflowStepStarted","data":{"step":"x"}"#,
+                "invalid type",
+            ),
+        ] {
+            let json = format!("{{{head},{body}}}");
+            let message = serde_json::from_str::<Event>(&json)
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(error), "{json}: {message}");
+        }
+        let json = r#"{"type":"WorkflowStepStarted","data":{"step":1},"step":0}"#;
+        assert!(serde_json::from_str::<Event>(json).is_err());
     }
 
     #[test]
@@ -685,7 +1256,7 @@ mod tests {
             .is_terminal()
         );
         assert!(!EventKind::StepStarted(StepStarted { step: 1 }).is_terminal());
-        assert_eq!(EventKind::TYPE_NAMES.len(), 21);
+        assert_eq!(EventKind::TYPE_NAMES.len(), 26);
         assert!(
             EventKind::TYPE_NAMES
                 .iter()

@@ -40,6 +40,7 @@ mod tests {
             agent_id: AgentId::from("assistant"),
             timestamp: chrono::Utc::now(),
             step: 1,
+            speaker: None,
         };
         let plain = frame(&event, None);
         let lines: Vec<&str> = plain.split('\n').collect();

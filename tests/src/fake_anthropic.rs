@@ -103,6 +103,7 @@ impl FakeAnthropic {
             prompt_cache_ttl: Default::default(),
             token_delay_ms: 0,
             request_timeout_secs: 10,
+            script: Vec::new(),
         }
     }
 

@@ -100,6 +100,9 @@ pub struct LlmCallInput {
     /// `max_event_bytes` then.
     #[serde(default = "no_checkpoints")]
     pub checkpoint_bytes: usize,
+    /// The team member (or `router`) making the call: its events name it in `data.speaker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -280,6 +283,8 @@ struct CallLog {
     task_id: TaskId,
     agent_id: AgentId,
     step: u32,
+    /// The team member making the call.
+    speaker: Option<String>,
     /// The events after the last checkpoint, dense.
     log: EventLog,
     /// The JSON bytes of the call's events in the workflow already.
@@ -297,6 +302,7 @@ impl CallLog {
             task_id: input.task_id,
             agent_id: input.agent_id.clone(),
             step: input.step,
+            speaker: input.speaker.clone(),
             log: EventLog::from_events(first, previous)?,
             durable_bytes: input.durable_bytes,
             answer: String::new(),
@@ -321,6 +327,7 @@ impl CallLog {
             agent_id: self.agent_id.clone(),
             timestamp: chrono::Utc::now(),
             step: self.step,
+            speaker: self.speaker.clone(),
         };
         self.log
             .append(event)

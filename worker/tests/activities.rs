@@ -56,6 +56,7 @@ fn input(query: &str, mode: Mode, model: ModelConfig) -> LlmCallInput {
         durable_bytes: 0,
         max_answer_bytes: 256 * 1024,
         checkpoint_bytes: 256 * 1024,
+        speaker: None,
     }
 }
 
@@ -248,6 +249,7 @@ async fn a_provider_failure_attaches_every_event_so_far() {
         prompt_caching: false,
         thinking_budget_tokens: None,
         prompt_cache_ttl: Default::default(),
+        script: Vec::new(),
     };
     let err = env
         .run(

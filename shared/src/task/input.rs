@@ -1,8 +1,8 @@
 //! The workflow's input: the agent snapshot and run settings copied at creation, and what
 //! one run of a long task carries into the next.
 
-use super::TaskParameters;
 use super::queries::included;
+use super::{TaskParameters, TeamMessage, TeamSnapshot};
 use crate::config::{AgentConfig, ModelConfig, SizeLimits, WorkerSettings};
 use crate::event::Event;
 use crate::ids::{AgentId, Seq, TaskId};
@@ -88,6 +88,10 @@ pub struct TaskInput {
     /// State carried over from the previous run, when this run continues a long task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried: Option<Box<Carried>>,
+    /// For a team's task: the team and its members (then `agent` is the team's face: its id,
+    /// budget, and the first member's model and streaming default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<Box<TeamSnapshot>>,
 }
 
 /// What one run of a long task hands the next when it continues as new.
@@ -127,6 +131,15 @@ pub struct Carried {
     /// server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_catalog: Option<McpCatalog>,
+    /// A team's discussion so far, trimmed to `worker.limits.max_conversation_bytes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub team_messages: Vec<TeamMessage>,
+    /// The member who spoke last (a conversation's unnamed follow-up goes to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_speaker: Option<usize>,
+    /// What each member has cost so far, USD (team tasks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_costs: Vec<f64>,
 }
 
 impl RunSettings {

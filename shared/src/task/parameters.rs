@@ -30,6 +30,10 @@ pub struct TaskParameters {
     /// Tools whose calls wait for a human decision (overrides the agent's; `*` for all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_approval: Option<Vec<String>>,
+    /// A team's forced mode when a message names no member: `discussion` (every member), or
+    /// a member's name (that member alone). Teams routed by mention only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// What the run does when its cost passes the budget.

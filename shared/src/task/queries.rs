@@ -1,7 +1,7 @@
 //! The workflow's queries and result: a page of the log, the task's state, the final result.
 
 use super::PendingApproval;
-use super::TaskStatus;
+use super::{TaskStatus, TeamMessage};
 use crate::event::Event;
 use crate::ids::{AgentId, Seq, TaskId};
 use crate::llm::Usage;
@@ -88,6 +88,10 @@ pub struct TaskState {
     /// Seq of the first event of the current run (1 unless the task continued as new).
     #[serde(default = "Seq::first")]
     pub first_seq: Seq,
+    /// A team's discussion so far: the user's queries and every member's message (within
+    /// `worker.limits.max_conversation_bytes`, oldest dropped first); absent for an agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub team_messages: Vec<TeamMessage>,
 }
 
 /// Result of `AgentTaskWorkflow`: the final state and, when it fits in the payload, the event

@@ -7,13 +7,40 @@
 //!   in quotes or code).
 //! - [`routing`]: where a message goes, and why.
 //! - [`discussion`]: who speaks next and when a discussion ends.
+//! - [`events`]: the data of a team task's own events.
 
 pub mod discussion;
+pub mod events;
 pub mod mentions;
 pub mod routing;
 
+use routing::{Addressee, ForcedMode};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The most members a team has (each member's agent is copied into the task's input).
+pub const MAX_MEMBERS: usize = 16;
+
+/// The forced mode (`task_parameters.mode`) that makes every member discuss.
+pub const FORCED_DISCUSSION: &str = "discussion";
+
+/// The `tool_name` of a checkpoint's approval: a person approves, edits or rejects what a
+/// sequence produced before a member goes on.
+pub const CHECKPOINT_TOOL: &str = "checkpoint";
+
+/// The prefix of a checkpoint's approval id (`checkpoint-<turn>-<n>`; a tool call's is
+/// `s<step>c<n>`).
+pub const CHECKPOINT_ID_PREFIX: &str = "checkpoint-";
+
+/// The JSON Schema an approver's edit of a checkpoint must fit: `{"text": "…"}`.
+pub fn checkpoint_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {"text": {"type": "string"}},
+        "required": ["text"],
+        "additionalProperties": false
+    })
+}
 
 /// A team, addressed like an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -33,6 +60,14 @@ pub struct TeamConfig {
     pub discussion: DiscussionConfig,
     /// The budget of the whole team per task, USD.
     pub budget_usd: f64,
+    /// In a conversation, a follow-up that names no one goes to the member who spoke last
+    /// (`false`: to the fallback, like a first message).
+    #[serde(default = "default_true")]
+    pub follow_up_to_last_speaker: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A member of a team.
@@ -156,6 +191,32 @@ impl Default for DiscussionConfig {
 }
 
 impl TeamConfig {
+    /// The members as routing sees them (names and aliases), in member order.
+    pub fn addressees(&self) -> Vec<Addressee<'_>> {
+        self.members
+            .iter()
+            .map(|m| Addressee {
+                name: &m.name,
+                aliases: &m.aliases,
+            })
+            .collect()
+    }
+
+    /// The forced mode `mode` names: `discussion`, or a member (by name or alias).
+    pub fn forced_mode(&self, mode: &str) -> Option<ForcedMode> {
+        if mode == FORCED_DISCUSSION {
+            return Some(ForcedMode::Discussion);
+        }
+        self.member(mode).map(ForcedMode::Member)
+    }
+
+    /// The most a member may spend, USD: its share of the team's budget `budget_usd`.
+    pub fn member_budget(&self, member: usize, budget_usd: f64) -> Option<f64> {
+        self.members[member]
+            .budget_share
+            .map(|share| share * budget_usd)
+    }
+
     /// The member called `name` (or by that alias), by index.
     pub fn member(&self, name: &str) -> Option<usize> {
         let name = mentions::fold(name);
@@ -179,6 +240,12 @@ impl TeamConfig {
         }
         if self.members.is_empty() {
             return fail("it has no members".into());
+        }
+        if self.members.len() > MAX_MEMBERS {
+            return fail(format!(
+                "it has {} members, at most {MAX_MEMBERS} are allowed",
+                self.members.len()
+            ));
         }
         let mut names = BTreeMap::new();
         for member in &self.members {

@@ -16,6 +16,10 @@ pub enum RoutingReason {
     ForcedMode(String),
     /// No one was named and nothing forced: the fallback picked.
     IntentClassifierAuto,
+    /// A conversation's follow-up named no one: the member who spoke last answers.
+    FollowUpLastSpeaker,
+    /// A sequence team: every member in its order.
+    Sequence,
 }
 
 impl std::fmt::Display for RoutingReason {
@@ -25,6 +29,8 @@ impl std::fmt::Display for RoutingReason {
             Self::BothAgentsMentioned => f.write_str("both_agents_mentioned"),
             Self::ForcedMode(mode) => write!(f, "forced_mode_{mode}"),
             Self::IntentClassifierAuto => f.write_str("intent_classifier_auto"),
+            Self::FollowUpLastSpeaker => f.write_str("follow_up_last_speaker"),
+            Self::Sequence => f.write_str("sequence"),
         }
     }
 }

@@ -7,7 +7,9 @@ mod scripted;
 
 pub use anthropic::{AnthropicProvider, MessageAccumulator};
 pub use openai::{OpenAiProvider, StreamAccumulator};
-pub use scripted::{ScriptedProvider, respond as scripted_response};
+pub use scripted::{
+    ScriptedProvider, respond as scripted_response, respond_with as scripted_response_with,
+};
 
 use agentflow_shared::config::{ModelConfig, ProviderKind};
 use agentflow_shared::llm::{ChatMessage, FinishReason, ToolCall, ToolSpec, Usage};
@@ -116,9 +118,10 @@ pub fn provider_for(
     http: &reqwest::Client,
 ) -> Result<Box<dyn LlmProvider>, LlmError> {
     Ok(match model.provider {
-        ProviderKind::Scripted => Box::new(ScriptedProvider::new(
-            std::time::Duration::from_millis(model.token_delay_ms),
-        )),
+        ProviderKind::Scripted => Box::new(
+            ScriptedProvider::new(std::time::Duration::from_millis(model.token_delay_ms))
+                .with_script(model.script.clone()),
+        ),
         ProviderKind::Openai => Box::new(OpenAiProvider::from_config(model, http.clone())?),
         ProviderKind::Anthropic => Box::new(AnthropicProvider::from_config(model, http.clone())?),
     })

@@ -7,11 +7,17 @@
 //!   without a real model).
 //! - `Count to N` answers `1 2 … N` (a long stream on demand), also after tool results;
 //!   anything else gets a fixed answer.
+//! - A model's `script` (`[{ when = "poem", turn = 1, say = "…" }, …]`) comes first: unless
+//!   tool results follow the last user message, the first rule whose `when` the last user
+//!   message contains (case-insensitive) and whose `turn` is this answer's number (1 + the
+//!   assistant messages with text so far) answers its `say`, never with tool calls; with no
+//!   rule matching, the behaviour above answers.
 //!
 //! Text is streamed one token (word) at a time with the configured delay. Usage counts ~4
 //! characters per input token and one output token per streamed token.
 
 use super::{LlmChunk, LlmError, LlmProvider, LlmRequest, LlmResponse};
+use agentflow_shared::config::ScriptRule;
 use agentflow_shared::llm::{ChatMessage, FinishReason, Role, ToolCall, Usage};
 use futures::stream::BoxStream;
 use serde_json::json;
@@ -20,19 +26,29 @@ use std::time::Duration;
 /// The scripted provider.
 pub struct ScriptedProvider {
     token_delay: Duration,
+    script: Vec<ScriptRule>,
 }
 
 impl ScriptedProvider {
     /// A provider that waits `token_delay` between streamed tokens.
     pub fn new(token_delay: Duration) -> Self {
-        Self { token_delay }
+        Self {
+            token_delay,
+            script: Vec::new(),
+        }
+    }
+
+    /// The same provider, answering by `script` first (see the module documentation).
+    pub fn with_script(mut self, script: Vec<ScriptRule>) -> Self {
+        self.script = script;
+        self
     }
 }
 
 impl LlmProvider for ScriptedProvider {
     fn call(&self, request: LlmRequest) -> BoxStream<'static, Result<LlmChunk, LlmError>> {
         let delay = self.token_delay;
-        let response = respond(&request);
+        let response = respond_with(&request, &self.script);
         let stream = request.stream;
         Box::pin(async_stream::stream! {
             let tokens = tokenize(&response.content);
@@ -52,8 +68,13 @@ impl LlmProvider for ScriptedProvider {
     }
 }
 
-/// The deterministic answer to a request.
+/// The deterministic answer to a request, without a script.
 pub fn respond(request: &LlmRequest) -> LlmResponse {
+    respond_with(request, &[])
+}
+
+/// The deterministic answer to a request from a model with this `script`.
+pub fn respond_with(request: &LlmRequest, script: &[ScriptRule]) -> LlmResponse {
     let input_chars: usize = request
         .messages
         .iter()
@@ -76,7 +97,14 @@ pub fn respond(request: &LlmRequest) -> LlmResponse {
         .collect();
     let offered = |name: &str| request.tools.iter().any(|t| t.name == name);
 
-    let (content, tool_calls) = if !tool_results.is_empty() {
+    let scripted = if tool_results.is_empty() {
+        scripted_answer(request, script)
+    } else {
+        None
+    };
+    let (content, tool_calls) = if let Some(say) = scripted {
+        (say, Vec::new())
+    } else if !tool_results.is_empty() {
         let results: Vec<String> = tool_results
             .iter()
             .filter_map(|m| m.content.clone())
@@ -130,6 +158,37 @@ pub fn respond(request: &LlmRequest) -> LlmResponse {
         usage: Usage::new(input_tokens, output_tokens),
         reasoning: Vec::new(),
     }
+}
+
+/// The `say` of the first rule of `script` that matches the request, if any.
+fn scripted_answer(request: &LlmRequest, script: &[ScriptRule]) -> Option<String> {
+    if script.is_empty() {
+        return None;
+    }
+    let last_user = request
+        .messages
+        .iter()
+        .rfind(|m| m.role == Role::User)
+        .and_then(|m| m.content.as_deref())
+        .unwrap_or_default()
+        .to_lowercase();
+    let answered = request
+        .messages
+        .iter()
+        .filter(|m| {
+            m.role == Role::Assistant && m.content.as_deref().is_some_and(|c| !c.is_empty())
+        })
+        .count();
+    let turn = u32::try_from(answered).map_or(u32::MAX, |n| n.saturating_add(1));
+    script
+        .iter()
+        .find(|rule| {
+            rule.when
+                .as_ref()
+                .is_none_or(|when| last_user.contains(&when.to_lowercase()))
+                && rule.turn.is_none_or(|t| t == turn)
+        })
+        .map(|rule| rule.say.clone())
 }
 
 /// The tool and argument object of `use <tool> {json}` (the JSON to the end of the query).
@@ -284,6 +343,141 @@ mod tests {
             false,
         ));
         assert_eq!(count.content, "1 2 3 4 5");
+    }
+
+    fn rule(when: Option<&str>, turn: Option<u32>, say: &str) -> ScriptRule {
+        ScriptRule {
+            when: when.map(Into::into),
+            turn,
+            say: say.into(),
+        }
+    }
+
+    #[test]
+    fn a_script_rule_with_when_picks_by_the_last_user_message() {
+        let script = [
+            rule(Some("POEM"), None, "Mimir, here is the poem."),
+            rule(Some("archive"), None, "Filed."),
+        ];
+        let r = respond_with(
+            &request(
+                vec![
+                    ChatMessage::text(Role::System, "You are Plume; archive everything."),
+                    ChatMessage::text(Role::User, "Archive this"),
+                    ChatMessage::text(Role::Assistant, "Filed."),
+                    ChatMessage::text(Role::User, "Write a short Poem, then count to 3"),
+                ],
+                true,
+            ),
+            &script,
+        );
+        assert_eq!(r.content, "Mimir, here is the poem.");
+        assert!(r.tool_calls.is_empty());
+        assert_eq!(r.finish_reason, FinishReason::Stop);
+        assert_eq!(r.usage.output_tokens, 5, "one per streamed word");
+        let archive = respond_with(
+            &request(
+                vec![ChatMessage::text(Role::User, "please ARCHIVE it")],
+                false,
+            ),
+            &script,
+        );
+        assert_eq!(archive.content, "Filed.");
+    }
+
+    #[test]
+    fn a_script_rule_with_turn_picks_by_the_earlier_text_answers() {
+        let script = [
+            rule(None, Some(1), "first"),
+            rule(None, Some(2), "second"),
+            rule(None, None, "later"),
+        ];
+        let user = ChatMessage::text(Role::User, "What is 1+1?");
+        let answer = |messages: Vec<ChatMessage>| respond_with(&request(messages, false), &script);
+        let first = answer(vec![user.clone()]);
+        assert_eq!(first.content, "first");
+        assert!(first.tool_calls.is_empty(), "a script reply calls no tool");
+        // A tool-call-only assistant message is not an answer.
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "calculator".into(),
+            arguments: json!({"expression": "1+1"}),
+        };
+        let with_call = ChatMessage::assistant(None, vec![call.clone()]);
+        let empty_call = ChatMessage::assistant(Some(String::new()), vec![call]);
+        let reply = |text: &str| ChatMessage::text(Role::Assistant, text);
+        let again = ChatMessage::text(Role::User, "And again?");
+        assert_eq!(
+            answer(vec![user.clone(), with_call, empty_call, again.clone()]).content,
+            "first"
+        );
+        assert_eq!(
+            answer(vec![user.clone(), reply("first"), again.clone()]).content,
+            "second"
+        );
+        let third = vec![user, reply("first"), again.clone(), reply("second"), again];
+        assert_eq!(answer(third).content, "later");
+    }
+
+    #[test]
+    fn without_a_matching_rule_the_built_in_answer_is_unchanged() {
+        let script = [
+            rule(Some("poem"), None, "Plume"),
+            rule(None, Some(2), "Mimir"),
+        ];
+        for query in ["Hi there", "What is (2+3)*4 and what time is it?"] {
+            let request = request(vec![ChatMessage::text(Role::User, query)], false);
+            assert_eq!(
+                respond_with(&request, &script),
+                respond(&request),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_tool_results_the_script_gives_way_to_the_built_in_behaviour() {
+        let script = [rule(None, None, "Mimir")];
+        let request = request(
+            vec![
+                ChatMessage::text(Role::User, "What is 1+1?"),
+                ChatMessage::assistant(
+                    None,
+                    vec![ToolCall {
+                        id: "call_1".into(),
+                        name: "calculator".into(),
+                        arguments: json!({"expression": "1+1"}),
+                    }],
+                ),
+                ChatMessage::tool_result("call_1", "2"),
+            ],
+            false,
+        );
+        let r = respond_with(&request, &script);
+        assert_eq!(r.content, "Based on the tools: 2.");
+        assert_eq!(r, respond(&request));
+    }
+
+    #[tokio::test]
+    async fn the_provider_streams_its_script_word_by_word() {
+        let provider = ScriptedProvider::new(Duration::ZERO).with_script(vec![rule(
+            None,
+            None,
+            "Mimir, the scroll is yours.",
+        )]);
+        let chunks: Vec<_> = provider
+            .call(request(vec![ChatMessage::text(Role::User, "Hi")], true))
+            .collect()
+            .await;
+        let texts: Vec<String> = chunks
+            .iter()
+            .filter_map(|c| match c {
+                Ok(LlmChunk::Text(t)) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts.len(), 5);
+        assert_eq!(texts.concat(), "Mimir, the scroll is yours.");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::outcome::{Outcome, failure, log_limit};
 use super::safe_points::safe_point;
 use super::state::{emit, set_status};
 use super::tool_step;
-use agentflow_shared::event::{EventKind, FailureKind, Started, StepCompleted, StepStarted};
+use agentflow_shared::event::{EventKind, FailureKind, Mode, Started, StepCompleted, StepStarted};
 use agentflow_shared::task::{ExecuteRequest, TaskStatus};
 use temporalio_sdk::WorkflowContext;
 
@@ -19,9 +19,23 @@ pub(super) async fn run(
     ctx: &WorkflowContext<AgentTaskWorkflow>,
     request: ExecuteRequest,
 ) -> Outcome {
+    let mode = begin(ctx, &request).await;
+    ctx.state_mut(|s| {
+        let instructions = s.instructions();
+        s.conversation.begin_turn(instructions, request.query);
+    });
+    steps(ctx, mode).await
+}
+
+/// Starts a turn: the status, `WorkflowStarted`, the task's MCP catalog; returns the turn's
+/// mode.
+pub(super) async fn begin(
+    ctx: &WorkflowContext<AgentTaskWorkflow>,
+    request: &ExecuteRequest,
+) -> Mode {
     set_status(ctx, TaskStatus::Running);
-    let (mode, max_steps, started) = ctx.state(|s| {
-        let mode = s.mode(&request);
+    let (mode, started) = ctx.state(|s| {
+        let mode = s.mode(request);
         let started = Started {
             query: request.query.clone(),
             mode,
@@ -30,14 +44,17 @@ pub(super) async fn run(
             model: s.input.agent.model_name.clone(),
             turn: s.is_conversation().then_some(s.turn + 1),
         };
-        (mode, s.max_steps(), started)
+        (mode, started)
     });
     emit(ctx, EventKind::Started(started));
     mcp_catalog::fix(ctx).await;
-    ctx.state_mut(|s| {
-        let instructions = s.instructions();
-        s.conversation.begin_turn(instructions, request.query);
-    });
+    mode
+}
+
+/// Step after step on the conversation so far, by the agent speaking (a team's member),
+/// until an answer or another outcome.
+pub(super) async fn steps(ctx: &WorkflowContext<AgentTaskWorkflow>, mode: Mode) -> Outcome {
+    let max_steps = ctx.state(AgentTaskWorkflow::max_steps);
     for _ in 1..=max_steps {
         if let Err(outcome) = safe_point(ctx).await {
             return outcome;

@@ -3,10 +3,12 @@
 
 use super::AgentTaskWorkflow;
 use super::budget::apply_raise;
-use super::outcome::Outcome;
+use super::outcome::{Outcome, failure};
 use super::safe_points::cancellation;
 use super::state::{emit, set_status};
-use agentflow_shared::event::{ApprovalReceived, ApprovalRequested, Decision, EventKind};
+use agentflow_shared::event::{
+    ApprovalReceived, ApprovalRequested, Decision, EventKind, FailureKind,
+};
 use agentflow_shared::ids::TaskId;
 use agentflow_shared::llm::ToolCall;
 use agentflow_shared::task::{
@@ -175,6 +177,18 @@ pub(super) async fn decisions(
             }),
         );
     }
+    let waiting: Vec<String> = ids.iter().flatten().cloned().collect();
+    wait_for(ctx, &waiting).await?;
+    Ok(ctx.state(|s| {
+        ids.iter()
+            .map(|id| id.as_deref().and_then(|id| s.approvals.decided(id)))
+            .collect()
+    }))
+}
+
+/// Waits, as `waiting_approval`, until every approval in `ids` is decided and announced;
+/// applies budget raises meanwhile and ends on a cancellation.
+async fn wait_for(ctx: &WorkflowContext<AgentTaskWorkflow>, ids: &[String]) -> Result<(), Outcome> {
     set_status(ctx, TaskStatus::WaitingApproval);
     loop {
         apply_raise(ctx);
@@ -182,12 +196,7 @@ pub(super) async fn decisions(
         if let Some(reason) = cancellation(ctx) {
             return Err(Outcome::Cancelled(reason));
         }
-        let all = ctx.state(|s| {
-            ids.iter()
-                .flatten()
-                .all(|id| s.approvals.decided(id).is_some())
-        });
-        if all {
+        if ctx.state(|s| ids.iter().all(|id| s.approvals.decided(id).is_some())) {
             break;
         }
         let _ = ctx
@@ -195,11 +204,33 @@ pub(super) async fn decisions(
             .await;
     }
     set_status(ctx, TaskStatus::Running);
-    Ok(ctx.state(|s| {
-        ids.iter()
-            .map(|id| id.as_deref().and_then(|id| s.approvals.decided(id)))
-            .collect()
-    }))
+    Ok(())
+}
+
+/// Asks a person to decide on a team's checkpoint (`pending`, its tool `checkpoint`) and
+/// waits for the decision.
+pub(super) async fn checkpoint(
+    ctx: &WorkflowContext<AgentTaskWorkflow>,
+    pending: PendingApproval,
+) -> Result<ApprovalRequest, Outcome> {
+    let id = pending.approval_id.clone();
+    ctx.state_mut(|s| s.approvals.request(pending.clone()));
+    emit(
+        ctx,
+        EventKind::ApprovalRequested(ApprovalRequested {
+            approval_id: pending.approval_id,
+            tool_name: pending.tool_name,
+            tool_call_id: pending.tool_call_id,
+            arguments: pending.arguments,
+        }),
+    );
+    wait_for(ctx, std::slice::from_ref(&id)).await?;
+    ctx.state(|s| s.approvals.decided(&id)).ok_or_else(|| {
+        failure(
+            FailureKind::Internal,
+            format!("checkpoint `{id}` was decided but its decision is gone"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub(super) async fn call(
 ) -> Result<Answer, Outcome> {
     let (call, settings) = ctx.state_mut(|s| {
         let input = &s.input;
+        let agent = s.agent();
         let limits = input.settings.limits;
         let call = LlmCallInput {
             task_id: input.task_id,
@@ -49,10 +50,10 @@ pub(super) async fn call(
             step,
             seq_base: s.log.next_seq(),
             mode,
-            model_name: input.agent.model_name.clone(),
-            model: input.agent.model.clone(),
+            model_name: agent.model_name.clone(),
+            model: agent.model.clone(),
             messages: s.conversation.messages().to_vec(),
-            tool_names: input.agent.agent.tools.clone(),
+            tool_names: agent.agent.tools.clone(),
             extra_tools: s.mcp_specs(),
             cost_before_usd: s.budget.cost_usd(),
             previous_events: Vec::new(),
@@ -64,6 +65,7 @@ pub(super) async fn call(
             durable_bytes: 0,
             max_answer_bytes: limits.max_answer_bytes,
             checkpoint_bytes: limits.checkpoint_bytes,
+            speaker: s.speaker_name(),
         };
         (call, input.settings.clone())
     });

@@ -203,6 +203,7 @@ mod tests {
             agent_id: "a".into(),
             timestamp: std::time::UNIX_EPOCH.into(),
             step: 0,
+            speaker: None,
         }
     }
 

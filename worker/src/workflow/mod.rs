@@ -24,6 +24,9 @@
 //! - [`mcp_catalog`]: the MCP tools a task fixes when it starts (one activity).
 //! - [`tool_step`]: one step's tool calls, in parallel, after their approvals.
 //! - [`agent_loop`]: one turn of the agent: steps until an answer or another outcome.
+//! - [`team_state`]: a team task's speaker, discussion and member costs.
+//! - [`team`]: a team's turn: routing, then members one at a time (alone, a discussion, a
+//!   sequence with checkpoints).
 //! - [`turn`]: turn after turn, continue-as-new between them, the archived log.
 //! - [`outcome`]: how a run ends: its terminal event and its result.
 
@@ -39,6 +42,8 @@ mod outcome;
 mod safe_points;
 mod state;
 mod task;
+mod team;
+mod team_state;
 mod tool_step;
 mod turn;
 
@@ -56,6 +61,7 @@ use budget::Budget;
 use controls::Controls;
 use conversation::Conversation;
 use log::RunLog;
+use team_state::TeamState;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
 
@@ -76,6 +82,8 @@ pub struct AgentTaskWorkflow {
     approvals: Approvals,
     /// The MCP tools the task may call, fixed when it starts.
     mcp: Option<McpCatalog>,
+    /// A team task's speaker and discussion (empty for an agent's).
+    team: TeamState,
 }
 
 /// What a validator answers when it refuses an update.
@@ -110,6 +118,7 @@ impl AgentTaskWorkflow {
                 controls: Controls::default(),
                 approvals: Approvals::default(),
                 mcp: None,
+                team: TeamState::default(),
                 input,
             };
         };
@@ -131,6 +140,11 @@ impl AgentTaskWorkflow {
             controls: Controls::default(),
             approvals: Approvals::default(),
             mcp: carried.mcp_catalog,
+            team: TeamState::carried(
+                carried.team_messages,
+                carried.last_speaker,
+                carried.member_costs,
+            ),
             input,
         }
     }

@@ -27,6 +27,7 @@ impl AgentTaskWorkflow {
             turn: self.turn,
             pending_approvals: self.approvals.pending(),
             first_seq: self.log.first_seq(),
+            team_messages: self.team.messages().to_vec(),
         }
     }
 
@@ -39,6 +40,7 @@ impl AgentTaskWorkflow {
             agent_id: self.input.agent.agent_id.clone(),
             timestamp: now.into(),
             step: self.step,
+            speaker: self.speaker_name(),
         };
         self.log.append(event);
     }

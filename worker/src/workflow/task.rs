@@ -1,20 +1,38 @@
 //! What the task's input settles for every turn: the agent's config with the task's overrides.
 
 use super::AgentTaskWorkflow;
+use super::team_state::Speaker;
 use agentflow_shared::event::Mode;
 use agentflow_shared::llm::ToolSpec;
 use agentflow_shared::mcp::McpTool;
-use agentflow_shared::task::{ApprovalDecision, ExecuteRequest, OnBudgetExceeded, Rejection};
+use agentflow_shared::task::{
+    AgentSnapshot, ApprovalDecision, ExecuteRequest, OnBudgetExceeded, Rejection,
+};
+use agentflow_shared::team::{CHECKPOINT_TOOL, checkpoint_schema};
 use agentflow_shared::tools::{ToolKind, ToolSettings, builtin_spec};
 use serde_json::Value;
 
 impl AgentTaskWorkflow {
-    /// The most steps a turn may take.
+    /// The agent speaking: a team's member (or its router) during its turn, else the task's.
+    pub(super) fn agent(&self) -> &AgentSnapshot {
+        match (&self.input.team, self.team.speaker()) {
+            (Some(team), Some(Speaker::Member(member))) => &team.members[member],
+            (Some(team), Some(Speaker::Router)) => {
+                team.router.as_ref().unwrap_or(&self.input.agent)
+            }
+            _ => &self.input.agent,
+        }
+    }
+
+    /// The most steps a turn (a member's turn) may take.
     pub(super) fn max_steps(&self) -> u32 {
+        if self.team.speaker() == Some(Speaker::Router) {
+            return 1;
+        }
         self.input
             .parameters
             .max_steps
-            .unwrap_or(self.input.agent.agent.max_steps)
+            .unwrap_or(self.agent().agent.max_steps)
     }
 
     /// Whether the task is a conversation (turn after turn until closed).
@@ -37,7 +55,7 @@ impl AgentTaskWorkflow {
             list.iter()
                 .any(|t| t == "*" || t == tool || Some(t.as_str()) == server)
         };
-        let agent = &self.input.agent.agent.require_approval;
+        let agent = &self.agent().agent.require_approval;
         let task = self.input.parameters.require_approval.as_deref();
         self.tool_settings(tool).require_approval
             || match (task, union) {
@@ -65,8 +83,12 @@ impl AgentTaskWorkflow {
         }
     }
 
-    /// The JSON Schema of `tool`'s arguments: a declared tool's, or a built-in's.
+    /// The JSON Schema of `tool`'s arguments: a declared tool's, or a built-in's (a
+    /// checkpoint's edit is `{"text": …}`).
     pub(super) fn tool_schema(&self, tool: &str) -> Option<Value> {
+        if tool == CHECKPOINT_TOOL && self.input.team.is_some() {
+            return Some(checkpoint_schema());
+        }
         self.tool_settings(tool)
             .parameters
             .or_else(|| builtin_spec(tool).map(|spec| spec.parameters))
@@ -77,8 +99,7 @@ impl AgentTaskWorkflow {
     pub(super) fn tool_settings(&self, tool: &str) -> ToolSettings {
         if let Some(mcp) = self.mcp_tool(tool) {
             let mut settings = self
-                .input
-                .agent
+                .agent()
                 .tools
                 .get(&mcp.server)
                 .cloned()
@@ -86,58 +107,61 @@ impl AgentTaskWorkflow {
             settings.parameters = Some(mcp.parameters.clone());
             return settings;
         }
-        self.input
-            .agent
-            .tools
-            .get(tool)
-            .cloned()
-            .unwrap_or_default()
+        self.agent().tools.get(tool).cloned().unwrap_or_default()
     }
 
-    /// Whether the agent may call `tool` at all: it lists it, or it is in the task's MCP
-    /// catalog.
+    /// Whether the agent speaking may call `tool` at all: it lists it, or the tool is in the
+    /// task's MCP catalog from a server it lists.
     pub(super) fn has_tool(&self, tool: &str) -> bool {
-        self.input.agent.agent.tools.iter().any(|t| t == tool) || self.mcp_tool(tool).is_some()
+        self.agent().agent.tools.iter().any(|t| t == tool) || self.mcp_tool(tool).is_some()
     }
 
-    /// The MCP servers the agent lists, in its order.
+    /// The MCP servers the task's agents list (a team's: every member's), in their order.
     pub(super) fn mcp_servers(&self) -> Vec<String> {
-        self.input
-            .agent
-            .agent
-            .tools
-            .iter()
-            .filter(|t| {
-                self.input
-                    .agent
+        let agents = std::iter::once(&self.input.agent)
+            .chain(self.input.team.iter().flat_map(|team| &team.members));
+        let mut servers: Vec<String> = Vec::new();
+        for agent in agents {
+            for tool in &agent.agent.tools {
+                let mcp = agent
                     .tools
-                    .get(*t)
-                    .is_some_and(|s| s.kind == Some(ToolKind::Mcp))
-            })
-            .cloned()
-            .collect()
+                    .get(tool)
+                    .is_some_and(|s| s.kind == Some(ToolKind::Mcp));
+                if mcp && !servers.contains(tool) {
+                    servers.push(tool.clone());
+                }
+            }
+        }
+        servers
     }
 
-    /// The MCP tool the model knows as `tool`, from the task's catalog.
+    /// The MCP tool the model knows as `tool`, from the task's catalog, when the agent
+    /// speaking lists its server.
     pub(super) fn mcp_tool(&self, tool: &str) -> Option<&McpTool> {
-        self.mcp.as_ref()?.get(tool)
+        self.mcp
+            .as_ref()?
+            .get(tool)
+            .filter(|t| self.agent().agent.tools.contains(&t.server))
     }
 
-    /// What the model reads about the task's MCP tools.
+    /// What the model reads about the MCP tools of the agent speaking.
     pub(super) fn mcp_specs(&self) -> Vec<ToolSpec> {
+        let servers = &self.agent().agent.tools;
         self.mcp
             .iter()
-            .flat_map(|catalog| catalog.tools.iter().map(McpTool::spec))
+            .flat_map(|catalog| catalog.tools.iter())
+            .filter(|tool| servers.contains(&tool.server))
+            .map(McpTool::spec)
             .collect()
     }
 
-    /// The instructions the model gets first.
+    /// The instructions the model gets first: the task's own for an agent, the agent
+    /// speaking's in a team.
     pub(super) fn instructions(&self) -> String {
-        self.input
-            .parameters
-            .instructions
-            .clone()
-            .unwrap_or_else(|| self.input.agent.agent.instructions.clone())
+        match &self.input.parameters.instructions {
+            Some(instructions) if self.input.team.is_none() => instructions.clone(),
+            _ => self.agent().agent.instructions.clone(),
+        }
     }
 
     /// Streaming or batch for a turn: the request's choice, else the task's, else the agent's.

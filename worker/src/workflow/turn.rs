@@ -9,6 +9,7 @@ use super::llm_step::error_message;
 use super::outcome::{Outcome, json_bytes};
 use super::safe_points::cancellation;
 use super::state::{emit, set_status};
+use super::team;
 use crate::activities::AgentActivities;
 use agentflow_shared::event::{EventKind, Reason, TurnCompleted};
 use agentflow_shared::task::{Carried, TaskInput, TaskStatus};
@@ -55,7 +56,12 @@ pub(super) async fn run_turns(
                 idle.as_secs()
             ))));
         };
-        match agent_loop::run(ctx, request).await {
+        let outcome = if ctx.state(|s| s.input.team.is_some()) {
+            team::run(ctx, request).await
+        } else {
+            agent_loop::run(ctx, request).await
+        };
+        match outcome {
             Outcome::Completed(answer) if conversation => end_turn(ctx, answer).await?,
             other => return Ok(other),
         }
@@ -67,8 +73,10 @@ async fn end_turn(ctx: &WorkflowContext<AgentTaskWorkflow>, answer: String) -> W
     let turn = ctx.state_mut(|s| {
         s.turn += 1;
         s.final_response = Some(answer.clone());
-        s.conversation
-            .answered(Some(answer.clone()), Vec::new(), Vec::new());
+        if s.input.team.is_none() {
+            s.conversation
+                .answered(Some(answer.clone()), Vec::new(), Vec::new());
+        }
         s.pending = None;
         s.controls.drop_pause();
         s.turn
@@ -131,7 +139,12 @@ fn carried_input(ctx: &WorkflowContext<AgentTaskWorkflow>) -> TaskInput {
             first_seq: s.log.next_seq(),
             previous_events: Vec::new(),
             previous_events_included: false,
-            messages: s.conversation.messages().to_vec(),
+            // A team's members read the discussion instead.
+            messages: if s.input.team.is_some() {
+                Vec::new()
+            } else {
+                s.conversation.messages().to_vec()
+            },
             turn: s.turn,
             step: s.step,
             cost_usd: s.budget.cost_usd(),
@@ -140,6 +153,9 @@ fn carried_input(ctx: &WorkflowContext<AgentTaskWorkflow>) -> TaskInput {
             budget_warned: s.budget.warned(),
             final_response: s.final_response.clone(),
             mcp_catalog: s.mcp.clone(),
+            team_messages: s.team.messages().to_vec(),
+            last_speaker: s.team.last_speaker(),
+            member_costs: s.team.member_costs().to_vec(),
         };
         // The log rides along when it fits; a larger one is read from the ended run.
         if s.log.encoded_bytes() <= s.payload_room(json_bytes(&input) + json_bytes(&carried)) {
