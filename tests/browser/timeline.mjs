@@ -113,6 +113,39 @@ try {
   check(await page.$('#timeline li[data-type="WorkflowCancelled"]') !== null, "the run was cancelled");
   check(await page.isDisabled("#cancel"), "cancel is off once the run ended");
   check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
+
+  // A team: both members named, so they discuss; every row of a member names it in its
+  // colour, the routing reason shows, and the discussion reads as a conversation.
+  await page.selectOption("#agent", "scribe");
+  await page.fill("#query", "Plume and Mimir, tell me about the old lighthouse");
+  await page.click("#run");
+  await page.waitForSelector('#timeline li[data-type="WorkflowCompleted"]', { timeout: 60_000 });
+  const routed = await page.textContent('#timeline li[data-type="WorkflowRouted"]');
+  check(routed.includes("both_agents_mentioned"), `the routing reason shows: ${routed}`);
+  const speakers = await page.$$eval('#timeline li[data-type="WorkflowMemberMessage"]', (items) => items.map((li) => li.dataset.speaker));
+  check(JSON.stringify(speakers) === JSON.stringify(["Plume", "Mimir", "Plume"]), `speakers in turn: ${speakers}`);
+  const colours = await page.$$eval("#timeline .speaker", (badges) => [...new Set(badges.map((b) => `${b.textContent}=${b.style.background}`))]);
+  check(colours.length === 2, `one colour per member: ${colours}`);
+  const said = await page.$$eval("#discussion-log li", (items) => items.map((li) => li.querySelector(".speaker").textContent));
+  check(JSON.stringify(said) === JSON.stringify(["Plume", "Mimir", "Plume"]), `the discussion panel: ${said}`);
+  check((await page.textContent("#final-text")).includes("Here is our answer"), "the discussion's answer");
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-team.png"), fullPage: true });
+
+  // A pipeline's checkpoint: the prompt shows the work so far; an edit is approved.
+  await page.selectOption("#agent", "newsroom");
+  await page.fill("#query", "A paragraph on the lighthouse");
+  await page.click("#run");
+  await page.waitForSelector(".approval textarea", { timeout: 60_000 });
+  const prompt = await page.textContent(".approval p");
+  check(prompt.includes("Checkpoint before Writer"), `the checkpoint prompt: ${prompt}`);
+  check((await page.inputValue(".approval textarea")).startsWith("Facts:"), "the work so far is shown");
+  await page.fill(".approval textarea", "Facts (checked): lit in 1823.");
+  await page.click(".approval button:has-text('Approve')");
+  await page.waitForSelector('#timeline li[data-type="WorkflowCompleted"]', { timeout: 60_000 });
+  const received = await page.textContent('#timeline li[data-type="WorkflowApprovalReceived"]');
+  check(received.includes("edited"), `the edit is recorded: ${received}`);
+  check((await page.textContent("#final-text")).startsWith("Revised draft"), "the pipeline's answer");
+  check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
   console.log("OK");
 } catch (error) {
   console.log(`FAIL ${error.message}`);

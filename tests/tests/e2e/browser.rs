@@ -2,7 +2,9 @@
 //! `tests/browser/`; `scripts/test` installs both): a streaming task renders row for row as its
 //! log, the page recovers from an api restart mid-run without duplicates, an old task replays,
 //! the approval prompt approves a tool call with edited arguments, the pause / resume / cancel
-//! buttons work, and screenshots are kept in `target/browser-artifacts/`.
+//! buttons work, a team's discussion shows each speaker in its colour with the routing reason and
+//! the conversation, a pipeline's checkpoint prompt approves an edited text, and screenshots are
+//! kept in `target/browser-artifacts/`.
 
 use agentflow_tests::api::spawn_api_at;
 use agentflow_tests::harness::test_config;

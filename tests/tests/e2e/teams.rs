@@ -585,3 +585,93 @@ async fn a_worker_killed_mid_turn_resumes_that_turn_without_a_lost_or_repeated_o
     let events = api.paged_events(&path("scribe", &task, "")).await;
     assert_eq!(log, events, "the stream is the log");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_members_tools_and_approvals_name_it_and_a_team_streams_in_one_request() {
+    let mut config = team_config(1);
+    // Mimir gets the calculator, needing approval, and answers by the built-in behaviour
+    // when its script does not match.
+    let mimir = config.agents.get_mut("mimir").unwrap();
+    mimir.tools = vec!["calculator".into()];
+    mimir.require_approval = vec!["calculator".into()];
+    for model in ["scripted-mimir", "scripted-plume"] {
+        let model = config.models.get_mut(model).unwrap();
+        model.script.retain(|rule| rule.when.is_some());
+    }
+    let (_app, api) = app_and_api(config).await;
+    let task = create(&api, "scribe", json!({"query": "Mimir, what is 6*7?"})).await;
+    let mut live = open(&api, "scribe", &task).await;
+    let requested = live.until("WorkflowApprovalRequested").await;
+    assert_eq!(requested.speaker.as_deref(), Some("Mimir"));
+    let EventKind::ApprovalRequested(approval) = &requested.kind else {
+        unreachable!()
+    };
+    assert_eq!(approval.tool_name, "calculator");
+    let decided = post(
+        &api,
+        &path(
+            "scribe",
+            &task,
+            &format!("/approvals/{}", approval.approval_id),
+        ),
+        json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(decided.status, 202, "{}", decided.body);
+    let log = live.rest().await.to_vec();
+    let tool = log
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::ToolCallCompleted(_)))
+        .expect("the calculator ran");
+    assert_eq!(tool.speaker.as_deref(), Some("Mimir"));
+    assert!(answer(&log).contains("42"));
+    assert_speakers_named(&log);
+
+    // Plume does not list the calculator: its tools are its own.
+    let plume = run(
+        &api,
+        "scribe",
+        "Plume: use calculator {\"expression\": \"1+1\"}",
+        json!({}),
+    )
+    .await;
+    assert!(
+        !plume
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ToolCallStarted(_))),
+        "Plume was not offered Mimir's tool"
+    );
+
+    // One request: create, run and stream a team's task.
+    let response = api
+        .http
+        .post(api.url("/api/v1/agents/scribe/tasks/stream"))
+        .json(&json!({"query": "Mimir, tell me about the old lighthouse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let streamed = Live::from_response(response).rest().await.to_vec();
+    assert_eq!(routed(&streamed).1, "explicit_mention_mimir");
+    assert_eq!(speakers(&streamed), vec!["Mimir"]);
+    assert!(matches!(
+        streamed.last().unwrap().kind,
+        EventKind::Completed(_)
+    ));
+
+    // What a team refuses: an agent's overrides, a mode for a sequence.
+    for (team, parameters, mention) in [
+        ("scribe", json!({"model": "scripted"}), "model"),
+        ("scribe", json!({"instructions": "x"}), "instructions"),
+        ("newsroom", json!({"mode": "discussion"}), "sequence"),
+        ("scribe", json!({"require_approval": ["nope"]}), "nope"),
+    ] {
+        let refused = post(
+            &api,
+            &format!("/api/v1/agents/{team}/tasks"),
+            json!({"description": "d", "task_parameters": parameters}),
+        )
+        .await;
+        assert!(problem(&refused, 422).contains(mention), "{parameters}");
+    }
+}
