@@ -66,7 +66,7 @@ function approvalPrompt(d) {
   box.className = "approval";
   box.dataset.approvalId = d.approval_id;
   // A team's checkpoint: the work so far, editable as text, before a member goes on.
-  const checkpoint = d.tool_name === "checkpoint";
+  const checkpoint = d.approval_id.startsWith("checkpoint-");
   box.append(text("p", checkpoint
     ? `Checkpoint before ${d.arguments.before}: approve the work so far (edit it if you like), or reject it back with a comment.`
     : `The agent wants to call ${d.tool_name}. Allow it?`));

@@ -160,6 +160,13 @@ pub enum Scenario {
         #[command(flatten)]
         stack: StackPrograms,
     },
+    /// A three-member discussion (team `panel`) next to one agent (`plume`) answering alone:
+    /// event latency of each, `tasks` tasks at once.
+    Team {
+        /// Tasks of each kind, run at once.
+        #[arg(long, default_value_t = 10)]
+        tasks: usize,
+    },
     /// Every scenario with its defaults (chaos excepted).
     All,
 }
@@ -173,6 +180,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
             vec![scenarios::latency(&target, tasks, subscribers).await?]
         }
         Scenario::Fanout { counts } => vec![scenarios::fanout(&target, &counts).await?],
+        Scenario::Team { tasks } => vec![scenarios::team(&target, tasks).await?],
         Scenario::Idle {
             tasks,
             streams,
@@ -226,6 +234,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
             scenarios::throughput(&target, &cli.temporal, 200, 50).await?,
             scenarios::streaming_cost(&target, 20, 3).await?,
             scenarios::neighbours(&target, 10, cli.worker_pid).await?,
+            scenarios::team(&target, 10).await?,
         ],
     };
     for report in &reports {

@@ -142,6 +142,55 @@ pub async fn latency(target: &Target, tasks: usize, subscribers: usize) -> anyho
     })
 }
 
+/// What the team scenario asks: all three members of `panel` named, so they discuss.
+const PANEL_QUERY: &str = "Plume, Mimir and Sage: tell me about the old lighthouse";
+/// What the single agent of the team scenario answers.
+const ALONE_QUERY: &str = "Tell me about the old lighthouse";
+
+/// A three-member discussion (team `panel`, three member turns in round robin) next to one
+/// agent (`plume`) answering alone: `tasks` streaming tasks of each at once, one subscriber
+/// each; event latency (all, deltas, the rest), time to first event, and each log checked.
+pub async fn team(target: &Target, tasks: usize) -> anyhow::Result<Report> {
+    let mut metrics = serde_json::Map::new();
+    let mut all_violations = Vec::new();
+    for (name, agent, query) in [
+        ("single_agent", "plume", ALONE_QUERY),
+        ("three_member_discussion", "panel", PANEL_QUERY),
+    ] {
+        let target = target.with_agent(agent);
+        let (_, received, logs, first, elapsed) =
+            watched_run(&target, tasks, tasks, true, query).await?;
+        let latencies: Vec<f64> = received
+            .iter()
+            .flat_map(|(_, r)| r.latencies_ms())
+            .collect();
+        let events = latencies.len();
+        metrics.insert(
+            name.into(),
+            json!({
+                "agent": agent,
+                "events_per_task": events as f64 / tasks as f64,
+                "event_latency_ms": Percentiles::of(latencies),
+                "delta_latency_ms": Percentiles::of(of_kind(&received, true)),
+                "workflow_event_latency_ms": Percentiles::of(of_kind(&received, false)),
+                "time_to_first_event_ms": Percentiles::of(first),
+                "wall_s": elapsed.as_secs_f64(),
+            }),
+        );
+        all_violations.extend(
+            violations(&received, &logs)
+                .into_iter()
+                .map(|v| format!("{name}: {v}")),
+        );
+    }
+    Ok(Report {
+        scenario: "team".into(),
+        parameters: json!({"tasks": tasks, "panel_query": PANEL_QUERY, "alone_query": ALONE_QUERY}),
+        metrics: serde_json::Value::Object(metrics),
+        violations: all_violations,
+    })
+}
+
 /// Scenario 2: one streaming task watched by each of `counts` subscribers in turn.
 pub async fn fanout(target: &Target, counts: &[usize]) -> anyhow::Result<Report> {
     let mut rows = serde_json::Map::new();

@@ -79,6 +79,14 @@ impl Target {
         }
     }
 
+    /// The same api, creating tasks of `agent` (an agent or a team).
+    pub fn with_agent(&self, agent: &str) -> Self {
+        Self {
+            agent: agent.to_owned(),
+            ..self.clone()
+        }
+    }
+
     fn tasks(&self) -> String {
         format!("{}/api/v1/agents/{}/tasks", self.base, self.agent)
     }

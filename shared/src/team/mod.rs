@@ -21,6 +21,15 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The most members a team has (each member's agent is copied into the task's input).
 pub const MAX_MEMBERS: usize = 16;
 
+/// The most member turns a discussion may take (`discussion.max_rounds`).
+pub const MAX_ROUNDS: u32 = 64;
+
+/// The most times a sequence's work may go back (`loop_back.max`).
+pub const MAX_LOOP_BACKS: u32 = 16;
+
+/// Names no member or alias may have (folded): the user's, the router's, the forced mode's.
+const RESERVED_NAMES: [&str; 3] = ["user", "router", "discussion"];
+
 /// The forced mode (`task_parameters.mode`) that makes every member discuss.
 pub const FORCED_DISCUSSION: &str = "discussion";
 
@@ -260,6 +269,12 @@ impl TeamConfig {
                 if folded.trim().is_empty() {
                     return fail("a member has an empty name or alias".into());
                 }
+                if RESERVED_NAMES.contains(&folded.trim()) {
+                    return fail(format!(
+                        "`{name}` is reserved (user, router and discussion name the user, the \
+                         router and the forced discussion)"
+                    ));
+                }
                 if let Some(other) = names.insert(folded, member.name.clone()) {
                     return fail(format!(
                         "`{name}` names both `{other}` and `{}`",
@@ -311,26 +326,64 @@ impl TeamConfig {
                 if order.is_empty() {
                     return fail("a sequence needs an order".into());
                 }
+                let mut positions = Vec::new();
                 for name in order {
                     known(name, "order names")?;
+                    let member = self.member(name);
+                    if positions.contains(&member) {
+                        return fail(format!("order names `{name}` twice"));
+                    }
+                    positions.push(member);
                 }
+                let position = |name: &str| positions.iter().position(|m| *m == self.member(name));
                 for name in checkpoints_before {
                     known(name, "checkpoints_before names")?;
+                    if position(name).is_none() {
+                        return fail(format!("checkpoints_before names `{name}`, not in order"));
+                    }
                 }
                 if let Some(back) = loop_back {
                     known(&back.from, "loop_back.from")?;
                     known(&back.to, "loop_back.to")?;
-                    if back.max == 0 {
-                        return fail("loop_back.max must be at least 1".into());
+                    match (position(&back.to), position(&back.from)) {
+                        (Some(to), Some(from)) if to < from => {}
+                        _ => {
+                            return fail(
+                                "loop_back.to must come before loop_back.from in order".into(),
+                            );
+                        }
+                    }
+                    if back.max == 0 || back.max > MAX_LOOP_BACKS {
+                        return fail(format!("loop_back.max must be in 1..={MAX_LOOP_BACKS}"));
                     }
                     if back.approval_phrase.trim().is_empty() {
                         return fail("loop_back needs an approval_phrase".into());
                     }
                 }
+                if matches!(self.discussion.final_answer, FinalAnswer::SummaryBy(_)) {
+                    return fail(
+                        "final_answer.summary_by is for discussions, not sequences".into(),
+                    );
+                }
             }
         }
-        if self.discussion.max_rounds == 0 {
-            return fail("discussion.max_rounds must be at least 1".into());
+        if self
+            .discussion
+            .stop_phrase
+            .as_ref()
+            .is_some_and(|phrase| phrase.trim().is_empty())
+        {
+            return fail("discussion.stop_phrase must not be blank".into());
+        }
+        if self
+            .discussion
+            .max_cost_usd
+            .is_some_and(|cap| !cap.is_finite() || cap <= 0.0)
+        {
+            return fail("discussion.max_cost_usd must be a positive number".into());
+        }
+        if self.discussion.max_rounds == 0 || self.discussion.max_rounds > MAX_ROUNDS {
+            return fail(format!("discussion.max_rounds must be in 1..={MAX_ROUNDS}"));
         }
         if let FinalAnswer::SummaryBy(member) = &self.discussion.final_answer {
             known(member, "final_answer.summary_by")?;
@@ -413,5 +466,29 @@ mod tests {
         let mut shares = scribe();
         shares.members[0].budget_share = Some(1.5);
         assert!(check(&shares).is_err());
+
+        let mut reserved = scribe();
+        reserved.members[0].aliases = vec!["User".into()];
+        assert!(check(&reserved).unwrap_err().contains("reserved"));
+
+        let mut forward = scribe();
+        forward.routing = RoutingConfig::Sequence {
+            order: vec!["Plume".into(), "Mimir".into()],
+            loop_back: Some(LoopBack {
+                from: "Plume".into(),
+                to: "Mimir".into(),
+                approval_phrase: "OK".into(),
+                max: 1,
+            }),
+            checkpoints_before: Vec::new(),
+        };
+        assert!(check(&forward).unwrap_err().contains("before"));
+
+        let mut blank = scribe();
+        blank.discussion.stop_phrase = Some(" ".into());
+        assert!(check(&blank).is_err());
+        let mut endless = scribe();
+        endless.discussion.max_rounds = MAX_ROUNDS + 1;
+        assert!(check(&endless).is_err());
     }
 }

@@ -124,40 +124,44 @@ async fn app_and_api(config: AgentflowConfig) -> (TestApp, TestApi) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_duo_routes_by_name_mention_and_otherwise_asks_its_router() {
     let (_app, api) = app_and_api(team_config(1)).await;
-    let plume = run(
-        &api,
-        "scribe",
+    let routes =
+        |query: &'static str, parameters: Value, speaker: &'static str, reason: &'static str| {
+            let api = &api;
+            async move {
+                let log = run(api, "scribe", query, parameters).await;
+                assert_eq!(
+                    routed(&log),
+                    (vec![speaker.to_owned()], reason.to_owned()),
+                    "{query}"
+                );
+                assert_eq!(speakers(&log), vec![speaker], "{query}");
+                assert_speakers_named(&log);
+                log
+            }
+        };
+    let plume = routes(
         "Plume, a verse about the sea please",
         json!({}),
+        "Plume",
+        "explicit_mention_plume",
     )
     .await;
-    assert_eq!(
-        routed(&plume),
-        (vec!["Plume".into()], "explicit_mention_plume".into())
-    );
-    assert_eq!(speakers(&plume), vec!["Plume"]);
     assert!(answer(&plume).starts_with("A lamp above the tide"));
-    assert_speakers_named(&plume);
-
-    let mimir = run(
-        &api,
-        "scribe",
+    let mimir = routes(
         "Mímir: when was the lighthouse lit?",
         json!({}),
+        "Mimir",
+        "explicit_mention_mimir",
     )
     .await;
-    assert_eq!(
-        routed(&mimir),
-        (vec!["Mimir".into()], "explicit_mention_mimir".into())
-    );
-    assert_eq!(speakers(&mimir), vec!["Mimir"]);
     assert!(answer(&mimir).contains("1823"));
-
-    let router = run(&api, "scribe", "Write a poem about the tide", json!({})).await;
-    assert_eq!(
-        routed(&router),
-        (vec!["Plume".into()], "intent_classifier_auto".into())
-    );
+    let router = routes(
+        "Write a poem about the tide",
+        json!({}),
+        "Plume",
+        "intent_classifier_auto",
+    )
+    .await;
     let router_call = router
         .iter()
         .find(|e| matches!(e.kind, EventKind::LlmCallCompleted(_)))
@@ -424,6 +428,32 @@ async fn budgets_bound_a_discussion_and_a_spent_member_stops_speaking() {
     assert!(after.iter().all(|s| s == "Mimir"), "{after:?}");
     assert_eq!(speakers(&log).len(), 6, "max_rounds");
     assert!(matches!(log.last().unwrap().kind, EventKind::Completed(_)));
+
+    // Named alone once its share is spent, Plume gives way to a member with budget.
+    let task = create(
+        &api,
+        "scribe",
+        json!({"task_parameters": {"conversation": true}}),
+    )
+    .await;
+    let mut live = open(&api, "scribe", &task).await;
+    for query in ["Plume, a verse", "Plume, another verse"] {
+        let sent = post(
+            &api,
+            &path("scribe", &task, "/execute"),
+            json!({"query": query}),
+        )
+        .await;
+        assert_eq!(sent.status, 202, "{}", sent.body);
+        live.until("WorkflowTurnCompleted").await;
+    }
+    assert_eq!(speakers(&live.events), vec!["Plume", "Mimir"]);
+    assert!(
+        live.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::MemberBudgetExhausted(_))
+                && e.speaker.as_deref() == Some("Plume"))
+    );
 
     // The team's budget ends the discussion after its first member turn.
     let first_cost = log

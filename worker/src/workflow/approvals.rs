@@ -166,16 +166,7 @@ pub(super) async fn decisions(
             tool_call_id: call.id.clone(),
             arguments: call.arguments.clone(),
         };
-        ctx.state_mut(|s| s.approvals.request(pending.clone()));
-        emit(
-            ctx,
-            EventKind::ApprovalRequested(ApprovalRequested {
-                approval_id: pending.approval_id,
-                tool_name: pending.tool_name,
-                tool_call_id: pending.tool_call_id,
-                arguments: pending.arguments,
-            }),
-        );
+        ask(ctx, pending);
     }
     let waiting: Vec<String> = ids.iter().flatten().cloned().collect();
     wait_for(ctx, &waiting).await?;
@@ -184,6 +175,20 @@ pub(super) async fn decisions(
             .map(|id| id.as_deref().and_then(|id| s.approvals.decided(id)))
             .collect()
     }))
+}
+
+/// Records that `pending` waits for a decision, and says so in the log.
+fn ask(ctx: &WorkflowContext<AgentTaskWorkflow>, pending: PendingApproval) {
+    ctx.state_mut(|s| s.approvals.request(pending.clone()));
+    emit(
+        ctx,
+        EventKind::ApprovalRequested(ApprovalRequested {
+            approval_id: pending.approval_id,
+            tool_name: pending.tool_name,
+            tool_call_id: pending.tool_call_id,
+            arguments: pending.arguments,
+        }),
+    );
 }
 
 /// Waits, as `waiting_approval`, until every approval in `ids` is decided and announced;
@@ -214,16 +219,7 @@ pub(super) async fn checkpoint(
     pending: PendingApproval,
 ) -> Result<ApprovalRequest, Outcome> {
     let id = pending.approval_id.clone();
-    ctx.state_mut(|s| s.approvals.request(pending.clone()));
-    emit(
-        ctx,
-        EventKind::ApprovalRequested(ApprovalRequested {
-            approval_id: pending.approval_id,
-            tool_name: pending.tool_name,
-            tool_call_id: pending.tool_call_id,
-            arguments: pending.arguments,
-        }),
-    );
+    ask(ctx, pending);
     wait_for(ctx, std::slice::from_ref(&id)).await?;
     ctx.state(|s| s.approvals.decided(&id)).ok_or_else(|| {
         failure(

@@ -359,7 +359,7 @@ impl AgentTaskWorkflow {
     /// Status, step, cost, budget, pending approvals and the last seq.
     #[query]
     pub fn get_current_state(&self, _ctx: &WorkflowContextView) -> TaskState {
-        self.state()
+        self.full_state()
     }
 
     /// The final answer, once there is one.

@@ -80,7 +80,7 @@ pub(super) fn json_bytes(value: &impl serde::Serialize) -> usize {
 /// larger log is archived in history first.
 pub(super) async fn result(ctx: &WorkflowContext<AgentTaskWorkflow>) -> TaskResult {
     let result = ctx.state(|s| {
-        let state = s.state();
+        let state = s.full_state();
         let room = s.payload_room(json_bytes(&state));
         let events_included = s.log.encoded_bytes() <= room;
         TaskResult {

@@ -9,7 +9,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use temporalio_sdk::WorkflowContext;
 
 impl AgentTaskWorkflow {
-    /// The snapshot `get_current_state` and every control update answer with.
+    /// The snapshot `get_current_state` and the result hold: [`Self::state`] with a team's
+    /// discussion.
+    pub(super) fn full_state(&self) -> TaskState {
+        TaskState {
+            team_messages: self.team.messages().to_vec(),
+            ..self.state()
+        }
+    }
+
+    /// The snapshot every control update answers with (without a team's discussion, which
+    /// would weigh on every update's outcome in history).
     pub(super) fn state(&self) -> TaskState {
         let limit = self.budget.limit_usd();
         TaskState {
@@ -27,7 +37,7 @@ impl AgentTaskWorkflow {
             turn: self.turn,
             pending_approvals: self.approvals.pending(),
             first_seq: self.log.first_seq(),
-            team_messages: self.team.messages().to_vec(),
+            team_messages: Vec::new(),
         }
     }
 

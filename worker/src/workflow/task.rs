@@ -8,7 +8,7 @@ use agentflow_shared::mcp::McpTool;
 use agentflow_shared::task::{
     AgentSnapshot, ApprovalDecision, ExecuteRequest, OnBudgetExceeded, Rejection,
 };
-use agentflow_shared::team::{CHECKPOINT_TOOL, checkpoint_schema};
+use agentflow_shared::team::{CHECKPOINT_ID_PREFIX, checkpoint_schema};
 use agentflow_shared::tools::{ToolKind, ToolSettings, builtin_spec};
 use serde_json::Value;
 
@@ -16,7 +16,9 @@ impl AgentTaskWorkflow {
     /// The agent speaking: a team's member (or its router) during its turn, else the task's.
     pub(super) fn agent(&self) -> &AgentSnapshot {
         match (&self.input.team, self.team.speaker()) {
-            (Some(team), Some(Speaker::Member(member))) => &team.members[member],
+            (Some(team), Some(Speaker::Member(member))) => {
+                team.members.get(member).unwrap_or(&self.input.agent)
+            }
             (Some(team), Some(Speaker::Router)) => {
                 team.router.as_ref().unwrap_or(&self.input.agent)
             }
@@ -76,19 +78,20 @@ impl AgentTaskWorkflow {
         ) else {
             return Ok(());
         };
-        match self.tool_schema(tool) {
+        let schema = if decision.approval_id.starts_with(CHECKPOINT_ID_PREFIX) {
+            Some(checkpoint_schema())
+        } else {
+            self.tool_schema(tool)
+        };
+        match schema {
             Some(schema) => check_arguments(&schema, arguments)
                 .map_err(|problem| Rejection::Invalid(format!("arguments: {problem}"))),
             None => Ok(()),
         }
     }
 
-    /// The JSON Schema of `tool`'s arguments: a declared tool's, or a built-in's (a
-    /// checkpoint's edit is `{"text": …}`).
+    /// The JSON Schema of `tool`'s arguments: a declared tool's, or a built-in's.
     pub(super) fn tool_schema(&self, tool: &str) -> Option<Value> {
-        if tool == CHECKPOINT_TOOL && self.input.team.is_some() {
-            return Some(checkpoint_schema());
-        }
         self.tool_settings(tool)
             .parameters
             .or_else(|| builtin_spec(tool).map(|spec| spec.parameters))

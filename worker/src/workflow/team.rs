@@ -319,30 +319,36 @@ impl TeamTurn<'_> {
         ctx.state_mut(|s| s.team.set_speaker(None));
     }
 
-    /// The failure of a turn whose member could not speak.
+    /// The failure of a turn whose member (and, answering alone, every other) has spent its
+    /// share of the team's budget.
     fn spent(&self, member: usize) -> Outcome {
         failure(
             FailureKind::BudgetExceeded,
             format!(
-                "member `{}` has spent its share of the team's budget",
+                "member `{}` has spent its share of the team's budget, and no one can speak \
+                 for it",
                 name(self.team, member)
             ),
         )
     }
 
-    /// One member answers alone.
+    /// One member answers alone; when its budget share is spent, the first other member
+    /// (in member order) that has budget left answers instead.
     async fn alone(
         &mut self,
         ctx: &WorkflowContext<AgentTaskWorkflow>,
         member: usize,
     ) -> Result<String, Outcome> {
-        match self
-            .speak(ctx, member, vec![USER_SPEAKER.into()], None)
-            .await?
-        {
-            Some(said) => Ok(said.text),
-            None => Err(self.spent(member)),
+        let others = (0..self.team.members.len()).filter(|m| *m != member);
+        for speaker in std::iter::once(member).chain(others) {
+            if let Some(said) = self
+                .speak(ctx, speaker, vec![USER_SPEAKER.into()], None)
+                .await?
+            {
+                return Ok(said.text);
+            }
         }
+        Err(self.spent(member))
     }
 
     /// `speakers` discuss in turns until the discussion ends; then its answer is made.
@@ -432,18 +438,25 @@ impl TeamTurn<'_> {
         let mut at = 0;
         let mut loops = 0;
         let mut checkpoint = 0;
-        let mut answer = String::new();
+        // The last member output (its text and round): what a checkpoint shows and edits.
+        let mut last: Option<(String, u32)> = None;
         let mut work: Option<String> = None;
-        // Sent back by the judge: no checkpoint before the member it goes back to.
-        let mut looped = false;
+        // Sent back (by the judge, or by a person's rejection): no checkpoint before the
+        // member the work goes back to.
+        let mut sent_back = false;
         while let Some(&member) = order.get(at) {
-            if !looped && checkpoints.iter().any(|n| config.member(n) == Some(member)) {
+            if !sent_back && checkpoints.iter().any(|n| config.member(n) == Some(member)) {
                 checkpoint += 1;
-                match self.checkpoint(ctx, member, checkpoint).await? {
+                let shown = last.as_ref().map(|(text, _)| text.as_str());
+                match self.checkpoint(ctx, member, checkpoint, shown).await? {
                     Checkpoint::Approved(Some(edited)) => {
-                        ctx.state_mut(|s| s.team.edit_last(edited.clone()));
-                        answer.clone_from(&edited);
-                        work = Some(edited);
+                        if let Some((text, round)) = &mut last {
+                            ctx.state_mut(|s| s.team.edit(self.turn, *round, edited.clone()));
+                            text.clone_from(&edited);
+                            if at.checked_sub(1).map(|p| order[p]) == judged {
+                                work = Some(edited);
+                            }
+                        }
                     }
                     Checkpoint::Approved(None) => {}
                     Checkpoint::Rejected(comment) => {
@@ -465,6 +478,7 @@ impl TeamTurn<'_> {
                             None,
                         );
                         at = previous;
+                        sent_back = true;
                         continue;
                     }
                 }
@@ -475,14 +489,15 @@ impl TeamTurn<'_> {
             let Some(said) = self.speak(ctx, member, vec![audience], None).await? else {
                 return Err(self.spent(member));
             };
-            answer.clone_from(&said.text);
+            last = Some((said.text.clone(), self.round));
             if Some(member) == judged {
                 work = Some(said.text.clone());
             }
+            let mut answer = said.text;
             if let Some((judge, back)) = judge
                 && judge == member
             {
-                if said.text.contains(&back.approval_phrase) || loops >= back.max {
+                if answer.contains(&back.approval_phrase) || loops >= back.max {
                     if at + 1 == order.len()
                         && let Some(work) = &work
                     {
@@ -491,31 +506,33 @@ impl TeamTurn<'_> {
                 } else if let Some(to) = order.iter().position(|m| Some(*m) == judged) {
                     loops += 1;
                     at = to;
-                    looped = true;
+                    sent_back = true;
                     continue;
                 }
             }
-            looped = false;
+            if at + 1 == order.len() {
+                return Ok(answer);
+            }
+            sent_back = false;
             at += 1;
         }
-        Ok(answer)
+        Err(failure(
+            FailureKind::Internal,
+            "a sequence ended without a member's answer".into(),
+        ))
     }
 
-    /// Waits for a person at the checkpoint before `member` (the `n`-th of the turn).
+    /// Waits for a person at the checkpoint before `member` (the `n`-th of the turn), showing
+    /// `work` (the last member's output; none before the first member).
     async fn checkpoint(
         &self,
         ctx: &WorkflowContext<AgentTaskWorkflow>,
         member: usize,
         n: u32,
+        work: Option<&str>,
     ) -> Result<Checkpoint, Outcome> {
         let id = format!("{CHECKPOINT_ID_PREFIX}{}-{n}", self.turn);
-        let text = ctx.state(|s| {
-            s.team
-                .messages()
-                .last()
-                .map(|m| m.content.clone())
-                .unwrap_or_default()
-        });
+        let text = work.unwrap_or_default();
         let decision = approvals::checkpoint(
             ctx,
             PendingApproval {

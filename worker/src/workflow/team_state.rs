@@ -4,6 +4,12 @@
 use agentflow_shared::llm::{ChatMessage, Role};
 use agentflow_shared::task::{TeamMessage, TeamSnapshot, USER_SPEAKER, trim_messages};
 
+/// What a member reads first when the discussion it sees starts with its own message.
+const EARLIER: &str = "(The start of the discussion was dropped to keep it short.)";
+
+/// What a member reads when it speaks again right after itself.
+const AGAIN: &str = "It is your turn again.";
+
 /// Who is speaking in a team task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Speaker {
@@ -77,19 +83,27 @@ impl TeamState {
         self.member_costs[member] += cost_usd;
     }
 
-    /// Records a message, keeping the discussion within `limit` bytes (oldest dropped).
+    /// Records a message, keeping the discussion within half of `limit` bytes (oldest
+    /// dropped), so a member's view of it — with instructions and name prefixes — stays
+    /// within the conversation bound `limit`.
     pub(super) fn say(&mut self, message: TeamMessage, member: Option<usize>, limit: usize) {
         self.messages.push(message);
-        trim_messages(&mut self.messages, limit);
+        trim_messages(&mut self.messages, limit / 2);
         if member.is_some() {
             self.last_speaker = member;
         }
     }
 
-    /// Replaces the text of the last message (a person's edit at a checkpoint).
-    pub(super) fn edit_last(&mut self, content: String) {
-        if let Some(last) = self.messages.last_mut() {
-            last.content = content;
+    /// Replaces the text of the member message of `turn` and `round` (a person's edit at a
+    /// checkpoint; the edit itself is in the log's `WorkflowApprovalReceived`).
+    pub(super) fn edit(&mut self, turn: u32, round: u32, content: String) {
+        if let Some(message) = self
+            .messages
+            .iter_mut()
+            .rev()
+            .find(|m| m.turn == turn && m.round == round && m.speaker != USER_SPEAKER)
+        {
+            message.content = content;
         }
     }
 
@@ -157,6 +171,15 @@ impl TeamState {
         if let Some(extra) = extra {
             push(Role::User, extra.to_owned());
         }
+        // Every vendor wants the user first and last: a view that trimming left starting with
+        // the member's own message, or that ends with it (it speaks twice in a row), gets a
+        // word from the user.
+        if view.get(1).is_some_and(|m| m.role == Role::Assistant) {
+            view.insert(1, ChatMessage::text(Role::User, EARLIER.to_owned()));
+        }
+        if view.last().is_some_and(|m| m.role == Role::Assistant) {
+            view.push(ChatMessage::text(Role::User, AGAIN.to_owned()));
+        }
         view
     }
 }
@@ -217,6 +240,8 @@ mod tests {
             "consecutive user messages merged"
         );
         assert_eq!(state.last_speaker(), Some(1));
+        let again = state.member_view(&team, 1, None);
+        assert_eq!(again.last().unwrap().content.as_deref(), Some(AGAIN));
     }
 
     #[test]
