@@ -97,7 +97,12 @@ try {
   await page.click("#run");
   await page.waitForFunction(() => (document.querySelector(".llm-text")?.textContent.length ?? 0) > 10);
   await page.click("#pause");
-  await page.waitForSelector('#timeline li[data-type="WorkflowPaused"]', { timeout: 60_000 });
+  await page.waitForSelector('#timeline li[data-type="WorkflowPaused"]', { timeout: 60_000 }).catch(async (error) => {
+    // Say what the page saw instead: a refused pause, or the last rows.
+    const refused = await page.textContent("#control-error");
+    const rows = await page.$$eval("#timeline li", (items) => items.slice(-5).map((li) => li.dataset.type));
+    throw new Error(`${error.message.split("\n")[0]} (control error: ${refused}; last rows: ${rows})`);
+  });
   check(await page.isEnabled("#resume"), "resume is offered while paused");
   check(await page.isDisabled("#pause"), "pause is not offered while paused");
   await page.click("#resume");
