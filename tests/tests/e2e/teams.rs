@@ -705,3 +705,74 @@ async fn a_members_tools_and_approvals_name_it_and_a_team_streams_in_one_request
         assert!(problem(&refused, 422).contains(mention), "{parameters}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_discussion_ends_at_its_cost_cap_or_is_summarised_by_a_named_member() {
+    use agentflow_shared::team::FinalAnswer;
+    let ended = |log: &[Event]| {
+        log.iter()
+            .find_map(|e| match &e.kind {
+                EventKind::DiscussionEnded(ended) => Some(ended.clone()),
+                _ => None,
+            })
+            .expect("the discussion ended")
+    };
+
+    // Summarised by Mimir: one more member turn after the discussion, and it is the answer.
+    let mut config = team_config(1);
+    config
+        .teams
+        .get_mut("scribe")
+        .unwrap()
+        .discussion
+        .final_answer = FinalAnswer::SummaryBy("Mimir".into());
+    let (_app, api) = app_and_api(config).await;
+    let log = run(
+        &api,
+        "scribe",
+        "Plume and Mimir, tell me about the old lighthouse",
+        json!({}),
+    )
+    .await;
+    assert_eq!(speakers(&log), vec!["Plume", "Mimir", "Plume", "Mimir"]);
+    let summary_at = log
+        .iter()
+        .rposition(|e| matches!(e.kind, EventKind::MemberMessage(_)))
+        .unwrap();
+    let ended_at = log
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::DiscussionEnded(_)))
+        .unwrap();
+    assert!(ended_at < summary_at, "the summary follows the discussion");
+    assert_eq!(ended(&log).rounds, 3);
+    let EventKind::MemberMessage(summary) = &log[summary_at].kind else {
+        unreachable!()
+    };
+    assert_eq!(answer(&log), summary.content);
+
+    // A cost cap below two turns' cost ends the discussion after the turn that reaches it.
+    let first_cost = log
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::MemberMessage(m) => Some(m.cost_usd),
+            _ => None,
+        })
+        .unwrap();
+    let mut config = team_config(1);
+    let discussion = &mut config.teams.get_mut("scribe").unwrap().discussion;
+    discussion.max_cost_usd = Some(first_cost * 1.5);
+    discussion.stop_phrase = None;
+    let (_app, api) = app_and_api(config).await;
+    let log = run(
+        &api,
+        "scribe",
+        "Plume and Mimir, tell me about the old lighthouse",
+        json!({}),
+    )
+    .await;
+    let ended = ended(&log);
+    assert_eq!(serde_json::to_value(ended.reason).unwrap(), "cost_cap");
+    assert_eq!(speakers(&log), vec!["Plume", "Mimir"]);
+    assert!(ended.cost_usd >= first_cost * 1.5);
+    assert!(matches!(log.last().unwrap().kind, EventKind::Completed(_)));
+}
