@@ -2,7 +2,6 @@
 //! member the last message names) and when it ends (max rounds, a stop phrase, a cost cap, or
 //! no member left with budget) — deterministic, so the workflow can replay it.
 
-use super::mentions::mentions;
 use super::routing::Addressee;
 use super::{DiscussionConfig, SpeakerSelection};
 
@@ -93,14 +92,7 @@ impl Discussion {
                 .speakers
                 .iter()
                 .enumerate()
-                .filter(|(i, member)| {
-                    *i != last && {
-                        let m = &members[**member];
-                        let mut names: Vec<&str> = vec![m.name];
-                        names.extend(m.aliases.iter().map(String::as_str));
-                        mentions(last_message, &names)
-                    }
-                })
+                .filter(|(i, member)| *i != last && members[**member].named_in(last_message))
                 .map(|(_, member)| *member)
                 .collect();
             if let [one] = named.as_slice()

@@ -51,7 +51,8 @@ pub struct Addressee<'a> {
 }
 
 impl Addressee<'_> {
-    fn named_in(&self, text: &str) -> bool {
+    /// Whether `text` names this member (by name or alias, as [`mentions`] reads it).
+    pub fn named_in(&self, text: &str) -> bool {
         let mut names: Vec<&str> = vec![self.name];
         names.extend(self.aliases.iter().map(String::as_str));
         mentions(text, &names)

@@ -21,7 +21,6 @@ use agentflow_shared::team::discussion::Discussion;
 use agentflow_shared::team::events::{
     DiscussionEnded, MemberBudgetExhausted, MemberMessage, MemberTurnStarted, Routed,
 };
-use agentflow_shared::team::mentions::mentions;
 use agentflow_shared::team::routing::{Route, RoutingReason, route, router_choice};
 use agentflow_shared::team::{
     CHECKPOINT_ID_PREFIX, CHECKPOINT_TOOL, FinalAnswer, LoopBack, RoutingConfig,
@@ -284,17 +283,11 @@ impl TeamTurn<'_> {
     fn named_in(&self, text: &str, speaker: usize) -> Vec<String> {
         self.team
             .team
-            .members
+            .addressees()
             .iter()
             .enumerate()
-            .filter(|(i, m)| {
-                *i != speaker && {
-                    let mut names = vec![m.name.as_str()];
-                    names.extend(m.aliases.iter().map(String::as_str));
-                    mentions(text, &names)
-                }
-            })
-            .map(|(_, m)| m.name.clone())
+            .filter(|(i, m)| *i != speaker && m.named_in(text))
+            .map(|(_, m)| m.name.to_owned())
             .collect()
     }
 
