@@ -24,6 +24,13 @@ pub enum ApiError {
     /// Malformed request (syntax, bad cursor, bad token …) → 400.
     #[error("{0}")]
     BadRequest(String),
+    /// No credential, or one that is not valid (unknown, revoked, forged or expired) → 401
+    /// with `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The credential lacks the scope, or the request is cross-site → 403.
+    #[error("{0}")]
+    Forbidden(String),
     /// Unknown agent, task, or a task of another agent → 404.
     #[error("{0}")]
     NotFound(String),
@@ -73,6 +80,8 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -133,6 +142,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Self::Unauthorized(_) = &self {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"agentflow\""),
+            );
+        }
         if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()

@@ -1,6 +1,8 @@
 //! The agentflow api: REST for agents and tasks, and each task's live event stream (SSE).
 //!
 //! - [`startup`]: `Application::build / port / run_until_stopped`, and `run(listener, …)`.
+//! - [`auth`]: API keys, stream tokens and sessions, the scope of each route, CSRF refusal,
+//!   per-tenant rates and streams.
 //! - [`routes`]: `app(state) -> Router` and the handlers (agents, tasks, events, health).
 //! - [`relay`]: one relay per task per process, shared by all its subscribers.
 //! - [`temporal`]: the Temporal RPCs the api makes, counted.
@@ -13,6 +15,7 @@
 //! - [`extract`]: JSON body and query extractors with problem+json rejections.
 //! - [`openapi`]: the generated OpenAPI document.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;

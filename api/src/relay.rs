@@ -21,7 +21,7 @@ use agentflow_client::EventsQuery;
 use agentflow_client::progress::CallProgress;
 use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::event::{ErrorInfo, Event, EventKind, Failed, FailureKind, Reason};
-use agentflow_shared::ids::{AgentId, Seq, TaskId};
+use agentflow_shared::ids::{AgentId, Seq, TaskId, TenantId};
 use agentflow_shared::log::{Appended, EventLog, LogError};
 use agentflow_shared::task::{EventsPage, EventsRange, TaskResult};
 use bytes::Bytes;
@@ -133,6 +133,7 @@ struct Life {
 pub struct Relay {
     task_id: TaskId,
     agent_id: Option<AgentId>,
+    tenant: Option<TenantId>,
     log: RwLock<RelayLog>,
     published: watch::Sender<usize>,
     caught_up: watch::Sender<bool>,
@@ -154,6 +155,12 @@ impl Subscription {
     /// The task's agent, as recorded in its search attributes.
     pub fn agent_id(&self) -> Option<&AgentId> {
         self.relay.agent_id.as_ref()
+    }
+
+    /// The task's tenant, as recorded in its search attributes (`None`: created before
+    /// tenancy).
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.relay.tenant.as_ref()
     }
 
     /// Up to `max` frames with `seq > after`.
@@ -1138,6 +1145,7 @@ impl Registry {
         let relay = Arc::new(Relay {
             task_id: task,
             agent_id: description.agent_id.clone(),
+            tenant: description.tenant.clone(),
             log: RwLock::default(),
             published,
             caught_up,
@@ -1227,6 +1235,7 @@ mod tests {
         Arc::new(Relay {
             task_id,
             agent_id: None,
+            tenant: None,
             log: RwLock::default(),
             published: watch::channel(0).0,
             caught_up: watch::channel(false).0,

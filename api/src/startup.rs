@@ -1,5 +1,6 @@
 //! `Application`: build (bind, connect), port, run until stopped.
 
+use crate::auth::AuthState;
 use crate::error::ApiError;
 use crate::relay::{Registry, RelaySettings};
 use crate::routes::app;
@@ -41,11 +42,12 @@ impl Application {
     /// Binds `config.api.listen` (port 0 picks a free port), starts connecting to the bus (in
     /// the background) and prepares the state.
     pub async fn build(config: AgentflowConfig, client: Client) -> std::io::Result<Self> {
+        refuse_open_network(&config)?;
         let listener = TcpListener::bind(&config.api.listen).await?;
         let bus = Bus::start(&config.bus)
             .await
             .map_err(std::io::Error::other)?;
-        Ok(Self::with_listener(listener, config, client, bus))
+        Self::with_listener(listener, config, client, bus)
     }
 
     /// Uses an already bound listener and this bus.
@@ -54,7 +56,8 @@ impl Application {
         config: AgentflowConfig,
         client: Client,
         bus: Option<Bus>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        let auth = AuthState::start(&config.auth, &config.limits).map_err(std::io::Error::other)?;
         let settings = RelaySettings {
             describe_interval: Duration::from_millis(config.api.describe_interval_ms.max(1)),
             max_describe_interval: Duration::from_millis(
@@ -80,12 +83,13 @@ impl Application {
             handler_rpcs: Arc::default(),
             shutting_down: shutdown_seen,
             connections: Arc::default(),
+            auth,
         };
-        Self {
+        Ok(Self {
             listener,
             state,
             shutting_down,
-        }
+        })
     }
 
     /// The port it listens on.
@@ -105,6 +109,37 @@ impl Application {
         })
         .await
     }
+}
+
+/// With auth off, refuses to listen on a non-loopback address (anyone who reaches it could do
+/// anything) unless `auth.allow_unauthenticated_network` says so.
+fn refuse_open_network(config: &AgentflowConfig) -> std::io::Result<()> {
+    if config.auth.enabled || config.auth.allow_unauthenticated_network {
+        return Ok(());
+    }
+    let host = config
+        .api
+        .listen
+        .rsplit_once(':')
+        .map_or(config.api.listen.as_str(), |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "refusing to listen on {} with auth off: anyone who can reach it could read and \
+             control every task. Turn auth on ([auth] enabled = true, with keys), listen on \
+             127.0.0.1, or set auth.allow_unauthenticated_network = true",
+            config.api.listen
+        ),
+    ))
 }
 
 /// Serves the api on `listener` until `shutdown` resolves. The state's `shutting_down` must

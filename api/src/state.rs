@@ -1,5 +1,6 @@
 //! `AppState`: what every handler shares.
 
+use crate::auth::AuthState;
 use crate::relay::Registry;
 use crate::temporal::RpcCounters;
 use agentflow_shared::config::AgentflowConfig;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub handler_rpcs: Arc<RpcCounters>,
     /// Becomes `true` when the server shuts down; open streams then end so clients reconnect.
     pub shutting_down: tokio::sync::watch::Receiver<bool>,
+    /// Keys, token signing and per-tenant usage.
+    pub auth: AuthState,
     /// HTTP connections open now (kept by the accept loop).
     pub connections: Arc<AtomicUsize>,
 }

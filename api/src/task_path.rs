@@ -1,23 +1,27 @@
 //! `TaskPath`: the `{agent_id}` and `{task_id}` of a task's route, checked once for every
-//! handler — a task id that is not a UUID and an agent that is not configured are 404s.
+//! handler — a task id that is not a UUID, an agent that is not configured and a task of
+//! another tenant are 404s (no existence leak).
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::PathParams;
 use crate::state::AppState;
 use crate::temporal::{self, DescribeError, TaskDescription};
-use agentflow_shared::ids::{AgentId, TaskId};
+use agentflow_shared::ids::{AgentId, TaskId, TenantId};
 use agentflow_shared::task::TaskStatus;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::Deserialize;
 
-/// The task a route names, of an agent that exists.
+/// The task a route names, of an agent that exists, as the caller's tenant sees it.
 #[derive(Debug, Clone)]
 pub struct TaskPath {
     /// The agent.
     pub agent: AgentId,
     /// The task.
     pub task: TaskId,
+    /// The caller's tenant: a task of another is not found.
+    pub tenant: TenantId,
 }
 
 /// The path parameters by name (a route may have more, e.g. `{approval_id}`).
@@ -34,15 +38,22 @@ impl FromRequestParts<AppState> for TaskPath {
         let PathParams(raw) = PathParams::<RawTaskPath>::from_request_parts(parts, state).await?;
         let task = parse_task_id(&raw.task_id)?;
         check_agent(state, &raw.agent_id)?;
+        let caller = Caller::from_request_parts(parts, state).await?;
         Ok(Self {
             agent: AgentId(raw.agent_id),
             task,
+            tenant: caller.tenant,
         })
     }
 }
 
 impl TaskPath {
-    /// Describes the task's workflow; a task of another agent is not found.
+    /// Whether a task of `tenant` (`None`: created before tenancy) is this caller's.
+    pub fn sees(&self, state: &AppState, tenant: Option<&TenantId>) -> bool {
+        tenant.unwrap_or(&state.config.auth.default_tenant) == &self.tenant
+    }
+
+    /// Describes the task's workflow; a task of another agent or tenant is not found.
     pub async fn describe(&self, state: &AppState) -> Result<TaskDescription, ApiError> {
         let task = self.task;
         let agent = &self.agent;
@@ -62,7 +73,9 @@ impl TaskPath {
             }
         })?;
         match &description.agent_id {
-            Some(id) if id == agent => Ok(description),
+            Some(id) if id == agent && self.sees(state, description.tenant.as_ref()) => {
+                Ok(description)
+            }
             _ => Err(not_found()),
         }
     }

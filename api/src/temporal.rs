@@ -1,10 +1,10 @@
 //! Thin wrappers over the Temporal RPCs the api makes, each counted in [`RpcCounters`].
 
 use agentflow_client::progress::CallProgress;
-use agentflow_client::search::{AGENT_ID, TASK_STATUS};
+use agentflow_client::search::{AGENT_ID, TASK_STATUS, TENANT_ID};
 use agentflow_client::workflow as contract;
 use agentflow_shared::event::Event;
-use agentflow_shared::ids::{AgentId, TaskId};
+use agentflow_shared::ids::{AgentId, TaskId, TenantId};
 use agentflow_shared::task::TaskStatus;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +18,9 @@ use temporalio_common::protos::temporal::api::enums::v1::{
 };
 use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
 use temporalio_common::protos::temporal::api::workflowservice::v1::{
-    DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse, GetSystemInfoRequest,
-    GetWorkflowExecutionHistoryRequest, GetWorkflowExecutionHistoryResponse,
-    ListWorkflowExecutionsRequest,
+    CountWorkflowExecutionsRequest, DescribeWorkflowExecutionRequest,
+    DescribeWorkflowExecutionResponse, GetSystemInfoRequest, GetWorkflowExecutionHistoryRequest,
+    GetWorkflowExecutionHistoryResponse, ListWorkflowExecutionsRequest,
 };
 
 /// Counts of Temporal RPCs made by this api process, by kind (they feed the benchmark).
@@ -117,6 +117,8 @@ pub fn result_options(timeout: Duration) -> temporalio_client::WorkflowGetResult
 pub struct TaskDescription {
     /// The agent (search attribute `AgentId`).
     pub agent_id: Option<AgentId>,
+    /// The tenant (search attribute `TenantId`; absent on tasks created before tenancy).
+    pub tenant: Option<TenantId>,
     /// Whether the workflow is still running.
     pub running: bool,
     /// The Temporal status of the workflow.
@@ -206,6 +208,37 @@ pub fn task_fields(
     (agent, status, started)
 }
 
+/// The tenant of a visibility or describe record (`None`: created before tenancy).
+pub fn tenant_of(info: &WorkflowExecutionInfo) -> Option<TenantId> {
+    let attributes = info.search_attributes.as_ref().map(|s| &s.indexed_fields);
+    keyword(attributes.and_then(|a| a.get(TENANT_ID.name()))).and_then(|t| t.parse().ok())
+}
+
+/// The visibility clause selecting `tenant`'s tasks; the default tenant's include those
+/// created before tenancy (no `TenantId`).
+pub fn tenant_clause(tenant: &TenantId, default: &TenantId) -> String {
+    let name = TENANT_ID.name();
+    if tenant == default {
+        format!("({name} = '{tenant}' OR {name} IS NULL)")
+    } else {
+        format!("{name} = '{tenant}'")
+    }
+}
+
+/// Counts the workflows matching `query` in visibility.
+pub async fn count(client: &Client, query: String, timeout: Duration) -> Result<i64, Status> {
+    let mut client = client.clone();
+    let namespace = temporalio_client::NamespacedClient::namespace(&client);
+    let mut request = CountWorkflowExecutionsRequest { namespace, query }.into_request();
+    request.set_timeout(timeout);
+    Ok(
+        WorkflowService::count_workflow_executions(&mut client, request)
+            .await?
+            .into_inner()
+            .count,
+    )
+}
+
 /// Describes a task's workflow, giving up after `timeout`.
 pub async fn describe(
     client: &Client,
@@ -234,10 +267,12 @@ pub async fn describe(
         .into_inner();
     let info = raw.workflow_execution_info.clone().unwrap_or_default();
     let (agent_id, task_status, started_at) = task_fields(&info);
+    let tenant = tenant_of(&info);
     let workflow_status = WorkflowExecutionStatus::try_from(info.status)
         .unwrap_or(WorkflowExecutionStatus::Unspecified);
     Ok(TaskDescription {
         agent_id,
+        tenant,
         running: workflow_status == WorkflowExecutionStatus::Running,
         workflow_status,
         task_status,

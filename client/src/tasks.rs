@@ -1,10 +1,10 @@
 //! Creating tasks: resolve the agent snapshot from the config and start the workflow.
 //! Used by the api, the tests and anyone starting tasks from Rust.
 
-use crate::search::{AGENT_ID, TASK_STATUS, USER_ID};
+use crate::search::{AGENT_ID, TASK_STATUS, TENANT_ID, USER_ID};
 use crate::workflow::AgentTask;
 use agentflow_shared::config::{AgentConfig, AgentflowConfig};
-use agentflow_shared::ids::{AgentId, TaskId};
+use agentflow_shared::ids::{AgentId, TaskId, TenantId};
 use agentflow_shared::task::{
     AgentSnapshot, ROUTER_SPEAKER, RunSettings, TaskInput, TaskParameters, TaskStatus, TeamSnapshot,
 };
@@ -21,6 +21,8 @@ pub struct NewTask {
     pub description: String,
     /// Who creates it.
     pub user_id: Option<String>,
+    /// The tenant it belongs to.
+    pub tenant: Option<TenantId>,
     /// A query to run at once.
     pub query: Option<String>,
     /// Per-task overrides.
@@ -39,6 +41,9 @@ pub enum CreateTaskError {
     /// A parameter is out of range.
     #[error("{0}")]
     InvalidParameter(String),
+    /// A parameter asks for more than the operator's `[limits.agents.<id>]` allow.
+    #[error("{0}")]
+    OutsideLimit(String),
     /// Temporal refused or failed the start (e.g. the id is taken).
     #[error("starting the workflow failed: {0}")]
     Start(#[from] temporalio_client::errors::WorkflowStartError),
@@ -52,6 +57,7 @@ pub fn task_input(
     task: NewTask,
 ) -> Result<TaskInput, CreateTaskError> {
     check_limits(&task.parameters)?;
+    check_request_limits(config, agent_id, &task.parameters)?;
     if let Some(team) = config.teams.get(agent_id.as_str()) {
         return team_input(config, agent_id, team, task);
     }
@@ -94,6 +100,100 @@ fn check_limits(parameters: &TaskParameters) -> Result<(), CreateTaskError> {
     {
         return Err(CreateTaskError::InvalidParameter(
             "task_parameters.budget_usd must be a positive number".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// In `[limits.agents.<id>] models`: any configured model.
+pub const ANY_MODEL: &str = "*";
+
+/// What a request for `agent_id` may ask for: `[limits.agents.<id>]`, by default only the
+/// agent's (or team's) own model, budget and step limit.
+pub struct AllowedRequest<'a> {
+    /// Models it may choose.
+    pub models: Vec<&'a str>,
+    /// The largest budget, USD.
+    pub max_budget_usd: f64,
+    /// The largest step limit.
+    pub max_steps: u32,
+}
+
+/// The limits of requests for `agent_id`; `None` when it is neither an agent nor a team.
+pub fn allowed_request<'a>(
+    config: &'a AgentflowConfig,
+    agent_id: &AgentId,
+) -> Option<AllowedRequest<'a>> {
+    let id = agent_id.as_str();
+    let (own_models, own_budget, own_steps): (Vec<&str>, f64, u32) =
+        if let Some(agent) = config.agents.get(id) {
+            (
+                vec![agent.model.as_str()],
+                agent.budget_usd,
+                agent.max_steps,
+            )
+        } else {
+            let team = config.teams.get(id)?;
+            let steps = team
+                .members
+                .iter()
+                .filter_map(|m| config.agents.get(m.agent.as_str()))
+                .map(|a| a.max_steps)
+                .max()
+                .unwrap_or(1);
+            (Vec::new(), team.budget_usd, steps)
+        };
+    let limits = config.limits.agents.get(id);
+    let models = match limits {
+        Some(l) if !l.models.is_empty() => l.models.iter().map(String::as_str).collect(),
+        _ => own_models,
+    };
+    Some(AllowedRequest {
+        models,
+        max_budget_usd: limits.and_then(|l| l.max_budget_usd).unwrap_or(own_budget),
+        max_steps: limits.and_then(|l| l.max_steps).unwrap_or(own_steps),
+    })
+}
+
+/// Refuses a model, budget or step limit above what `[limits.agents.<id>]` allows.
+fn check_request_limits(
+    config: &AgentflowConfig,
+    agent_id: &AgentId,
+    parameters: &TaskParameters,
+) -> Result<(), CreateTaskError> {
+    let Some(allowed) = allowed_request(config, agent_id) else {
+        return Err(CreateTaskError::UnknownAgent(agent_id.clone()));
+    };
+    let outside = |message: String| Err(CreateTaskError::OutsideLimit(message));
+    if let Some(model) = &parameters.model
+        && config.models.contains_key(model)
+        && !allowed
+            .models
+            .iter()
+            .any(|m| *m == model.as_str() || *m == ANY_MODEL)
+    {
+        return outside(format!(
+            "task_parameters.model: `{model}` is not allowed for `{agent_id}` \
+             (limits.agents.{agent_id}.models: {})",
+            allowed.models.join(", ")
+        ));
+    }
+    if let Some(budget) = parameters.budget_usd
+        && budget > allowed.max_budget_usd
+    {
+        return outside(format!(
+            "task_parameters.budget_usd: {budget} is above the limit for `{agent_id}` \
+             (limits.agents.{agent_id}.max_budget_usd: {})",
+            allowed.max_budget_usd
+        ));
+    }
+    if let Some(steps) = parameters.max_steps
+        && steps > allowed.max_steps
+    {
+        return outside(format!(
+            "task_parameters.max_steps: {steps} is above the limit for `{agent_id}` \
+             (limits.agents.{agent_id}.max_steps: {})",
+            allowed.max_steps
         ));
     }
     Ok(())
@@ -239,6 +339,7 @@ fn input(
         task_id: task.id.unwrap_or_default(),
         description: task.description,
         user_id: task.user_id,
+        tenant: task.tenant,
         query: task.query.filter(|q| !q.trim().is_empty()),
         agent,
         parameters: task.parameters,
@@ -262,6 +363,9 @@ pub async fn start_task(
     ];
     if let Some(user) = &input.user_id {
         attributes.push(USER_ID.value_set(user.clone()));
+    }
+    if let Some(tenant) = &input.tenant {
+        attributes.push(TENANT_ID.value_set(tenant.to_string()));
     }
     let options = WorkflowStartOptions::new(task_queue, input.task_id.workflow_id())
         .search_attributes(SearchAttributes::new(attributes))

@@ -2,6 +2,7 @@
 //! environment overrides (nested keys split by `__`, e.g. `AGENTFLOW_WORKER__TASK_QUEUE`).
 
 use crate::mcp::McpServerConfig;
+use crate::security::{AuthSettings, LimitsSettings};
 use crate::team::TeamConfig;
 use crate::tools::ToolConfig;
 use figment::Figment;
@@ -57,6 +58,12 @@ pub struct AgentflowConfig {
     /// progress; see ARCHITECTURE.md).
     #[serde(default)]
     pub teams: BTreeMap<String, TeamConfig>,
+    /// API keys, tenants and stream tokens.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// What requests may ask for and use.
+    #[serde(default)]
+    pub limits: LimitsSettings,
 }
 
 /// How long a prompt-cache entry lives (Anthropic).
@@ -500,6 +507,9 @@ pub struct ApiSettings {
     /// A request's headers and body must arrive within this long: a late body gets 408, late
     /// headers get the connection closed.
     pub request_read_timeout_secs: u64,
+    /// Origins allowed to call the api from a browser (CORS), e.g. `https://app.example`;
+    /// none by default. A state-changing request from any other origin is refused.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -521,6 +531,7 @@ impl Default for ApiSettings {
             max_streams_per_task: 10_000,
             max_relays: 4096,
             request_read_timeout_secs: 30,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -717,6 +728,24 @@ impl AgentflowConfig {
         for (id, team) in &self.teams {
             team.validate(id, &agents, &models)
                 .map_err(ConfigError::Invalid)?;
+        }
+        self.auth.validate().map_err(ConfigError::Invalid)?;
+        self.limits.validate().map_err(ConfigError::Invalid)?;
+        for (id, limits) in &self.limits.agents {
+            if !self.agents.contains_key(id) && !self.teams.contains_key(id) {
+                return Err(ConfigError::Invalid(format!(
+                    "[limits.agents.{id}]: no agent or team `{id}`"
+                )));
+            }
+            if let Some(model) = limits
+                .models
+                .iter()
+                .find(|m| *m != "*" && !self.models.contains_key(*m))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "[limits.agents.{id}]: model `{model}` is not under [models]"
+                )));
+            }
         }
         self.worker.limits.validate()?;
         self.bus.validate(&self.worker)

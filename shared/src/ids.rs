@@ -89,6 +89,68 @@ impl From<&str> for AgentId {
     }
 }
 
+/// A tenant: every task belongs to one, and a key sees only its tenant's tasks. 1 to 64 of
+/// `a-z`, `0-9`, `_` and `-` (it is a search attribute value and part of bus subjects).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let valid = (1..=64).contains(&value.len())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if valid {
+            Ok(Self(value))
+        } else {
+            Err(format!(
+                "tenant `{value}`: use 1 to 64 of a-z, 0-9, `_` and `-`"
+            ))
+        }
+    }
+}
+
+impl FromStr for TenantId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The public id of an API key (the part of the key before its secret), e.g. `k7f3a9c21`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyId(pub String);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Position of an event in a task's log: dense, starting at 1.
 #[derive(
     Debug,
@@ -140,5 +202,13 @@ mod tests {
         assert!(id.workflow_id().starts_with("agent-task-"));
         assert_eq!(TaskId::from_workflow_id(&id.workflow_id()), Some(id));
         assert_eq!(TaskId::from_workflow_id("other-123"), None);
+    }
+
+    #[test]
+    fn tenant_ids_are_narrow() {
+        assert!("acme-1_x".parse::<TenantId>().is_ok());
+        for bad in ["", "Acme", "a.b", "a b", "a*", &"a".repeat(65)] {
+            assert!(bad.parse::<TenantId>().is_err(), "{bad:?}");
+        }
     }
 }

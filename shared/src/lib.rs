@@ -11,6 +11,8 @@
 //! - [`mcp`]: MCP servers under `[mcp_servers.<name>]` and the tool catalog a task fixes.
 //! - [`team`]: teams of agents under `[teams.<id>]` (members, routing by mention or in
 //!   sequence, discussions), and the routing rules.
+//! - [`security`]: `[auth]` (API keys, scopes, tenants, token secrets) and `[limits]` (what a
+//!   request may ask for, what a tenant may use).
 //! - [`nullable`]: decoding `null` lists as empty.
 //! - [`sse`]: Server-Sent Events framing of events.
 
@@ -21,6 +23,7 @@ pub mod llm;
 pub mod log;
 pub mod mcp;
 pub mod nullable;
+pub mod security;
 pub mod sse;
 pub mod task;
 pub mod team;
@@ -28,5 +31,5 @@ pub mod tools;
 
 pub use config::{AgentConfig, AgentflowConfig, ConfigError, ModelConfig, ProviderKind};
 pub use event::{Event, EventKind};
-pub use ids::{AgentId, Seq, TaskId};
+pub use ids::{AgentId, KeyId, Seq, TaskId, TenantId};
 pub use log::EventLog;

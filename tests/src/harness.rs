@@ -42,6 +42,24 @@ pub fn test_config() -> AgentflowConfig {
     let mut other = config.agents["assistant"].clone();
     other.name = "Other".into();
     config.agents.insert("other".into(), other);
+    // Requests may choose any model, budget and step limit (the security tests set their own
+    // `[limits.agents]`; the shipped defaults allow only an agent's own).
+    let ids: Vec<String> = config
+        .agents
+        .keys()
+        .chain(config.teams.keys())
+        .cloned()
+        .collect();
+    for id in ids {
+        config.limits.agents.insert(
+            id,
+            agentflow_shared::security::RequestLimits {
+                models: vec![agentflow_client::tasks::ANY_MODEL.into()],
+                max_budget_usd: Some(1e9),
+                max_steps: Some(100_000),
+            },
+        );
+    }
     config
 }
 

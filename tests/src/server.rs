@@ -54,7 +54,7 @@ impl DevServer {
             "temporal server start-dev --headless --ip 127.0.0.1 --port {port} \
              --http-port {http_port} --metrics-port {metrics_port} --log-level error \
              --search-attribute AgentId=Keyword --search-attribute TaskStatus=Keyword \
-             --search-attribute UserId=Keyword \"$@\" >/dev/null 2>&1 & server=$!; \
+             --search-attribute UserId=Keyword --search-attribute TenantId=Keyword \"$@\" >/dev/null 2>&1 & server=$!; \
              trap 'kill -9 $server; exit 0' TERM; \
              while kill -0 {parent} 2>/dev/null; do sleep 0.5 & wait $!; done; kill $server",
             parent = std::process::id()

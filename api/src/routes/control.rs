@@ -2,11 +2,13 @@
 //! decisions and budget raises. Each is a validated Temporal update, so the caller learns at
 //! once whether it was accepted (`202` with the task's state) or not (`409`, `404`, `422`).
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, OptionalJsonBody, PathParams};
 use crate::state::AppState;
 use crate::task_path::TaskPath;
 use crate::update;
+use agentflow_client::tasks::allowed_request;
 use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::ids::TaskId;
 use agentflow_shared::task::{
@@ -38,12 +40,14 @@ where
     request_body(content = Option<ControlRequest>, description = "Optional reason and requester"),
     responses((status = 202, body = TaskState), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 pub async fn pause(
     State(state): State<AppState>,
+    caller: Caller,
     path: TaskPath,
-    OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
+    OptionalJsonBody(mut body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
+    caller.stamp("requested_by", &mut body.requested_by)?;
     control(&state, &path, contract::Pause, body).await
 }
 
@@ -54,12 +58,14 @@ pub async fn pause(
     request_body(content = Option<ControlRequest>, description = "Optional reason and requester"),
     responses((status = 202, body = TaskState), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 pub async fn resume(
     State(state): State<AppState>,
+    caller: Caller,
     path: TaskPath,
-    OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
+    OptionalJsonBody(mut body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
+    caller.stamp("requested_by", &mut body.requested_by)?;
     control(&state, &path, contract::Resume, body).await
 }
 
@@ -70,12 +76,14 @@ pub async fn resume(
     request_body(content = Option<ControlRequest>, description = "Optional reason and requester"),
     responses((status = 202, body = TaskState), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     path: TaskPath,
-    OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
+    OptionalJsonBody(mut body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
+    caller.stamp("requested_by", &mut body.requested_by)?;
     let accepted = control(&state, &path, contract::Cancel, body).await?;
     hint_heartbeat(&state, path.task).await;
     Ok(accepted)
@@ -95,9 +103,13 @@ async fn hint_heartbeat(state: &AppState, task: TaskId) {
         ("task_id" = String, Path, description = "Task id (UUID)")),
     responses((status = 202, body = TaskState), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state))]
-pub async fn delete(State(state): State<AppState>, path: TaskPath) -> Accepted {
-    let accepted = control(&state, &path, contract::Cancel, ControlRequest::default()).await?;
+#[tracing::instrument(skip(state, caller))]
+pub async fn delete(State(state): State<AppState>, caller: Caller, path: TaskPath) -> Accepted {
+    let request = ControlRequest {
+        reason: None,
+        requested_by: caller.identity,
+    };
+    let accepted = control(&state, &path, contract::Cancel, request).await?;
     hint_heartbeat(&state, path.task).await;
     Ok(accepted)
 }
@@ -109,12 +121,14 @@ pub async fn delete(State(state): State<AppState>, path: TaskPath) -> Accepted {
     request_body(content = Option<ControlRequest>, description = "Optional reason and requester"),
     responses((status = 202, body = TaskState), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 pub async fn close(
     State(state): State<AppState>,
+    caller: Caller,
     path: TaskPath,
-    OptionalJsonBody(body): OptionalJsonBody<ControlRequest>,
+    OptionalJsonBody(mut body): OptionalJsonBody<ControlRequest>,
 ) -> Accepted {
+    caller.stamp("requested_by", &mut body.requested_by)?;
     control(&state, &path, contract::Close, body).await
 }
 
@@ -135,13 +149,15 @@ pub struct ApprovalPath {
     request_body = ApprovalRequest,
     responses((status = 202, body = TaskState), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 pub async fn decide(
     State(state): State<AppState>,
     path: TaskPath,
     PathParams(ApprovalPath { approval_id }): PathParams<ApprovalPath>,
-    JsonBody(body): JsonBody<ApprovalRequest>,
+    caller: Caller,
+    JsonBody(mut body): JsonBody<ApprovalRequest>,
 ) -> Accepted {
+    caller.stamp("requested_by", &mut body.requested_by)?;
     let decision = ApprovalDecision {
         approval_id,
         request: body,
@@ -156,11 +172,22 @@ pub async fn decide(
     request_body = BudgetRequest,
     responses((status = 202, body = TaskState), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 pub async fn budget(
     State(state): State<AppState>,
+    caller: Caller,
     path: TaskPath,
-    JsonBody(body): JsonBody<BudgetRequest>,
+    JsonBody(mut body): JsonBody<BudgetRequest>,
 ) -> Accepted {
+    caller.stamp("requested_by", &mut body.requested_by)?;
+    let limit = allowed_request(&state.config, &path.agent)
+        .map(|allowed| allowed.max_budget_usd)
+        .ok_or_else(|| ApiError::NotFound(format!("agent `{}` does not exist", path.agent)))?;
+    if body.budget_usd > limit {
+        return Err(ApiError::Unprocessable(format!(
+            "budget_usd: {} is above the limit for `{}` (limits.agents.{}.max_budget_usd: {limit})",
+            body.budget_usd, path.agent, path.agent
+        )));
+    }
     control(&state, &path, contract::RaiseBudget, body).await
 }

@@ -1,5 +1,7 @@
 //! A task's event log: a page (`…/events`) and the live SSE stream (`…/events/stream`).
 
+use crate::auth::Caller;
+use crate::auth::usage::StreamSlot;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::relay::{Frame, RelayError, Subscription};
@@ -12,7 +14,7 @@ use agentflow_client::EventsQuery;
 use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::EventLog;
 use agentflow_shared::event::EventKind;
-use agentflow_shared::ids::{Seq, TaskId};
+use agentflow_shared::ids::{KeyId, Seq, TaskId};
 use agentflow_shared::task::{
     ControlRequest, EventsPage, EventsRange, ExecuteRequest, TaskParameters,
 };
@@ -235,17 +237,17 @@ fn cursor(headers: &HeaderMap, params: &StreamParams) -> Result<Seq, ApiError> {
         (status = 200, description = "`text/event-stream`: `id: <seq>`, `event: <type>`, `data: <event JSON>`", content_type = "text/event-stream"),
         (status = 204, description = "The log has ended at or before the cursor"),
         (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state, headers))]
+#[tracing::instrument(skip(state, caller, headers))]
 pub async fn stream(
     State(state): State<AppState>,
+    caller: Caller,
     path: TaskPath,
     QueryParams(params): QueryParams<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let TaskPath {
-        agent: agent_id,
-        task,
-    } = path;
+    let slot = stream_slot(&state, &caller)?;
+    let agent_id = path.agent.clone();
+    let task = path.task;
     let filter = Filter::parse(&params)?;
     let position = cursor(&headers, &params)?;
     let not_found = || {
@@ -258,7 +260,9 @@ pub async fn stream(
         .subscribe(task)
         .await
         .map_err(|e| relay_error(&state, e, not_found))?;
-    if subscription.agent_id().is_none_or(|a| a != &agent_id) {
+    if subscription.agent_id().is_none_or(|a| a != &agent_id)
+        || !path.sees(&state, subscription.tenant())
+    {
         return Err(not_found());
     }
     if position > Seq(0) && subscription.frames_after(position, 1).is_empty() {
@@ -270,7 +274,41 @@ pub async fn stream(
     if subscription.ended_at(position) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    Ok(sse_response(&state, subscription, position, filter, None))
+    let open = OpenStream {
+        _slot: slot,
+        key: caller.key,
+    };
+    Ok(sse_response(
+        &state,
+        subscription,
+        position,
+        filter,
+        None,
+        open,
+    ))
+}
+
+/// What an open stream holds: its tenant's stream slot, and the key it was opened with
+/// (directly or through a token): the stream ends once that key is revoked.
+struct OpenStream {
+    _slot: StreamSlot,
+    key: Option<KeyId>,
+}
+
+/// A slot for one more stream of the caller's tenant (429 past `limits.tenant.max_streams`).
+fn stream_slot(state: &AppState, caller: &Caller) -> Result<StreamSlot, ApiError> {
+    state
+        .auth
+        .usage
+        .open_stream(&caller.tenant)
+        .map_err(|limit| ApiError::TooManyRequests {
+            detail: format!(
+                "tenant `{}` has {limit} streams open on this api process, the most allowed \
+                 (limits.tenant.max_streams)",
+                caller.tenant
+            ),
+            retry_after_secs: state.config.api.keep_alive_secs.max(1),
+        })
 }
 
 /// Cancels its task when dropped before the log ended: the one-request stream's
@@ -278,6 +316,7 @@ pub async fn stream(
 struct CancelOnDisconnect {
     state: AppState,
     task: TaskId,
+    requested_by: Option<String>,
     armed: bool,
 }
 
@@ -287,11 +326,12 @@ impl Drop for CancelOnDisconnect {
             return;
         }
         let (state, task) = (self.state.clone(), self.task);
+        let requested_by = self.requested_by.take();
         tracing::info!(%task, "stream client disconnected; cancelling the task");
         tokio::spawn(async move {
             let request = ControlRequest {
                 reason: Some("the streaming client disconnected".into()),
-                requested_by: None,
+                requested_by,
             };
             match update::call(&state, task, contract::Cancel, request).await {
                 Ok(_) => {
@@ -315,11 +355,21 @@ fn sse_response(
     mut position: Seq,
     filter: Filter,
     mut guard: Option<CancelOnDisconnect>,
+    open: OpenStream,
 ) -> Response {
     let retry = state.config.api.sse_retry_ms;
+    let keys = state.auth.keys.clone();
     let keep_alive = Duration::from_secs(state.config.api.keep_alive_secs.max(1));
     let mut shutting_down = state.shutting_down.clone();
     let body = async_stream::stream! {
+        let open = open;
+        let revoked = async {
+            match &open.key {
+                Some(key) => keys.revoked(key).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut revoked = std::pin::pin!(revoked);
         let mut retry_line = Some(format!("retry: {retry}\n"));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
         loop {
@@ -340,6 +390,10 @@ fn sse_response(
                         return;
                     },
                     _ = ticks.tick() => yield Ok(Bytes::from_static(agentflow_shared::sse::KEEP_ALIVE.as_bytes())),
+                    () = &mut revoked => {
+                        tracing::info!(key = ?open.key, "key revoked; ending its stream");
+                        return;
+                    }
                 }
                 continue;
             }
@@ -415,9 +469,10 @@ pub struct StreamTaskRequest {
         (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 415, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 pub async fn create_and_stream(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(agent_id): PathParams<String>,
     JsonBody(body): JsonBody<StreamTaskRequest>,
 ) -> Result<Response, ApiError> {
@@ -436,8 +491,10 @@ pub async fn create_and_stream(
             ApiError::internal("checking the stream limits", "an unexpected not found")
         })
     })?;
+    let slot = stream_slot(&state, &caller)?;
     let (task, _) = crate::routes::tasks::start(
         &state,
+        &caller,
         &agent_id,
         crate::routes::tasks::CreateTaskRequest {
             id: body.id,
@@ -457,6 +514,7 @@ pub async fn create_and_stream(
     let guard = (body.on_disconnect == OnDisconnect::Cancel).then(|| CancelOnDisconnect {
         state: state.clone(),
         task,
+        requested_by: caller.identity.clone(),
         armed: true,
     });
     let request = ExecuteRequest {
@@ -468,7 +526,11 @@ pub async fn create_and_stream(
         types: None,
         deltas: true,
     };
-    let mut response = sse_response(&state, subscription, Seq(0), filter, guard);
+    let open = OpenStream {
+        _slot: slot,
+        key: caller.key,
+    };
+    let mut response = sse_response(&state, subscription, Seq(0), filter, guard, open);
     if let Ok(value) = header::HeaderValue::from_str(&task.to_string()) {
         response
             .headers_mut()

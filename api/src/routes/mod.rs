@@ -2,20 +2,24 @@
 
 pub mod agents;
 pub mod control;
+pub mod credentials;
 pub mod events;
 pub mod health;
 pub mod page;
 pub mod tasks;
 pub mod tools;
 
+use crate::auth::guard::{authenticate, refuse_cross_site};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// The whole api.
 pub fn app(state: AppState) -> Router {
@@ -28,6 +32,12 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(crate::openapi::openapi_json))
+        .route(
+            "/api/v1/session",
+            post(credentials::log_in)
+                .get(credentials::who_am_i)
+                .delete(credentials::log_out),
+        )
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/agents/{agent_id}", get(agents::show))
         .route("/api/v1/tools", get(tools::list))
@@ -68,6 +78,10 @@ pub fn app(state: AppState) -> Router {
             post(control::decide),
         )
         .route(
+            "/api/v1/agents/{agent_id}/tasks/{task_id}/stream-token",
+            post(credentials::stream_token),
+        )
+        .route(
             "/api/v1/agents/{agent_id}/tasks/{task_id}/execute",
             post(tasks::execute),
         )
@@ -90,10 +104,41 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_cross_site,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             answer_before_shutdown,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(cors(&state.config.api.cors_origins))
+        .layer(
+            // The path only: a query may carry a stream token, which is never logged.
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+            }),
+        )
         .with_state(state)
+}
+
+/// CORS for `api.cors_origins` (none by default: browsers then allow same-origin calls only).
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-task-id")])
 }
 
 /// Reads the request body before the handler runs, within `api.request_read_timeout_secs`

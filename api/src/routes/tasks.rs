@@ -1,5 +1,6 @@
 //! Tasks: create, list, show, execute.
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::state::AppState;
@@ -10,7 +11,7 @@ use agentflow_client::progress::CallProgress;
 use agentflow_client::search::{AGENT_ID, TASK_STATUS, USER_ID};
 use agentflow_client::tasks::{CreateTaskError, NewTask, start_task, task_input};
 use agentflow_client::workflow::{self as contract, AgentTask};
-use agentflow_shared::ids::{AgentId, TaskId};
+use agentflow_shared::ids::{AgentId, TaskId, TenantId};
 use agentflow_shared::task::{
     ExecuteAccepted, ExecuteRequest, TaskParameters, TaskResult, TaskState, TaskStatus,
 };
@@ -237,14 +238,15 @@ async fn live_state(state: &AppState, task: TaskId) -> Result<TaskState, ApiErro
         (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
         (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(agent_id): PathParams<String>,
     JsonBody(body): JsonBody<CreateTaskRequest>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     let runs_now = body.query.as_deref().is_some_and(|q| !q.trim().is_empty());
-    let (id, created_at) = start(&state, &agent_id, body).await?;
+    let (id, created_at) = start(&state, &caller, &agent_id, body).await?;
     let status = if runs_now {
         TaskStatus::Running
     } else {
@@ -260,11 +262,14 @@ pub async fn create(
 /// time.
 pub(crate) async fn start(
     state: &AppState,
+    caller: &Caller,
     agent_id: &str,
     body: CreateTaskRequest,
 ) -> Result<(TaskId, DateTime<Utc>), ApiError> {
     check_agent(state, agent_id)?;
-    if let Some(user) = &body.user_id {
+    let mut user_id = body.user_id;
+    caller.stamp("user_id", &mut user_id)?;
+    if let Some(user) = &user_id {
         check_user_id(user)?;
     }
     let input = task_input(
@@ -273,12 +278,14 @@ pub(crate) async fn start(
         NewTask {
             id: body.id.map(TaskId),
             description: body.description,
-            user_id: body.user_id,
+            user_id,
+            tenant: Some(caller.tenant.clone()),
             query: body.query,
             parameters: body.task_parameters,
         },
     )
     .map_err(create_error)?;
+    check_open_tasks(state, &caller.tenant).await?;
     let (id, created_at) = (input.task_id, input.created_at);
     let started = start_task(&state.client, &state.config.worker.task_queue, input);
     tokio::time::timeout(state.config.api.rpc_timeout(), started)
@@ -288,13 +295,41 @@ pub(crate) async fn start(
     Ok((id, created_at))
 }
 
+/// Refuses a new task (429) when the tenant has `limits.tenant.max_open_tasks` open, as
+/// Temporal visibility counts them (it may lag a new task by a moment).
+async fn check_open_tasks(state: &AppState, tenant: &TenantId) -> Result<(), ApiError> {
+    let limit = state.config.limits.of_tenant(tenant).max_open_tasks;
+    let query = format!(
+        "WorkflowType = '{}' AND ExecutionStatus = 'Running' AND {}",
+        contract::WORKFLOW_TYPE,
+        temporal::tenant_clause(tenant, &state.config.auth.default_tenant)
+    );
+    let open = temporal::count(&state.client, query, state.config.api.rpc_timeout())
+        .await
+        .map_err(|status| {
+            ApiError::Unavailable(format!("Temporal visibility failed: {}", status.message()))
+        })?;
+    if u64::try_from(open).unwrap_or(0) >= limit {
+        return Err(ApiError::TooManyRequests {
+            detail: format!(
+                "tenant `{tenant}` has {open} tasks open, the most allowed \
+                 (limits.tenant.max_open_tasks: {limit}); let one finish or cancel one"
+            ),
+            retry_after_secs: 5,
+        });
+    }
+    Ok(())
+}
+
 fn create_error(error: CreateTaskError) -> ApiError {
     match error {
         CreateTaskError::UnknownAgent(_) => ApiError::NotFound(error.to_string()),
         CreateTaskError::UnknownModel(model) => ApiError::Unprocessable(format!(
             "task_parameters.model: `{model}` is not a configured model"
         )),
-        CreateTaskError::InvalidParameter(message) => ApiError::Unprocessable(message),
+        CreateTaskError::InvalidParameter(message) | CreateTaskError::OutsideLimit(message) => {
+            ApiError::Unprocessable(message)
+        }
         CreateTaskError::Start(WorkflowStartError::AlreadyStarted { .. }) => {
             ApiError::Conflict("a task with this id already exists".into())
         }
@@ -309,9 +344,10 @@ fn create_error(error: CreateTaskError) -> ApiError {
     params(("agent_id" = String, Path, description = "Agent id"), ListParams),
     responses((status = 200, body = TaskList), (status = 400, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem)))]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(skip(state, caller))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(agent_id): PathParams<String>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<TaskList>, ApiError> {
@@ -324,9 +360,10 @@ pub async fn list(
         )));
     }
     let mut query = format!(
-        "WorkflowType = '{}' AND {} = '{agent_id}'",
+        "WorkflowType = '{}' AND {} = '{agent_id}' AND {}",
         contract::WORKFLOW_TYPE,
-        AGENT_ID.name()
+        AGENT_ID.name(),
+        temporal::tenant_clause(&caller.tenant, &state.config.auth.default_tenant)
     );
     if let Some(status) = params.status {
         query.push_str(&format!(

@@ -465,10 +465,10 @@ fn spawn_temporal(
     if store == TemporalStore::File {
         command.arg("--db-filename").arg(dir.join("temporal.db"));
     }
+    for key in agentflow_client::search::ALL {
+        command.args(["--search-attribute", &format!("{}=Keyword", key.name())]);
+    }
     command
-        .args(["--search-attribute", "AgentId=Keyword"])
-        .args(["--search-attribute", "TaskStatus=Keyword"])
-        .args(["--search-attribute", "UserId=Keyword"])
         .stdin(Stdio::null())
         .stdout(log_file(dir, "temporal")?)
         .stderr(log_file(dir, "temporal")?)

@@ -76,6 +76,10 @@ pub struct TaskInput {
     /// A query to execute at once, if any.
     #[serde(default)]
     pub query: Option<String>,
+    /// The tenant the task belongs to (also its `TenantId` search attribute); absent on tasks
+    /// created before tenancy, which belong to `auth.default_tenant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<crate::ids::TenantId>,
     /// The agent's config at creation.
     pub agent: AgentSnapshot,
     /// Per-task overrides.

@@ -21,6 +21,7 @@ mod long_generation;
 mod mcp;
 mod openai;
 mod reliability;
+mod security;
 mod teams;
 mod tools;
 mod workflow;
