@@ -145,15 +145,15 @@ fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke { id, file } => {
             let path = file.resolve()?;
-            revoke(&path, &id)?;
-            eprintln!("key {id} revoked");
+            let revoked = revoke(&path, &id)?;
+            eprintln!("key {revoked} revoked");
         }
     }
     Ok(())
 }
 
-/// Marks key `id` (or the key `af_<id>_…` itself) revoked.
-fn revoke(path: &Path, id: &str) -> anyhow::Result<()> {
+/// Marks key `id` (or the key `af_<id>_…` itself) revoked; returns its id (never the key).
+fn revoke(path: &Path, id: &str) -> anyhow::Result<KeyId> {
     let id = id
         .strip_prefix("af_")
         .and_then(|rest| rest.split('_').next())
@@ -163,10 +163,11 @@ fn revoke(path: &Path, id: &str) -> anyhow::Result<()> {
         .keys
         .iter_mut()
         .find(|k| k.id.0 == id)
-        .with_context(|| format!("no key `{id}` in {}", path.display()))?;
+        .with_context(|| format!("no key with id `{id}` in {}", path.display()))?;
     key.revoked_at.get_or_insert_with(chrono::Utc::now);
+    let revoked = key.id.clone();
     write_file(path, &keys_file)?;
-    Ok(())
+    Ok(revoked)
 }
 
 async fn serve(path: Option<&Path>) -> anyhow::Result<()> {

@@ -5,6 +5,14 @@
 // approval prompts post to the control endpoints; what they cause arrives as events like the rest.
 // A team's events name their speaker (`data.speaker`): each row shows it in the member's
 // colour, and the members' messages also build the discussion as a conversation.
+//
+// Auth: on load the page asks who it is (`GET /api/v1/session`). With auth on and no session
+// (401) it shows a login form: the key is posted once to `POST /api/v1/session`, which answers
+// with an HttpOnly cookie; the page keeps no key (no storage, no variable). Every EventSource URL
+// then carries a stream token minted for its task (`access_token=`) and `after=` the last seq
+// rendered. A token admits a connection only: a reconnect after its expiry gets 401, on which an
+// EventSource closes for good, so the page mints a fresh token and reopens after its last seq
+// (rows already rendered are skipped by seq). With auth off the page needs none of this.
 
 const EVENT_TYPES = [
   "WorkflowStarted", "WorkflowStepStarted", "WorkflowStepCompleted", "WorkflowLLMCallStarted",
@@ -24,6 +32,10 @@ const api = (path) => `/api/v1${path}`;
 
 let source = null;
 let view = null;
+// Who the page is (`GET /api/v1/session`): `auth_enabled`, `identity`, `tenant`, `scopes`.
+let session = null;
+
+const authOn = () => Boolean(session && session.auth_enabled);
 
 function setConnection(state) {
   const badge = $("connection");
@@ -53,11 +65,17 @@ async function control(action) {
   const error = $("control-error");
   error.hidden = true;
   try {
-    await postJson(`/agents/${view.agent}/tasks/${view.taskId}/${action}`, { requested_by: "timeline" });
+    await postJson(`/agents/${view.agent}/tasks/${view.taskId}/${action}`, requester({}));
   } catch (e) {
     error.textContent = e.message;
     error.hidden = false;
   }
+}
+
+/** A control's body: with auth off it names the page; with auth on the api stamps the key's
+ * identity (and refuses a body that names anyone). */
+function requester(body) {
+  return authOn() ? body : { ...body, requested_by: "timeline" };
 }
 
 /** A prompt for one tool call waiting for a decision: approve (arguments editable) or reject. */
@@ -90,7 +108,7 @@ function approvalPrompt(d) {
   problem.hidden = true;
   box.append(label, args, comment, actions, problem);
   const decide = async (decision) => {
-    const body = { decision, requested_by: "timeline" };
+    const body = requester({ decision });
     if (comment.value.trim()) body.comment = comment.value.trim();
     if (decision === "approve" && checkpoint) {
       if (args.value !== d.arguments.text) body.arguments = { text: args.value };
@@ -134,8 +152,8 @@ function discussionMessage(speaker, to, content) {
 }
 
 function resetView(agent, taskId) {
-  if (source) source.close();
-  view = { agent, taskId, lastSeq: 0, duplicates: 0, llm: null, limit: 0 };
+  stopFollowing();
+  view = { agent, taskId, lastSeq: 0, duplicates: 0, gaps: 0, llm: null, limit: 0, ended: false, reopens: 0, timer: null };
   $("approvals").replaceChildren();
   $("discussion-log").replaceChildren();
   $("discussion").hidden = true;
@@ -145,6 +163,8 @@ function resetView(agent, taskId) {
   timeline.replaceChildren();
   timeline.dataset.taskId = taskId;
   timeline.dataset.duplicates = "0";
+  timeline.dataset.gaps = "0";
+  timeline.dataset.lastSeq = "0";
   $("task-id").textContent = taskId;
   $("final").hidden = true;
   $("failure").hidden = true;
@@ -195,7 +215,12 @@ function render(event) {
     $("timeline").dataset.duplicates = String(view.duplicates);
     return;
   }
+  if (event.seq !== view.lastSeq + 1) {
+    view.gaps += 1;
+    $("timeline").dataset.gaps = String(view.gaps);
+  }
   view.lastSeq = event.seq;
+  $("timeline").dataset.lastSeq = String(event.seq);
   const d = event.data;
   switch (event.type) {
     case "WorkflowStarted":
@@ -332,48 +357,143 @@ function render(event) {
   }
 }
 
+/** Closes the stream being followed (and any reopening planned). */
+function stopFollowing() {
+  if (source) source.close();
+  source = null;
+  if (view && view.timer) {
+    clearTimeout(view.timer);
+    view.timer = null;
+  }
+}
+
+/** The URL of a task's stream from `after` on. With auth on it carries a stream token minted
+ * for this task (`access_token=`) and the cursor (`after=`): an EventSource cannot send
+ * headers, and a new one has no Last-Event-ID to resume with. */
+async function streamUrl(agent, taskId, after) {
+  const path = api(`/agents/${agent}/tasks/${taskId}/events/stream`);
+  if (!authOn()) return after > 0 ? `${path}?after=${after}` : path;
+  const { token } = await postJson(`/agents/${agent}/tasks/${taskId}/stream-token`);
+  const query = new URLSearchParams({ after: String(after), access_token: token });
+  return `${path}?${query}`;
+}
+
 /** Opens the task's stream; resolves once connected. The browser resumes with Last-Event-ID. */
 function follow(agent, taskId) {
   resetView(agent, taskId);
   setConnection("connecting");
-  const es = new EventSource(api(`/agents/${agent}/tasks/${taskId}/events/stream`));
+  return connect(view);
+}
+
+/** Connects `v`'s stream after its last seq; resolves once connected, rejects if it cannot. */
+function connect(v) {
+  return new Promise((resolve, reject) => {
+    const settle = { resolve, reject };
+    open(v, settle).catch((e) => failed(v, settle, e));
+  });
+}
+
+/** A stream that could not be (re)opened: a lost session shows the login; a refusal (the task
+ * is gone, or not this tenant's) ends following; anything else (the api is away) tries again. */
+function failed(v, settle, error) {
+  if (view !== v || v.ended) return;
+  if (error.status === 401) {
+    sessionLost(error.message);
+    settle.reject(error);
+  } else if (error.status && error.status < 500 && error.status !== 429) {
+    setConnection("closed");
+    $("control-error").textContent = `The stream cannot be opened: ${error.message}`;
+    $("control-error").hidden = false;
+    settle.reject(error);
+  } else {
+    reopen(v, settle);
+  }
+}
+
+/** How many times in a row the page reopens a stream that will not open (about a minute). */
+const MAX_REOPENS = 10;
+
+/** Opens again after the last seq rendered, soon the first time, then backing off. */
+function reopen(v, settle) {
+  if (view !== v || v.ended || v.timer) return;
+  if (v.reopens >= MAX_REOPENS) {
+    setConnection("closed");
+    settle.reject(new Error("the stream could not be reopened"));
+    return;
+  }
+  setConnection("reconnecting");
+  const delay = v.reopens === 0 ? 0 : Math.min(250 * 2 ** v.reopens, 10_000);
+  v.reopens += 1;
+  v.timer = setTimeout(() => {
+    v.timer = null;
+    open(v, settle).catch((e) => failed(v, settle, e));
+  }, delay);
+}
+
+async function open(v, settle) {
+  const url = await streamUrl(v.agent, v.taskId, v.lastSeq);
+  if (view !== v || v.ended || source) return;
+  const es = new EventSource(url);
   source = es;
   for (const type of EVENT_TYPES) {
     es.addEventListener(type, (message) => {
+      if (source !== es) return;
       const event = JSON.parse(message.data);
       render(event);
       if (TERMINAL.has(event.type)) {
+        v.ended = true;
         setControls("ended");
         $("approvals").replaceChildren();
         es.close();
+        source = null;
         setConnection("done");
         loadTasks();
       }
     });
   }
   es.addEventListener("error", () => {
-    if (es.readyState === EventSource.CLOSED) {
-      if ($("connection").dataset.state !== "done") setConnection("closed");
-    } else {
+    if (source !== es) return;
+    if (es.readyState !== EventSource.CLOSED) {
       setConnection("reconnecting");
+      return;
+    }
+    // Closed for good: a refused reconnect (with auth on, a 401 once the stream token has
+    // expired) or an error status. With auth on, mint a new token and go on after the last seq.
+    source = null;
+    if (authOn() && !v.ended) {
+      reopen(v, settle);
+    } else if ($("connection").dataset.state !== "done") {
+      setConnection("closed");
     }
   });
-  return new Promise((resolve) => {
-    es.addEventListener("open", () => {
-      setConnection("connected");
-      resolve();
-    });
+  es.addEventListener("open", () => {
+    if (source !== es) return;
+    v.reopens = 0;
+    setConnection("connected");
+    settle.resolve();
   });
 }
 
+/** An api error: its problem's detail, with the status kept for callers that care. */
+function apiError(response, payload) {
+  const error = new Error(payload.detail || `HTTP ${response.status}`);
+  error.status = response.status;
+  return error;
+}
+
+/** POSTs a JSON body, or none (no Content-Type then); the session cookie goes along. */
 async function postJson(path, body) {
-  const response = await fetch(api(path), {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
+  const init = { method: "POST" };
+  if (body !== undefined) {
+    init.headers = { "content-type": "application/json" };
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(api(path), init);
   const payload = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(payload.detail || `HTTP ${response.status}`);
+  if (!response.ok) {
+    if (response.status === 401 && authOn()) sessionLost(payload.detail);
+    throw apiError(response, payload);
+  }
   return payload;
 }
 
@@ -402,7 +522,12 @@ async function run(event) {
 }
 
 async function loadAgents() {
-  const agents = await (await fetch(api("/agents"))).json();
+  const response = await fetch(api("/agents"));
+  const agents = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    if (response.status === 401 && authOn()) sessionLost(agents.detail);
+    throw apiError(response, agents);
+  }
   $("agent").replaceChildren(
     ...agents.map((a) => {
       const what = a.kind === "team" ? `team: ${a.members.map((m) => m.name).join(", ")}` : a.model;
@@ -419,6 +544,7 @@ async function loadTasks() {
   let tasks;
   try {
     const response = await fetch(api(`/agents/${agent}/tasks?page_size=20`));
+    if (response.status === 401 && authOn()) sessionLost();
     if (!response.ok) return;
     ({ tasks } = await response.json());
   } catch {
@@ -434,7 +560,8 @@ async function loadTasks() {
       open.className = "small";
       open.textContent = "Open";
       open.setAttribute("aria-label", `Open task ${task.id}`);
-      open.addEventListener("click", () => follow(agent, task.id));
+      // A stream that cannot open says so in the badge and the controls' error.
+      open.addEventListener("click", () => follow(agent, task.id).catch(() => {}));
       const cell = document.createElement("td");
       cell.append(open);
       tr.append(text("td", task.id.slice(0, 8)), text("td", task.status), cost, cell);
@@ -447,10 +574,139 @@ async function loadTasks() {
   );
 }
 
+function showApp() {
+  $("login-panel").hidden = true;
+  for (const panel of document.querySelectorAll(".app-panel")) panel.hidden = false;
+  $("who").hidden = !authOn();
+  if (authOn()) {
+    $("identity").textContent = session.identity || "";
+    $("tenant").textContent = `(tenant ${session.tenant})`;
+  }
+}
+
+function showLogin(message) {
+  for (const panel of document.querySelectorAll(".app-panel")) panel.hidden = true;
+  $("who").hidden = true;
+  $("login-panel").hidden = false;
+  const error = $("login-error");
+  error.textContent = message || "";
+  error.hidden = !message;
+  $("api-key").focus();
+}
+
+/** The session is gone (expired, or its key revoked): stop following and ask for a key. The
+ * timeline stays, so that logging in again with a key of the same tenant picks it up. */
+function sessionLost(detail) {
+  if (!session) return;
+  session = null;
+  if (source) source.close();
+  source = null;
+  if (view && view.timer) clearTimeout(view.timer);
+  if (view) view.timer = null;
+  setConnection(view && !view.ended ? "closed" : $("connection").dataset.state);
+  showLogin(`Your session has ended${detail ? `: ${detail}` : ""}. Log in again.`);
+}
+
+/** Shows the page for this session: the agents, the tasks, and the task being followed. */
+async function enter(who) {
+  session = who;
+  showApp();
+  try {
+    await loadAgents();
+  } catch (e) {
+    $("form-error").textContent = `The agents cannot be listed: ${e.message}`;
+    $("form-error").hidden = false;
+    return;
+  }
+  $("form-error").hidden = true;
+  loadTasks();
+  // Logged in again while a task was being followed: go on from its last seq.
+  if (view && !view.ended && !source) {
+    view.reopens = 0;
+    connect(view).catch(() => {});
+  }
+}
+
+/** Posts the key once for a session cookie; the key is read from the field, sent and cleared,
+ * and kept nowhere. */
+async function logIn(event) {
+  event.preventDefault();
+  const field = $("api-key");
+  const error = $("login-error");
+  error.hidden = true;
+  $("login").disabled = true;
+  try {
+    const response = await fetch(api("/session"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ key: field.value.trim() }),
+    });
+    field.value = "";
+    const payload = await response.json().catch(() => ({}));
+    if (!response.ok) throw apiError(response, payload);
+    await enter(payload);
+  } catch (e) {
+    field.value = "";
+    error.textContent = e.message;
+    error.hidden = false;
+    field.focus();
+  } finally {
+    $("login").disabled = false;
+  }
+}
+
+/** Ends the session (the api clears the cookie) and shows the login; nothing of the tenant's
+ * stays on the page. */
+async function logOut() {
+  stopFollowing();
+  view = null;
+  session = null;
+  try {
+    await fetch(api("/session"), { method: "DELETE" });
+  } catch {
+    // The api is away: the cookie expires on its own; the page forgets it anyway.
+  }
+  $("timeline").replaceChildren();
+  $("timeline").removeAttribute("data-task-id");
+  $("task-id").textContent = "";
+  $("approvals").replaceChildren();
+  $("discussion-log").replaceChildren();
+  $("discussion").hidden = true;
+  $("final").hidden = true;
+  $("failure").hidden = true;
+  $("tasks").replaceChildren();
+  $("agent").replaceChildren();
+  setControls("ended");
+  setConnection("idle");
+  showLogin();
+}
+
+/** Who is the page? 401: the login; otherwise the page (with auth off, as it always was). */
+async function start(attempt = 0) {
+  let response;
+  try {
+    response = await fetch(api("/session"));
+  } catch {
+    response = null;
+  }
+  if (response && response.status === 401) {
+    showLogin();
+    return;
+  }
+  if (!response || !response.ok) {
+    // The api is away (restarting) or failing: try again, backing off.
+    setTimeout(() => start(attempt + 1), Math.min(500 * 2 ** attempt, 10_000));
+    return;
+  }
+  await enter(await response.json());
+}
+
+$("login-form").addEventListener("submit", logIn);
+$("logout").addEventListener("click", logOut);
 $("run-form").addEventListener("submit", run);
 for (const action of ["pause", "resume", "cancel"]) {
   $(action).addEventListener("click", () => control(action));
 }
 $("refresh").addEventListener("click", loadTasks);
 $("agent").addEventListener("change", loadTasks);
-loadAgents().then(loadTasks);
+start();

@@ -53,7 +53,8 @@ impl BaselineWorkflow {
     }
 }
 
-async fn client(address: &str) -> anyhow::Result<Client> {
+/// A Temporal client of the `default` namespace at `address`.
+pub async fn client(address: &str) -> anyhow::Result<Client> {
     let url = url::Url::from_str(&format!("http://{address}"))?;
     let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
     Ok(Client::new(

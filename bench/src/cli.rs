@@ -1,6 +1,7 @@
 //! The `agentflow-bench` command line: parses the scenario, runs it, prints the tables and
 //! writes the JSON report.
 
+use crate::auth_cost;
 use crate::chaos::{self, Binaries, ChaosOptions};
 use crate::live::{self, LiveOptions};
 use crate::scenarios;
@@ -167,6 +168,15 @@ pub enum Scenario {
         #[arg(long, default_value_t = 10)]
         tasks: usize,
     },
+    /// What security costs a request: two in-process apis (auth off and on) on `--temporal`.
+    Auth {
+        /// Requests per mode to a route without Temporal (`GET /api/v1/agents`).
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Task creations per mode.
+        #[arg(long, default_value_t = 50)]
+        creations: usize,
+    },
     /// Every scenario with its defaults (chaos excepted).
     All,
 }
@@ -181,6 +191,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
         }
         Scenario::Fanout { counts } => vec![scenarios::fanout(&target, &counts).await?],
         Scenario::Team { tasks } => vec![scenarios::team(&target, tasks).await?],
+        Scenario::Auth {
+            requests,
+            creations,
+        } => vec![auth_cost::auth_cost(&cli.temporal, requests, creations).await?],
         Scenario::Idle {
             tasks,
             streams,
@@ -235,6 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Vec<Report>> {
             scenarios::streaming_cost(&target, 20, 3).await?,
             scenarios::neighbours(&target, 10, cli.worker_pid).await?,
             scenarios::team(&target, 10).await?,
+            auth_cost::auth_cost(&cli.temporal, 2000, 50).await?,
         ],
     };
     for report in &reports {

@@ -8,6 +8,8 @@
 //!   tool failures, reconnecting, leaving and slow clients) on a private stack it starts.
 //! - [`live`]: the live path under issue #11's workload (tokens → tool → tokens), with the bus
 //!   and on the heartbeat path, on a private stack it starts.
+//! - [`auth_cost`]: what keys, sessions and the open-tasks check cost a request (two
+//!   in-process apis, auth off and on).
 //! - [`fake_llm`]: a local OpenAI-compatible server whose answers (and faults) a script picks.
 //! - [`cli`]: the command line of the `agentflow-bench` binary.
 //! - [`baseline`]: a trivial one-activity workflow and its worker, the Temporal ceiling.
@@ -19,6 +21,7 @@
 // The SDK macros generate undocumented marker constants, one per handler.
 #[allow(missing_docs)]
 pub mod baseline;
+pub mod auth_cost;
 pub mod chaos;
 pub mod cli;
 pub mod fake_llm;

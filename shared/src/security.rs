@@ -152,6 +152,9 @@ pub struct AuthSettings {
     pub stream_token_ttl_secs: u64,
     /// How long a page session (the login cookie) lasts.
     pub session_ttl_secs: u64,
+    /// Mark the session cookie `Secure` (set it when the api is served over HTTPS, e.g. behind
+    /// a TLS-terminating proxy).
+    pub secure_cookie: bool,
     /// With auth off, listen on a non-loopback address anyway (anyone who can reach it may
     /// do anything).
     pub allow_unauthenticated_network: bool,
@@ -168,6 +171,7 @@ impl Default for AuthSettings {
             token_secrets: Vec::new(),
             stream_token_ttl_secs: 900,
             session_ttl_secs: 8 * 3600,
+            secure_cookie: false,
             allow_unauthenticated_network: false,
         }
     }

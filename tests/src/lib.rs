@@ -7,6 +7,7 @@
 //!   for a test that needs one of its own with other settings; NATS likewise.
 //! - [`harness`]: `spawn_app()`: a worker on a fresh task queue plus request helpers.
 //! - [`api`]: the api on port 0 with request helpers.
+//! - [`binaries`]: the workspace's built binaries (`workspace_binary`), to run as processes.
 //! - [`requests`]: task paths, creating and executing tasks over HTTP, problem+json checks.
 //! - [`logs`]: checks of a task's event log.
 //! - [`sse`]: an SSE client that reconnects with `Last-Event-ID`.
@@ -15,6 +16,7 @@
 //! - [`files`]: files the example tools record what they saw in, and waiting for a line.
 
 pub mod api;
+pub mod binaries;
 pub mod fake_anthropic;
 pub mod fake_openai;
 pub mod files;

@@ -67,8 +67,11 @@ pub enum Credential {
     Open,
     /// `Authorization: Bearer <key>`.
     Key,
-    /// The page's session cookie, minted from a key.
-    Session,
+    /// The page's session cookie, minted from a key; it ends at these Unix seconds.
+    Session {
+        /// When the session ends.
+        expires_at: i64,
+    },
     /// A stream token for one task.
     StreamToken(TaskId),
 }

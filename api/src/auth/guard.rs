@@ -78,8 +78,8 @@ pub async fn refuse_cross_site(
 /// Establishes the [`Caller`] of every request: with auth off, the default tenant with every
 /// scope; with auth on, from a stream token (`?access_token=`, on the events routes only), an
 /// `Authorization: Bearer` key or the page's session cookie. No or a bad credential → 401
-/// with `WWW-Authenticate`; a missing scope → 403. Then the tenant's request rate (429 with
-/// `Retry-After`). A stream token is taken out of the URI before the handler (and its trace)
+/// with `WWW-Authenticate`; a missing scope → 403. Then, with auth on, the tenant's request
+/// rate (429 with `Retry-After`). A stream token is taken out of the URI before the handler (and its trace)
 /// sees it.
 pub async fn authenticate(
     State(state): State<AppState>,
@@ -116,7 +116,8 @@ pub async fn authenticate(
             scope.as_str()
         )));
     }
-    if access != Access::Public
+    if auth.enabled
+        && access != Access::Public
         && let Err(wait) = state.auth.usage.admit_request(&caller.tenant)
     {
         let limits = state.config.limits.of_tenant(&caller.tenant);
@@ -197,7 +198,9 @@ fn identify(
         let record = in_force(state, &claims.key)?;
         return Ok((
             Caller {
-                credential: Credential::Session,
+                credential: Credential::Session {
+                    expires_at: claims.exp,
+                },
                 ..caller_of(record)
             },
             None,

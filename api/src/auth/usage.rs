@@ -14,12 +14,26 @@ struct Bucket {
     updated: Instant,
 }
 
+/// One tenant's open tasks as last counted in visibility, plus the tasks this process created
+/// since.
+#[derive(Debug, Clone, Copy)]
+struct OpenTasks {
+    counted: u64,
+    at: Instant,
+    created_since: u64,
+}
+
 /// One tenant's usage.
 #[derive(Debug)]
 struct Usage {
     bucket: Bucket,
     streams: usize,
+    open_tasks: Option<OpenTasks>,
 }
+
+/// How long a visibility count of a tenant's open tasks is reused (plus the tasks created
+/// since): at most one count RPC a second per tenant and api process.
+pub const OPEN_TASKS_COUNT_TTL: Duration = Duration::from_secs(1);
 
 /// Request rates and open streams, by tenant.
 #[derive(Clone)]
@@ -65,6 +79,7 @@ impl TenantUsage {
                 updated: Instant::now(),
             },
             streams: 0,
+            open_tasks: None,
         });
         f(usage)
     }
@@ -87,6 +102,35 @@ impl TenantUsage {
                 Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
             }
         })
+    }
+
+    /// The tenant's open tasks, when counted less than [`OPEN_TASKS_COUNT_TTL`] ago (that count
+    /// plus the tasks created here since).
+    pub fn open_tasks(&self, tenant: &TenantId) -> Option<u64> {
+        self.with(tenant, |usage| {
+            let open = usage.open_tasks?;
+            (open.at.elapsed() < OPEN_TASKS_COUNT_TTL).then_some(open.counted + open.created_since)
+        })
+    }
+
+    /// Records a fresh visibility count of the tenant's open tasks.
+    pub fn counted_open_tasks(&self, tenant: &TenantId, counted: u64) {
+        self.with(tenant, |usage| {
+            usage.open_tasks = Some(OpenTasks {
+                counted,
+                at: Instant::now(),
+                created_since: 0,
+            });
+        });
+    }
+
+    /// Records a task this process created for the tenant.
+    pub fn created_task(&self, tenant: &TenantId) {
+        self.with(tenant, |usage| {
+            if let Some(open) = usage.open_tasks.as_mut() {
+                open.created_since += 1;
+            }
+        });
     }
 
     /// A slot for one more stream of the tenant; `Err(limit)` when it has that many open.
@@ -134,6 +178,18 @@ mod tests {
             "{wait:?}"
         );
         assert!(usage.admit_request(&"other".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn an_open_task_count_is_reused_for_a_second_with_the_tasks_created_since() {
+        let usage = usage(TenantLimits::default());
+        let small: TenantId = "small".parse().unwrap();
+        assert_eq!(usage.open_tasks(&small), None, "never counted");
+        usage.counted_open_tasks(&small, 5);
+        usage.created_task(&small);
+        usage.created_task(&small);
+        assert_eq!(usage.open_tasks(&small), Some(7));
+        assert_eq!(usage.open_tasks(&"other".parse().unwrap()), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! since an `EventSource` cannot send headers).
 
 use crate::auth::Caller;
+use crate::auth::access::Credential;
 use crate::auth::guard::{SESSION_COOKIE, caller_of};
 use crate::auth::token::{Claims, Grant};
 use crate::error::ApiError;
@@ -70,8 +71,12 @@ pub struct StreamToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// `seconds` from now, in whole seconds (what a token's `exp` holds, so the two agree).
 fn expiry(seconds: u64) -> DateTime<Utc> {
-    Utc::now() + chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000))
+    let exp = Utc::now()
+        .timestamp()
+        .saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX));
+    DateTime::from_timestamp(exp, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Exchanges an API key for the page's session cookie (HttpOnly, SameSite=Strict, for
@@ -121,10 +126,15 @@ pub async fn log_in(
     responses((status = 200, body = Session), (status = 401, body = crate::error::Problem)))]
 #[tracing::instrument(skip(state, caller))]
 pub async fn who_am_i(State(state): State<AppState>, caller: Caller) -> Json<Session> {
-    Json(Session::of(&state, &caller, None))
+    let expires_at = match caller.credential {
+        Credential::Session { expires_at } => DateTime::from_timestamp(expires_at, 0),
+        _ => None,
+    };
+    Json(Session::of(&state, &caller, expires_at))
 }
 
-/// Ends the page's session (clears the cookie).
+/// Ends the page's session (clears the cookie). Sessions are stateless: a copy of the cookie
+/// stays valid until it expires or its key is revoked.
 #[utoipa::path(delete, path = "/api/v1/session", tag = "auth",
     responses((status = 204, description = "The cookie is cleared")))]
 #[tracing::instrument]

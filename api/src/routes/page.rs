@@ -41,4 +41,28 @@ mod tests {
             );
         }
     }
+
+    /// The key typed into the login form goes to `POST /api/v1/session` and nowhere else: the
+    /// script uses no storage, and the field has no `name` (a native submit, should the script
+    /// not run, sends nothing).
+    #[test]
+    fn the_page_keeps_no_key() {
+        let script = include_str!("../../static/app.js");
+        for storage in [
+            "localStorage",
+            "sessionStorage",
+            "indexedDB",
+            "document.cookie",
+        ] {
+            assert!(!script.contains(storage), "app.js uses {storage}");
+        }
+        let page = include_str!("../../static/index.html");
+        let field = page
+            .split("<input")
+            .find(|tag| tag.contains("id=\"api-key\""))
+            .and_then(|tag| tag.split('>').next())
+            .expect("the key's field");
+        assert!(field.contains("type=\"password\""), "{field}");
+        assert!(!field.contains("name="), "{field}");
+    }
 }

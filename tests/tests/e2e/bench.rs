@@ -109,6 +109,15 @@ async fn every_scenario_runs_small_and_checks_correctness() {
     assert_eq!(neighbours.metrics["long_task_finish_reason"], "stop");
     assert!(neighbours.metrics["long_tasks_run"].as_u64().unwrap() >= 1);
 
+    let auth = agentflow_bench::auth_cost::auth_cost(temporal_address(), 3, 2)
+        .await
+        .unwrap();
+    assert_clean(
+        &auth,
+        &["get_agents_ms", "create_task_ms", "visibility_count_ms"],
+    );
+    assert_eq!(auth.metrics["get_agents_ms"]["session_cookie"]["count"], 3);
+
     let json = std::env::temp_dir().join(format!("bench-{}.json", uuid::Uuid::new_v4()));
     let cli = Cli::try_parse_from([
         "agentflow-bench",

@@ -4,25 +4,8 @@
 //! asserted.
 
 use agentflow_bench::chaos::{Binaries, ChaosOptions, chaos};
-use std::path::PathBuf;
+use agentflow_tests::binaries::workspace_binary;
 use std::time::Duration;
-
-/// A binary of the workspace, built next to this test's directory (`target/debug`) by
-/// `cargo build --workspace --bins` (`scripts/test` runs it before the tests).
-fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the target directory");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo build --workspace --bins` builds it (scripts/test does)",
-        path.display()
-    );
-    path
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chaos_rounds_keep_every_subscriber_on_a_prefix_of_the_final_log() {

@@ -17,6 +17,7 @@ mod cli;
 mod control;
 mod crash;
 mod deploy;
+mod keys_cli;
 mod long_generation;
 mod mcp;
 mod openai;

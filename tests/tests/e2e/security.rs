@@ -864,3 +864,63 @@ async fn tasks_created_before_tenancy_belong_to_the_default_tenant() {
     let (status, _, _) = call(&s.api, Method::GET, &path, Some(&s.acme.key), None).await;
     assert_eq!(status, 404, "another tenant does not");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_session_is_an_http_only_cookie_with_the_key_s_tenant_and_scopes() {
+    let s = secured(|_| {}).await;
+    let api = &s.api;
+    let (status, _, problem) = call(
+        api,
+        Method::POST,
+        "/api/v1/session",
+        None,
+        Some(&json!({"key": "af_0000000000_forged"})),
+    )
+    .await;
+    assert_eq!(status, 401, "{problem}");
+    let response = api
+        .http
+        .post(api.url("/api/v1/session"))
+        .json(&json!({"key": s.reader.key}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains(&s.reader.key), "the cookie is not the key");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let me: Value = api
+        .http
+        .get(api.url("/api/v1/session"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((&me["identity"], &me["tenant"]), (&json!("rita"), &json!("acme")), "{me}");
+    let expires: chrono::DateTime<chrono::Utc> = me["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(expires > chrono::Utc::now() + chrono::Duration::hours(7), "{me}");
+    let with_cookie = |method: Method, path: &str| {
+        api.http
+            .request(method, api.url(path))
+            .header("cookie", &session)
+    };
+    assert_eq!(with_cookie(Method::GET, TASKS).send().await.unwrap().status(), 200);
+    let create = with_cookie(Method::POST, TASKS)
+        .json(&json!({"description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 403, "the session has the key's scopes only");
+    // With auth off there is no session to open.
+    let open = spawn_app_with(test_config(), false).await.spawn_api().await;
+    let (status, _, _) = call(&open, Method::POST, "/api/v1/session", None, Some(&json!({"key": "x"}))).await;
+    assert_eq!(status, 409);
+    let (status, _, me) = call(&open, Method::GET, "/api/v1/session", None, None).await;
+    assert_eq!((status, &me["auth_enabled"]), (200, &json!(false)), "{me}");
+}
