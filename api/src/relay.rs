@@ -145,6 +145,19 @@ pub struct Relay {
     behind: Notify,
 }
 
+impl Relay {
+    /// The task's agent, as recorded in its search attributes.
+    pub fn agent_id(&self) -> Option<&AgentId> {
+        self.agent_id.as_ref()
+    }
+
+    /// The task's tenant, as recorded in its search attributes (`None`: created before
+    /// tenancy).
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref()
+    }
+}
+
 /// A subscriber's handle on a relay; leaving is dropping it.
 pub struct Subscription {
     relay: Arc<Relay>,
@@ -155,12 +168,6 @@ impl Subscription {
     /// The task's agent, as recorded in its search attributes.
     pub fn agent_id(&self) -> Option<&AgentId> {
         self.relay.agent_id.as_ref()
-    }
-
-    /// The task's tenant, as recorded in its search attributes (`None`: created before
-    /// tenancy).
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.relay.tenant.as_ref()
     }
 
     /// Up to `max` frames with `seq > after`.
@@ -472,7 +479,9 @@ async fn run(
     // Subscribed before the first query, so no step of the workflow after it goes unhinted.
     let mut hints = match &ctx.bus {
         Some(bus) if ctx.settings.progress_hints && first.running => {
-            match tokio::time::timeout(ctx.settings.rpc_timeout, bus.progress(task)).await {
+            // A task created before tenancy (no tenant recorded): its hints under any tenant.
+            let subscribe = bus.progress(relay.tenant.as_ref(), task);
+            match tokio::time::timeout(ctx.settings.rpc_timeout, subscribe).await {
                 Ok(Ok(hints)) => Some(hints),
                 Ok(Err(error)) => {
                     tracing::warn!(%task, %error, "relay: subscribing to progress hints failed");
@@ -771,10 +780,12 @@ enum Wake {
 /// Follows the task's calls on the bus for as long as the relay runs: each event the bus's
 /// fold accepts is appended to the relay's log; one that runs ahead of it (the durable events
 /// before the call are not read yet) waits in the relay while the relay reads them (`behind`).
+/// The calls are on the task's tenant's subjects; those of a task created before tenancy (no
+/// tenant recorded: its worker's default tenant) are followed under any tenant.
 async fn follow_bus(relay: Arc<Relay>, bus: Bus) {
     let task = relay.task_id;
     loop {
-        let mut follower = match bus.follow_task(task).await {
+        let mut follower = match bus.follow_task(relay.tenant.as_ref(), task).await {
             Ok(follower) => follower,
             Err(error) => {
                 tracing::warn!(%task, %error, "relay: following the bus failed; retrying");
@@ -1099,6 +1110,16 @@ impl Registry {
 
     /// Subscribes to a task's relay, starting it if needed (within `max_relays`).
     pub async fn subscribe(self: &Arc<Self>, task: TaskId) -> Result<Subscription, RelayError> {
+        self.subscribe_if(task, |_| true).await
+    }
+
+    /// [`Registry::subscribe`], refusing (as not found, before counting the subscriber) a task
+    /// whose relay `accept` rejects — another agent's or tenant's.
+    pub async fn subscribe_if(
+        self: &Arc<Self>,
+        task: TaskId,
+        accept: impl Fn(&Relay) -> bool,
+    ) -> Result<Subscription, RelayError> {
         loop {
             let cell = {
                 let mut relays = self.relays.lock().expect("registry lock");
@@ -1112,6 +1133,9 @@ impl Registry {
             };
             match cell.get_or_try_init(|| self.start(task)).await {
                 Ok(relay) => {
+                    if !accept(relay) {
+                        return Err(RelayError::NotFound);
+                    }
                     if let Some(subscription) = relay.join(&self.settings)? {
                         return Ok(subscription);
                     }

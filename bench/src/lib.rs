@@ -19,9 +19,9 @@
 //! early; violations are listed in the report and fail the run.
 
 // The SDK macros generate undocumented marker constants, one per handler.
+pub mod auth_cost;
 #[allow(missing_docs)]
 pub mod baseline;
-pub mod auth_cost;
 pub mod chaos;
 pub mod cli;
 pub mod fake_llm;

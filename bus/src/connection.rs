@@ -1,10 +1,12 @@
 //! The [`Bus`]: one NATS connection per process, made in the background (a process starts
-//! without the bus and its calls use heartbeats until it is there), and the JetStream stream
-//! created or updated at each connection and checked against [`BusSettings`].
+//! without the bus and its calls use heartbeats until it is there) as the configured user, over
+//! TLS when asked, and the JetStream stream checked against [`BusSettings`] at each connection
+//! (created, or updated, only when it differs).
 
 use crate::counters::BusCounters;
 use agentflow_shared::config::BusSettings;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::{self, ErrorCode, stream};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +63,7 @@ impl Bus {
         }
         let (state_tx, state) = watch::channel(BusState::Connecting);
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
-        let client = async_nats::ConnectOptions::new()
+        let client = connect_options(settings)
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_millis(settings.connect_timeout_ms))
             .max_reconnects(None)
@@ -145,6 +147,11 @@ impl Bus {
         &self.counters
     }
 
+    /// The NATS client underneath, for what the bus does not wrap (a test's raw subscription).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
     /// The stream's config as agentflow needs it.
     fn stream_config(&self) -> stream::Config {
         let settings = &self.settings;
@@ -162,15 +169,35 @@ impl Bus {
         }
     }
 
-    /// Creates or updates the stream, then checks what the server holds.
+    /// Creates the stream, or updates it where it differs from the settings, then checks what
+    /// the server holds. A stream that is as configured is only read: a process allowed to
+    /// read the stream's info but not to change it (the api, under docker/nats.conf) runs
+    /// against the stream its workers made.
     async fn ensure_stream(&self) -> Result<(), BusError> {
         let wanted = self.stream_config();
-        let info = self
-            .jetstream
-            .create_or_update_stream(wanted.clone())
-            .await
-            .map_err(|e| BusError::Misconfigured(e.to_string()))?;
-        let held = &info.config;
+        let misconfigured =
+            |error: &dyn std::fmt::Display| BusError::Misconfigured(error.to_string());
+        let held = match self.jetstream.get_stream(&wanted.name).await {
+            Ok(stream) if !differs(&stream.cached_info().config, &wanted) => {
+                stream.cached_info().config.clone()
+            }
+            Ok(_) => {
+                let info = self.jetstream.update_stream(&wanted).await;
+                info.map_err(|e| misconfigured(&e))?.config
+            }
+            Err(error)
+                if matches!(error.kind(), GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                let stream = self.jetstream.create_stream(wanted.clone()).await;
+                stream
+                    .map_err(|e| misconfigured(&e))?
+                    .cached_info()
+                    .config
+                    .clone()
+            }
+            Err(error) => return Err(misconfigured(&error)),
+        };
         let problems: Vec<&str> = [
             (
                 held.discard != stream::DiscardPolicy::New,
@@ -202,6 +229,35 @@ impl Bus {
             Err(BusError::Misconfigured(problems.join(", ")))
         }
     }
+}
+
+/// Whether the stream `held` lacks any setting of `wanted` (those agentflow sets).
+fn differs(held: &stream::Config, wanted: &stream::Config) -> bool {
+    held.subjects != wanted.subjects
+        || held.storage != wanted.storage
+        || held.retention != wanted.retention
+        || held.discard != wanted.discard
+        || held.max_age != wanted.max_age
+        || held.max_bytes != wanted.max_bytes
+        || held.max_message_size != wanted.max_message_size
+        || held.duplicate_window != wanted.duplicate_window
+}
+
+/// How to connect to the bus of `settings`: as its user, trusting its TLS roots, requiring TLS
+/// if asked.
+fn connect_options(settings: &BusSettings) -> async_nats::ConnectOptions {
+    // rustls wants one crypto provider per process; a worker links two (ring, here, and
+    // aws-lc-rs, through its HTTP clients), so neither is the default and a TLS connection
+    // would fail: ring becomes the default, unless the process chose one.
+    let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
+    let mut options = async_nats::ConnectOptions::new().require_tls(settings.tls_required);
+    if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
+        options = options.user_and_password(user.clone(), password.0.clone());
+    }
+    if let Some(roots) = &settings.tls_ca_file {
+        options = options.add_root_certificates(roots.clone());
+    }
+    options
 }
 
 /// Checks the stream at every connection; tracks the state.

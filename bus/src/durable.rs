@@ -1,14 +1,14 @@
 //! The workflow's own events on the bus: events a workflow task already made durable in
 //! Temporal (steps, tool calls), handed to the next LLM call, which publishes them before its
 //! own. No fence applies to them: every attempt hands out the same events, and the message id
-//! (`Nats-Msg-Id`: task and seq) stores each once. Subject: `<prefix>.<task>.w`, one per task,
-//! inside the task's filter, so a relay's follower reads them with the task's calls.
+//! (`Nats-Msg-Id`: task and seq) stores each once. Subject: `<prefix>.<tenant>.<task>.w`, one
+//! per task, inside the task's filter, so a relay's follower reads them with the task's calls.
 
 use crate::connection::{Bus, BusError};
 use crate::counters::BusCounters;
 use crate::message::KIND_HEADER;
 use agentflow_shared::event::Event;
-use agentflow_shared::ids::TaskId;
+use agentflow_shared::ids::{TaskId, TenantId};
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 
@@ -18,24 +18,33 @@ const TOKEN: &str = "w";
 pub const DURABLE_KIND: &str = "durable";
 
 /// The subject of `task`'s durable events under `prefix`.
-pub fn durable_subject(prefix: &str, task: TaskId) -> String {
-    format!("{prefix}.{task}.{TOKEN}")
+pub fn durable_subject(prefix: &str, tenant: &TenantId, task: TaskId) -> String {
+    format!("{prefix}.{tenant}.{task}.{TOKEN}")
 }
 
 /// Whether `subject` (under `prefix`) is a task's durable-events subject.
 pub fn is_durable_subject(prefix: &str, subject: &str) -> bool {
-    subject
+    let tokens = subject
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(|rest| rest.split_once('.'))
-        .is_some_and(|(task, token)| token == TOKEN && task.parse::<TaskId>().is_ok())
+        .map(|rest| rest.split('.').collect::<Vec<_>>());
+    matches!(
+        tokens.as_deref(),
+        Some([tenant, task, TOKEN])
+            if tenant.parse::<TenantId>().is_ok() && task.parse::<TaskId>().is_ok()
+    )
 }
 
 impl Bus {
-    /// Sends `events` (already durable in Temporal) on `task`'s durable subject, in order,
-    /// without waiting for their acknowledgements: one that is not stored reaches clients from
-    /// Temporal instead. Refused at once while the bus is not ready.
-    pub async fn publish_durable(&self, task: TaskId, events: &[Event]) -> Result<(), BusError> {
+    /// Sends `events` (already durable in Temporal) on the durable subject of `tenant`'s
+    /// `task`, in order, without waiting for their acknowledgements: one that is not stored
+    /// reaches clients from Temporal instead. Refused at once while the bus is not ready.
+    pub async fn publish_durable(
+        &self,
+        tenant: &TenantId,
+        task: TaskId,
+        events: &[Event],
+    ) -> Result<(), BusError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -43,7 +52,7 @@ impl Bus {
             BusCounters::count(&self.counters.refused);
             return Err(BusError::NotReady(self.state()));
         }
-        let subject = durable_subject(&self.settings.subject_prefix, task);
+        let subject = durable_subject(&self.settings.subject_prefix, tenant, task);
         for event in events {
             let message = PublishMessage::build()
                 .payload(Bytes::from(
@@ -68,16 +77,18 @@ mod tests {
     #[test]
     fn durable_subjects_are_told_from_call_subjects() {
         let task = TaskId::new();
-        let subject = durable_subject("agentflow.calls", task);
+        let tenant: TenantId = "acme".parse().unwrap();
+        let subject = durable_subject("agentflow.calls", &tenant, task);
+        assert_eq!(subject, format!("agentflow.calls.acme.{task}.w"));
         assert!(is_durable_subject("agentflow.calls", &subject));
         assert!(!is_durable_subject("other", &subject));
-        assert!(!is_durable_subject(
-            "agentflow.calls",
-            &format!("agentflow.calls.{task}.7")
-        ));
-        assert!(!is_durable_subject(
-            "agentflow.calls",
-            "agentflow.calls.x.w"
-        ));
+        for other in [
+            format!("agentflow.calls.acme.{task}.7"),
+            format!("agentflow.calls.{task}.w"),
+            "agentflow.calls.acme.x.w".to_owned(),
+            format!("{subject}.w"),
+        ] {
+            assert!(!is_durable_subject("agentflow.calls", &other), "{other}");
+        }
     }
 }

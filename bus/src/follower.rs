@@ -10,7 +10,7 @@ use crate::fold::{CallFold, Folded};
 use crate::message::BusMessage;
 use crate::subject::CallSubject;
 use agentflow_shared::event::Event;
-use agentflow_shared::ids::{Seq, TaskId};
+use agentflow_shared::ids::{Seq, TaskId, TenantId};
 use async_nats::jetstream::consumer::{DeliverPolicy, push};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -25,8 +25,13 @@ pub struct TaskFollower {
 }
 
 impl Bus {
-    /// Follows every call of `task`, from the oldest message still stored.
-    pub async fn follow_task(&self, task: TaskId) -> Result<TaskFollower, BusError> {
+    /// Follows every call of `tenant`'s `task` (`None`: the task's tenant is not known, any
+    /// tenant's), from the oldest message still stored.
+    pub async fn follow_task(
+        &self,
+        tenant: Option<&TenantId>,
+        task: TaskId,
+    ) -> Result<TaskFollower, BusError> {
         let stream = self
             .jetstream
             .get_stream_no_info(&self.settings.stream)
@@ -35,7 +40,11 @@ impl Bus {
         let consumer = stream
             .create_consumer(push::OrderedConfig {
                 deliver_subject: self.client.new_inbox(),
-                filter_subject: CallSubject::task_filter(&self.settings.subject_prefix, task),
+                filter_subject: CallSubject::task_filter(
+                    &self.settings.subject_prefix,
+                    tenant,
+                    task,
+                ),
                 deliver_policy: DeliverPolicy::All,
                 ..Default::default()
             })

@@ -5,7 +5,8 @@
 //! so a lost hint delays events, never changes them.
 
 use crate::connection::{Bus, BusError};
-use agentflow_shared::ids::TaskId;
+use crate::subject::tenant_token;
+use agentflow_shared::ids::{TaskId, TenantId};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -52,21 +53,28 @@ impl ProgressHints {
 }
 
 impl Bus {
-    /// The progress subject of `task` (outside the stream's subjects).
-    fn progress_subject(&self, task: TaskId) -> String {
-        format!("{}-progress.{task}", self.settings.subject_prefix)
+    /// The progress subject of `task` (outside the stream's subjects):
+    /// `<prefix>-progress.<tenant>.<task>`, the tenant's token as [`tenant_token`] makes it.
+    fn progress_subject(&self, tenant: Option<&TenantId>, task: TaskId) -> String {
+        format!(
+            "{}-progress.{}.{task}",
+            self.settings.subject_prefix,
+            tenant_token(tenant)
+        )
     }
 
-    /// Tells `task`'s relays what its workflow just did; whether the hint went out. It needs
-    /// only core NATS (not the stream), and gives up after [`HINT_TIMEOUT`] rather than hold
-    /// up the workflow task (a client whose server stalls stops taking publishes).
-    pub async fn hint_progress(&self, task: TaskId, progress: Progress) -> bool {
+    /// Tells the relays of `tenant`'s `task` what its workflow just did; whether the hint went
+    /// out. It needs only core NATS (not the stream), and gives up after [`HINT_TIMEOUT`]
+    /// rather than hold up the workflow task (a client whose server stalls stops taking
+    /// publishes).
+    pub async fn hint_progress(&self, tenant: &TenantId, task: TaskId, progress: Progress) -> bool {
         if !self.is_connected() {
             return false;
         }
-        let publish = self
-            .client
-            .publish(self.progress_subject(task), progress.payload());
+        let publish = self.client.publish(
+            self.progress_subject(Some(tenant), task),
+            progress.payload(),
+        );
         match tokio::time::timeout(HINT_TIMEOUT, publish).await {
             Ok(Ok(())) => true,
             Ok(Err(error)) => {
@@ -80,10 +88,15 @@ impl Bus {
         }
     }
 
-    /// The progress hints of `task` from now on.
-    pub async fn progress(&self, task: TaskId) -> Result<ProgressHints, BusError> {
+    /// The progress hints of `tenant`'s `task` from now on (`None`: the task's tenant is not
+    /// known, any tenant's).
+    pub async fn progress(
+        &self,
+        tenant: Option<&TenantId>,
+        task: TaskId,
+    ) -> Result<ProgressHints, BusError> {
         self.client
-            .subscribe(self.progress_subject(task))
+            .subscribe(self.progress_subject(tenant, task))
             .await
             .map(ProgressHints)
             .map_err(BusError::request)

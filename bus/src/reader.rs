@@ -28,7 +28,7 @@ pub struct CallRead {
 
 impl Bus {
     /// Reads every message stored on `call`'s subject, in order.
-    pub async fn read_call(&self, call: CallSubject) -> Result<CallRead, BusError> {
+    pub async fn read_call(&self, call: &CallSubject) -> Result<CallRead, BusError> {
         let subject = call.name(&self.settings.subject_prefix);
         let mut fold = CallFold::new(call.seq_base);
         let stream = self
@@ -85,12 +85,12 @@ impl Bus {
 
     /// Reads `call`'s subject and stores the fence of `attempt` after what was read; returns the
     /// fold with the fence applied. Every later reader voids earlier attempts' later messages.
-    pub async fn fence_call(&self, call: CallSubject, attempt: u32) -> Result<CallFold, BusError> {
+    pub async fn fence_call(&self, call: &CallSubject, attempt: u32) -> Result<CallFold, BusError> {
         let subject = call.name(&self.settings.subject_prefix);
         for _ in 0..MAX_FENCE_TRIES {
             let read = self.read_call(call).await?;
             let fence = BusMessage::fence(attempt)
-                .encode(&call)
+                .encode(call)
                 .expected_last_subject_sequence(read.last);
             let stored = match self.jetstream.send_publish(subject.clone(), fence).await {
                 Ok(ack) => ack.await,

@@ -1,7 +1,8 @@
 //! What workers report of their MCP servers' tools, in a JetStream key-value bucket
 //! (`<prefix>-mcp-tools`, a key per server, the latest listing wins), so `GET /api/v1/tools`
 //! shows them without an MCP client in the api. A report is informative only: a task's tools
-//! are the catalog in its own history.
+//! are the catalog in its own history. Workers create the bucket; the api only reads it (so it
+//! needs no right to change it).
 
 use crate::connection::{Bus, BusError};
 use agentflow_shared::mcp::McpTool;
@@ -25,7 +26,8 @@ impl Bus {
         )
     }
 
-    async fn reports(&self) -> Result<kv::Store, BusError> {
+    /// The bucket, created or updated to hold reports.
+    async fn writable_reports(&self) -> Result<kv::Store, BusError> {
         let config = kv::Config {
             bucket: self.reports_bucket(),
             description: "agentflow: MCP tools as workers last listed them".into(),
@@ -46,7 +48,7 @@ impl Bus {
             return false;
         };
         let put = async {
-            self.reports()
+            self.writable_reports()
                 .await?
                 .put(server, json.into())
                 .await
@@ -62,10 +64,15 @@ impl Bus {
         }
     }
 
-    /// The MCP tools workers last reported, by server (empty when the bus cannot say).
+    /// The MCP tools workers last reported, by server (empty when the bus cannot say, or no
+    /// worker made the bucket yet).
     pub async fn reported_mcp_tools(&self) -> BTreeMap<String, Vec<McpTool>> {
         let read = async {
-            let store = self.reports().await?;
+            let store = self
+                .jetstream
+                .get_key_value(self.reports_bucket())
+                .await
+                .map_err(BusError::request)?;
             let mut keys = store.keys().await.map_err(BusError::request)?;
             let mut reported = BTreeMap::new();
             while let Some(key) = keys.next().await {

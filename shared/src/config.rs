@@ -592,6 +592,19 @@ pub struct BusSettings {
     /// Workers send a progress hint after each workflow activation, and relays read the log
     /// on hints instead of long-polling history. Every worker of the task queue must agree.
     pub progress_hints: bool,
+    /// NATS user to connect as, with `password`; none: no credentials. Each process connects
+    /// as its own user: the worker's may publish events, the api's may only read them
+    /// (docker/nats.conf).
+    pub user: Option<String>,
+    /// The user's password. Best given in the environment (`AGENTFLOW_BUS__PASSWORD`; quoted,
+    /// `'"123456"'`, if it reads as a number) rather than in the file; never shown (its `Debug`
+    /// is redacted) nor logged.
+    pub password: Option<Password>,
+    /// PEM file of the certificate authorities that sign the server's TLS certificate, trusted
+    /// instead of the system's roots (which are trusted without it).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Refuse a connection without TLS (a `tls://` URL requires it too).
+    pub tls_required: bool,
 }
 
 impl Default for BusSettings {
@@ -610,6 +623,10 @@ impl Default for BusSettings {
             max_pending_acks: 4096,
             marker_interval_ms: 1000,
             progress_hints: true,
+            user: None,
+            password: None,
+            tls_ca_file: None,
+            tls_required: false,
         }
     }
 }
@@ -650,7 +667,23 @@ impl BusSettings {
                 "[bus] max_message_bytes must be at least 1024 and at most max_bytes".into(),
             ));
         }
+        if self.user.is_some() != self.password.is_some() {
+            return Err(ConfigError::Invalid(
+                "[bus] user and password go together".into(),
+            ));
+        }
         Ok(())
+    }
+}
+
+/// A password: a string in the config, redacted by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
     }
 }
 
@@ -798,6 +831,17 @@ mod tests {
         assert!(config.validate().is_err());
         config.bus.url.clear();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_bus_user_needs_its_password_which_is_never_shown() {
+        let mut config = AgentflowConfig::default_config();
+        config.bus.user = Some("worker".into());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("user and password"), "{err}");
+        config.bus.password = Some(Password("s3cret-pw".into()));
+        config.validate().unwrap();
+        assert!(!format!("{config:?}").contains("s3cret-pw"));
     }
 
     #[test]

@@ -128,8 +128,8 @@ pub struct KeysFile {
     pub keys: Vec<KeyRecord>,
 }
 
-/// `[auth]`: who may call the api.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[auth]`: who may call the api. Its `Debug` leaves the token secrets out.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// Require an API key (or a stream token, or a page session) on every `/api` route.
@@ -177,11 +177,28 @@ impl Default for AuthSettings {
     }
 }
 
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("enabled", &self.enabled)
+            .field("keys", &self.keys.len())
+            .field("keys_file", &self.keys_file)
+            .field("default_tenant", &self.default_tenant)
+            .field(
+                "token_secrets",
+                &format_args!("<{} redacted>", self.token_secrets.len()),
+            )
+            .field("stream_token_ttl_secs", &self.stream_token_ttl_secs)
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The least length of a token secret.
 pub const MIN_SECRET_BYTES: usize = 32;
 
 impl AuthSettings {
-    /// Checks the keys and, with auth on, that tokens can be signed.
+    /// Checks the keys and, with auth on, that tokens can be signed (never echoing a secret).
     pub fn validate(&self) -> Result<(), String> {
         for key in &self.keys {
             key.validate().map_err(|e| format!("[auth] {e}"))?;

@@ -1,7 +1,9 @@
 //! The servers the tests run against: the Temporal dev server every test of the process shares
 //! ([`temporal_address`]), dedicated dev servers for tests that need other settings
-//! ([`DevServer`]), and NATS ([`nats_url`], [`NatsServer`]).
+//! ([`DevServer`]), and NATS ([`nats_url`], [`NatsServer`], secured by docker/nats.conf with
+//! [`NatsServer::start_secured`]).
 
+use agentflow_shared::config::{AgentflowConfig, Password};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -113,11 +115,74 @@ pub struct NatsServer {
     port: u16,
     store: std::path::PathBuf,
     watchdog: Option<Child>,
+    /// Extra `nats-server` arguments.
+    args: Vec<String>,
+    /// The users of a server secured by docker/nats.conf (whose passwords it is given).
+    users: Option<NatsUsers>,
+}
+
+/// A user of a secured [`NatsServer`].
+#[derive(Debug, Clone)]
+pub struct NatsUser {
+    /// The user's name.
+    pub user: String,
+    /// Its password (random).
+    pub password: String,
+}
+
+impl NatsUser {
+    /// `config` with its bus connecting as this user.
+    pub fn bus_of(&self, config: &AgentflowConfig) -> AgentflowConfig {
+        let mut config = config.clone();
+        config.bus.user = Some(self.user.clone());
+        config.bus.password = Some(Password(self.password.clone()));
+        config
+    }
+}
+
+/// The users docker/nats.conf declares.
+#[derive(Debug, Clone)]
+pub struct NatsUsers {
+    /// `worker`: publishes events, cannot subscribe to them.
+    pub worker: NatsUser,
+    /// `api`: reads events, cannot publish them.
+    pub api: NatsUser,
+}
+
+impl NatsUsers {
+    fn random() -> Self {
+        let user = |name: &str| NatsUser {
+            user: name.into(),
+            password: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        Self {
+            worker: user("worker"),
+            api: user("api"),
+        }
+    }
 }
 
 impl NatsServer {
     /// Starts a server and waits until it listens.
     pub fn start() -> Self {
+        Self::start_with(&[], None)
+    }
+
+    /// Starts a server with these extra `nats-server` arguments (e.g. `["--tls", …]`) and
+    /// waits until it listens.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with(args, None)
+    }
+
+    /// Starts a server with docker/nats.conf (the shipped users and permissions, passwords
+    /// random) and waits until it listens; returns it and its users.
+    pub fn start_secured() -> (Self, NatsUsers) {
+        let users = NatsUsers::random();
+        let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/nats.conf");
+        (Self::start_with(&["-c", conf], Some(users.clone())), users)
+    }
+
+    fn start_with(args: &[&str], users: Option<NatsUsers>) -> Self {
         let installed = Command::new("nats-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -132,6 +197,8 @@ impl NatsServer {
             port: free_port(),
             store,
             watchdog: None,
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+            users,
         };
         server.restart();
         server
@@ -140,6 +207,11 @@ impl NatsServer {
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// What the server logged so far (errors such as permissions violations among it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.store.join("nats.log")).unwrap_or_default()
     }
 
     /// Stops the server at once (SIGKILL), as a crash would.
@@ -158,17 +230,27 @@ impl NatsServer {
 
     /// (Re)starts the server on the same port and store; waits until it listens.
     pub fn restart(&mut self) {
+        // The extra arguments are the script's positional parameters ("$@"): no quoting issues.
         let script = format!(
-            "nats-server -js -a 127.0.0.1 -p {port} -sd {store} >/dev/null 2>&1 & server=$!; \
+            "mkdir -p {store}; nats-server -js -a 127.0.0.1 -p {port} -sd {store} \"$@\" >>{store}/nats.log 2>&1 & server=$!; \
              trap 'kill -9 $server; exit 0' TERM; \
              while kill -0 {parent} 2>/dev/null; do sleep 0.5 & wait $!; done; kill -9 $server; rm -rf {store}",
             port = self.port,
             store = self.store.display(),
             parent = std::process::id()
         );
-        let watchdog = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(script)
+            .arg("nats-server")
+            .args(&self.args);
+        if let Some(users) = &self.users {
+            command
+                .env("NATS_WORKER_PASSWORD", &users.worker.password)
+                .env("NATS_API_PASSWORD", &users.api.password);
+        }
+        let watchdog = command
             .stdin(Stdio::null())
             .spawn()
             .expect("starting nats-server (is it installed? run scripts/test)");

@@ -21,10 +21,11 @@ use agentflow_shared::event::{
     DeltaKind, Event, EventKind, LlmCallCompleted, LlmCallDelta, LlmCallRetrying, LlmCallStarted,
     Mode,
 };
-use agentflow_shared::ids::{AgentId, Seq, TaskId};
+use agentflow_shared::ids::{AgentId, Seq, TaskId, TenantId};
 use agentflow_shared::llm::{ChatMessage, FinishReason, ToolCall, ToolSpec};
 use agentflow_shared::log::{EventLog, LogError};
 use agentflow_shared::mcp::McpCatalog;
+use agentflow_shared::security::AuthSettings;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,6 +44,10 @@ pub const LLM_ERROR: &str = "LlmError";
 pub struct LlmCallInput {
     /// The task.
     pub task_id: TaskId,
+    /// Its tenant, named by the call's subjects on the bus (absent on tasks created before
+    /// tenancy: the worker's `auth.default_tenant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
     /// Its agent.
     pub agent_id: AgentId,
     /// The agent-loop step.
@@ -144,6 +149,9 @@ pub struct LlmCallOutput {
 pub struct RecoverCallInput {
     /// The task.
     pub task_id: TaskId,
+    /// Its tenant, as [`LlmCallInput::tenant`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
     /// Seq of the call's first event.
     pub seq_base: Seq,
     /// The attempt number to fence with (one past the call's last attempt).
@@ -233,6 +241,8 @@ pub struct AgentActivities {
     heartbeat_interval: Duration,
     shutdown: watch::Receiver<bool>,
     bus: Option<Bus>,
+    /// The tenant on the bus of tasks created before tenancy.
+    default_tenant: TenantId,
     checkpoints: Option<Checkpoints>,
 }
 
@@ -246,6 +256,7 @@ impl AgentActivities {
             heartbeat_interval: Duration::from_millis(30),
             shutdown: watch::channel(false).1,
             bus: None,
+            default_tenant: AuthSettings::default().default_tenant,
             checkpoints: None,
         }
     }
@@ -257,10 +268,23 @@ impl AgentActivities {
         self
     }
 
-    /// Publishes LLM calls' events on `bus` (when it is ready; else they use heartbeats).
-    pub fn with_bus(mut self, bus: Option<Bus>) -> Self {
+    /// Publishes LLM calls' events on `bus` (when it is ready; else they use heartbeats), on
+    /// their task's tenant's subjects — `default_tenant`'s (`auth.default_tenant`) for a task
+    /// created before tenancy.
+    pub fn with_bus(mut self, bus: Option<Bus>, default_tenant: TenantId) -> Self {
         self.bus = bus;
+        self.default_tenant = default_tenant;
         self
+    }
+
+    /// The subject of the call of `tenant`'s `task` at `seq_base` (a task created before
+    /// tenancy has none: the default tenant's).
+    fn call_subject(&self, tenant: Option<&TenantId>, task: TaskId, seq_base: Seq) -> CallSubject {
+        CallSubject {
+            tenant: tenant.unwrap_or(&self.default_tenant).clone(),
+            task,
+            seq_base,
+        }
     }
 
     /// The shortest interval between two heartbeats of an LLM call (it grows with the call's
@@ -631,7 +655,7 @@ fn non_retryable(message: String) -> ActivityError {
 async fn join_bus(
     ctx: &ActivityContext,
     bus: &Bus,
-    call: CallSubject,
+    call: &CallSubject,
     attempt: u32,
     must_recover: bool,
     shutdown: &mut watch::Receiver<bool>,
@@ -696,9 +720,10 @@ impl AgentActivities {
     ) -> Result<LlmCallOutput, ActivityError> {
         let attempt = ctx.info().attempt.max(input.attempt);
         tracing::Span::current().record("attempt", attempt);
+        let call = self.call_subject(input.tenant.as_ref(), input.task_id, input.seq_base);
         if let Some(bus) = &self.bus
             && let Err(error) = bus
-                .publish_durable(input.task_id, &input.workflow_events)
+                .publish_durable(&call.tenant, input.task_id, &input.workflow_events)
                 .await
         {
             tracing::debug!(%error, "the workflow's events reach clients from Temporal");
@@ -713,14 +738,10 @@ impl AgentActivities {
             input.previous_events.clone()
         };
         let mut shutdown = self.shutdown.clone();
-        let call = CallSubject {
-            task: input.task_id,
-            seq_base: input.seq_base,
-        };
         let mut route = Route::Heartbeat;
         if let Some(bus) = &self.bus
             && let Some(fold) =
-                join_bus(&ctx, bus, call, attempt, must_recover, &mut shutdown).await?
+                join_bus(&ctx, bus, &call, attempt, must_recover, &mut shutdown).await?
         {
             match beyond_durable(fold.events(), input.durable_through) {
                 // The workflow holds events the bus lacks (an earlier attempt left the bus):
@@ -733,7 +754,7 @@ impl AgentActivities {
                         ))
                     })?;
                     route = Route::Bus(Box::new(BusRoute {
-                        publisher: CallPublisher::new(bus, call, attempt),
+                        publisher: CallPublisher::new(bus, call.clone(), attempt),
                         published: stored.len(),
                     }));
                 }
@@ -998,12 +1019,9 @@ impl AgentActivities {
         let Some(bus) = &self.bus else {
             return Ok(input.previous_events);
         };
-        let call = CallSubject {
-            task: input.task_id,
-            seq_base: input.seq_base,
-        };
+        let call = self.call_subject(input.tenant.as_ref(), input.task_id, input.seq_base);
         let mut shutdown = self.shutdown.clone();
-        let fold = join_bus(&ctx, bus, call, input.attempt, true, &mut shutdown)
+        let fold = join_bus(&ctx, bus, &call, input.attempt, true, &mut shutdown)
             .await?
             .ok_or_else(|| non_retryable("the bus could not be joined".into()))?;
         let Some(stored) = beyond_durable(fold.events(), input.durable_through) else {

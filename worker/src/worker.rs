@@ -66,7 +66,7 @@ pub async fn run(
     )
     .with_heartbeat_interval(Duration::from_millis(settings.max_heartbeat_throttle_ms))
     .with_shutdown(stopping_rx)
-    .with_bus(bus.clone())
+    .with_bus(bus.clone(), config.auth.default_tenant.clone())
     .with_checkpoints(Some(Checkpoints::new(
         client.clone(),
         Duration::from_secs(settings.llm_heartbeat_timeout_secs),
@@ -83,7 +83,7 @@ pub async fn run(
         .graceful_shutdown_period(Duration::from_secs(5))
         .build();
     if let Some(bus) = bus.filter(|_| config.bus.progress_hints) {
-        let hinter = ProgressHinter::new(bus);
+        let hinter = ProgressHinter::new(bus, config.auth.default_tenant.clone());
         tokio::spawn(hinter.clone().resend_after_outages());
         options.worker_interceptor(hinter);
     }

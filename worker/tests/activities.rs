@@ -37,6 +37,7 @@ fn activities() -> AgentActivities {
 fn input(query: &str, mode: Mode, model: ModelConfig) -> LlmCallInput {
     LlmCallInput {
         task_id: TaskId::new(),
+        tenant: None,
         agent_id: AgentId::from("assistant"),
         step: 1,
         seq_base: Seq(5),

@@ -26,15 +26,28 @@ pub const TOKEN_ROUTES: [&str; 2] = [
 ];
 
 /// The access `method` on route `path` (as matched, e.g. `/api/v1/agents/{agent_id}`) needs.
-/// Unknown routes are public: they answer 404 or 405 without touching anything.
-pub fn required(method: &Method, path: &str) -> Access {
+/// `HEAD` is `GET` (axum answers it with the `GET` handler). Fails closed: a matched route and
+/// method not in the table needs a credential; only a request that matched no route (404) is
+/// public besides the listed ones.
+pub fn required(method: &Method, path: Option<&str>) -> Access {
     use Scope::{Admin, TasksControl, TasksRead, TasksWrite};
+    let Some(path) = path else {
+        return Access::Public;
+    };
     let needs = Access::Needs;
+    let method = if *method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     let task_route = path.strip_prefix("/api/v1/agents/{agent_id}/tasks/{task_id}");
-    match (method.as_str(), path, task_route) {
+    match (method, path, task_route) {
+        ("GET", "/" | "/app.js" | "/style.css" | "/healthz" | "/readyz" | "/openapi.json", _) => {
+            Access::Public
+        }
+        ("POST" | "DELETE", "/api/v1/session", _) => Access::Public,
         ("GET", "/metrics", _) => needs(Admin),
         ("GET", "/api/v1/session", _) => Access::Authenticated,
-        (_, "/api/v1/session", _) => Access::Public,
         ("GET", "/api/v1/agents" | "/api/v1/agents/{agent_id}" | "/api/v1/tools", _) => {
             needs(TasksRead)
         }
@@ -56,7 +69,7 @@ pub fn required(method: &Method, path: &str) -> Access {
         {
             needs(TasksControl)
         }
-        _ => Access::Public,
+        _ => Access::Authenticated,
     }
 }
 
@@ -240,8 +253,28 @@ mod tests {
         ];
         for (method, path, access) in cases {
             let method = Method::from_bytes(method.as_bytes()).unwrap();
-            assert_eq!(required(&method, &path), access, "{method} {path}");
+            assert_eq!(required(&method, Some(&path)), access, "{method} {path}");
+            if method == Method::GET {
+                assert_eq!(required(&Method::HEAD, Some(&path)), access, "HEAD {path}");
+            }
         }
+        // Fails closed: a method or route the table does not list needs a credential.
+        for (method, path) in [
+            ("PUT", task.to_owned()),
+            ("OPTIONS", "/api/v1/agents".into()),
+        ] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert_eq!(
+                required(&method, Some(&path)),
+                Access::Authenticated,
+                "{method} {path}"
+            );
+        }
+        assert_eq!(
+            required(&Method::GET, None),
+            Access::Public,
+            "no route: 404"
+        );
     }
 
     #[test]

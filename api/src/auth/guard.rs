@@ -6,7 +6,7 @@ use crate::auth::token::Grant;
 use crate::error::ApiError;
 use crate::state::AppState;
 use agentflow_shared::ids::TaskId;
-use agentflow_shared::security::KeyRecord;
+use agentflow_shared::security::{KeyRecord, Scope};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::middleware::Next;
@@ -89,17 +89,15 @@ pub async fn authenticate(
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let access = access::required(request.method(), &route);
+        .map(|p| p.as_str().to_owned());
+    let access = access::required(request.method(), route.as_deref());
+    let route = route.unwrap_or_default();
     let auth = &state.config.auth;
     let caller = if !auth.enabled {
+        check_local_host(&state, request.headers())?;
         Caller::open(auth.default_tenant.clone())
     } else if access == Access::Public {
-        request.extensions_mut().insert(Caller {
-            scopes: Vec::new(),
-            ..Caller::open(auth.default_tenant.clone())
-        });
+        // No caller: a public route reads no task.
         return Ok(next.run(request).await);
     } else {
         let (caller, uri) = identify(&state, &route, request.uri(), request.headers())?;
@@ -134,6 +132,35 @@ pub async fn authenticate(
     Ok(next.run(request).await)
 }
 
+/// With auth off (and `auth.allow_unauthenticated_network` unset), refuses a `Host` that is not
+/// the loopback (`localhost`, `127.0.0.1`, `[::1]`, any port) with 403: a web page whose name
+/// is re-bound to 127.0.0.1 (DNS rebinding) must not reach an open api.
+fn check_local_host(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if state.config.auth.allow_unauthenticated_network {
+        return Ok(());
+    }
+    let Some(host) = headers.get(header::HOST) else {
+        return Ok(());
+    };
+    let host = host.to_str().unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let local = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if local {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "with auth off this api answers loopback names only, not `{host}` (turn auth on, or \
+             set auth.allow_unauthenticated_network)"
+        )))
+    }
+}
+
 /// The caller of an authenticated route, and the URI without its stream token.
 fn identify(
     state: &AppState,
@@ -160,8 +187,13 @@ fn identify(
             return Err(unauthorized("this token is for another task"));
         }
         let record = in_force(state, &claims.key)?;
+        if !caller_of(record.clone()).has(Scope::TasksRead) {
+            return Err(unauthorized(
+                "the key behind this token may no longer read tasks",
+            ));
+        }
         let caller = Caller {
-            scopes: vec![agentflow_shared::security::Scope::TasksRead],
+            scopes: vec![Scope::TasksRead],
             credential: Credential::StreamToken(task),
             ..caller_of(record)
         };

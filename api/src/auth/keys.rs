@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
@@ -113,13 +113,14 @@ pub fn write_file(path: &Path, file: &KeysFile) -> Result<(), KeysError> {
         path: path.to_owned(),
         message: e.to_string(),
     })?;
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, text).map_err(io)?;
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(&temporary).map_err(io)?;
+    std::io::Write::write_all(&mut out, text.as_bytes()).map_err(io)?;
+    out.sync_all().map_err(io)?;
     std::fs::rename(&temporary, path).map_err(io)
 }
 
@@ -150,15 +151,14 @@ pub struct KeyStore {
 
 impl KeyStore {
     /// The keys of `config` and of `file` (read now); with a file, a background task re-reads
-    /// it every `reload` when its modification time changes. A file that turns invalid keeps
+    /// it every `reload` when its contents change. A file that turns invalid keeps
     /// the keys read before (and is logged).
     pub fn start(
         config: Vec<KeyRecord>,
         file: Option<PathBuf>,
         reload: Duration,
     ) -> Result<Self, KeysError> {
-        // The time is taken before the read: a change in between is read again, never missed.
-        let mut seen = file.as_deref().and_then(modified);
+        let mut seen = file.as_deref().and_then(|path| std::fs::read(path).ok());
         let read = match &file {
             Some(path) => read_file(path)?,
             None => KeysFile::default(),
@@ -174,11 +174,16 @@ impl KeyStore {
                     if notify.is_closed() {
                         return;
                     }
-                    let now = modified(&path);
-                    if now == seen {
+                    // The contents, not the modification time: an edit within the file
+                    // system's time resolution is not missed. A file gone (being replaced, a
+                    // volume remounted) keeps the keys read before.
+                    let Ok(now) = std::fs::read(&path) else {
+                        continue;
+                    };
+                    if seen.as_ref() == Some(&now) {
                         continue;
                     }
-                    seen = now;
+                    seen = Some(now);
                     match read_file(&path) {
                         Ok(read) => {
                             let fresh = Arc::new(Keys::new(&config, &read));
@@ -230,12 +235,6 @@ impl KeyStore {
     }
 }
 
-/// What tells a changed keys file: its modification time and length.
-fn modified(path: &Path) -> Option<(SystemTime, u64)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,15 +284,7 @@ mod tests {
             KeyStore::start(Vec::new(), Some(path.clone()), Duration::from_millis(10)).unwrap();
         assert!(store.verify(&minted.key).is_some());
         file.keys[0].revoked_at = Some(chrono::Utc::now());
-        // A different size for sure, whatever the file system's time resolution.
         write_file(&path, &file).unwrap();
-        let touched = SystemTime::now() + Duration::from_secs(5);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(touched)
-            .unwrap();
         tokio::time::timeout(Duration::from_secs(10), store.revoked(&minted.record.id))
             .await
             .expect("the revocation is seen");

@@ -124,11 +124,24 @@ impl TenantUsage {
         });
     }
 
-    /// Records a task this process created for the tenant.
-    pub fn created_task(&self, tenant: &TenantId) {
+    /// Counts one more open task for the tenant, atomically with the check against `limit`
+    /// (so concurrent creations cannot all pass at `limit - 1`); `false` when it is reached.
+    pub fn reserve_task(&self, tenant: &TenantId, limit: u64) -> bool {
+        self.with(tenant, |usage| match usage.open_tasks.as_mut() {
+            Some(open) if open.counted + open.created_since >= limit => false,
+            Some(open) => {
+                open.created_since += 1;
+                true
+            }
+            None => true,
+        })
+    }
+
+    /// Gives back a reservation whose task was not created.
+    pub fn task_not_created(&self, tenant: &TenantId) {
         self.with(tenant, |usage| {
             if let Some(open) = usage.open_tasks.as_mut() {
-                open.created_since += 1;
+                open.created_since = open.created_since.saturating_sub(1);
             }
         });
     }
@@ -186,9 +199,12 @@ mod tests {
         let small: TenantId = "small".parse().unwrap();
         assert_eq!(usage.open_tasks(&small), None, "never counted");
         usage.counted_open_tasks(&small, 5);
-        usage.created_task(&small);
-        usage.created_task(&small);
+        assert!(usage.reserve_task(&small, 7));
+        assert!(usage.reserve_task(&small, 7));
         assert_eq!(usage.open_tasks(&small), Some(7));
+        assert!(!usage.reserve_task(&small, 7), "the limit is reached");
+        usage.task_not_created(&small);
+        assert_eq!(usage.open_tasks(&small), Some(6));
         assert_eq!(usage.open_tasks(&"other".parse().unwrap()), None);
     }
 

@@ -111,8 +111,14 @@ pub async fn log_in(
         .ok_or_else(|| ApiError::internal("signing a session", "no token secret"))?;
     let caller = caller_of(record);
     tracing::info!(identity = ?caller.identity, tenant = %caller.tenant, "page session opened");
-    let cookie =
-        format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}");
+    let secure = if state.config.auth.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{secure}"
+    );
     let mut response = Json(Session::of(&state, &caller, Some(expires_at))).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -257,14 +257,11 @@ pub async fn stream(
     };
     let subscription = state
         .relays
-        .subscribe(task)
+        .subscribe_if(task, |relay| {
+            relay.agent_id() == Some(&agent_id) && path.sees(&state, relay.tenant())
+        })
         .await
         .map_err(|e| relay_error(&state, e, not_found))?;
-    if subscription.agent_id().is_none_or(|a| a != &agent_id)
-        || !path.sees(&state, subscription.tenant())
-    {
-        return Err(not_found());
-    }
     if position > Seq(0) && subscription.frames_after(position, 1).is_empty() {
         // A fresh relay may not have read the log yet: wait (briefly) before deciding that a
         // cursor is at the end (an ended log is never empty, so cursor 0 never is).
@@ -378,6 +375,10 @@ fn sse_response(
         let mut retry_line = Some(format!("retry: {retry}\n"));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
         loop {
+            if futures::FutureExt::now_or_never(&mut revoked).is_some() {
+                tracing::info!(key = ?open.key, "key revoked; ending its stream");
+                return;
+            }
             let frames = subscription.frames_after(position, 256);
             if frames.is_empty() {
                 if subscription.ended_at(position) || *shutting_down.borrow() {

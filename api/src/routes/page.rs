@@ -3,10 +3,14 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 
-/// `GET /`: the timeline page.
+/// `GET /`: the timeline page; no other site may frame it (clickjacking).
 pub async fn index() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
         include_str!("../../static/index.html"),
     )
 }

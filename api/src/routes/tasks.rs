@@ -286,14 +286,41 @@ pub(crate) async fn start(
     )
     .map_err(create_error)?;
     check_open_tasks(state, &caller.tenant).await?;
+    let reservation = OpenTaskReservation {
+        state,
+        tenant: &caller.tenant,
+        kept: false,
+    };
     let (id, created_at) = (input.task_id, input.created_at);
     let started = start_task(&state.client, &state.config.worker.task_queue, input);
     tokio::time::timeout(state.config.api.rpc_timeout(), started)
         .await
         .map_err(|_| ApiError::Unavailable("Temporal did not start the task in time".into()))?
         .map_err(create_error)?;
-    state.auth.usage.created_task(&caller.tenant);
+    reservation.keep();
     Ok((id, created_at))
+}
+
+/// A new task counted in its tenant's open tasks from the check on; given back when its start
+/// fails.
+struct OpenTaskReservation<'a> {
+    state: &'a AppState,
+    tenant: &'a TenantId,
+    kept: bool,
+}
+
+impl OpenTaskReservation<'_> {
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for OpenTaskReservation<'_> {
+    fn drop(&mut self) {
+        if !self.kept && self.state.config.auth.enabled {
+            self.state.auth.usage.task_not_created(self.tenant);
+        }
+    }
 }
 
 /// With auth on, refuses a new task (429) when the tenant has `limits.tenant.max_open_tasks` open, as
@@ -326,7 +353,7 @@ async fn check_open_tasks(state: &AppState, tenant: &TenantId) -> Result<(), Api
             counted
         }
     };
-    if open >= limit {
+    if open >= limit || !usage.reserve_task(tenant, limit) {
         return Err(ApiError::TooManyRequests {
             detail: format!(
                 "tenant `{tenant}` has {open} tasks open, the most allowed \

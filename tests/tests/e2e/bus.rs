@@ -3,11 +3,14 @@
 //! `check_prefix` (and the whole length for those that stayed to the end).
 
 use crate::WORKER;
-use agentflow_bus::{Bus, CallSubject};
+use agentflow_bus::{Bus, CallPublisher, CallSubject, Progress};
+use agentflow_client::tasks::NewTask;
+use agentflow_shared::config::BusSettings;
 use agentflow_shared::event::{Event, EventKind};
-use agentflow_shared::ids::{Seq, TaskId};
+use agentflow_shared::ids::{Seq, TaskId, TenantId};
 use agentflow_shared::log::{EventLog, check_prefix};
-use agentflow_tests::api::TestApi;
+use agentflow_shared::security::AuthSettings;
+use agentflow_tests::api::{TestApi, spawn_api_on};
 use agentflow_tests::fake_openai::{FakeOpenAi, Turn};
 use agentflow_tests::harness::{slow_config, test_config};
 use agentflow_tests::logs::dense_log;
@@ -15,6 +18,7 @@ use agentflow_tests::requests::{create_idle, execute, open, stream_path};
 use agentflow_tests::server::NatsServer;
 use agentflow_tests::sse::{Live, read, read_with_reconnects};
 use agentflow_tests::{TestApp, WorkerProcess, spawn_app_with};
+use futures::StreamExt;
 use serde_json::json;
 use std::time::Duration;
 
@@ -28,7 +32,12 @@ async fn create(api: &TestApi) -> TaskId {
 
 /// A bus client of the test's NATS server, ready.
 async fn bus(app: &TestApp) -> Bus {
-    let bus = Bus::start(&app.config.bus)
+    ready_bus(&app.config.bus).await
+}
+
+/// A bus client of `settings`, ready.
+async fn ready_bus(settings: &BusSettings) -> Bus {
+    let bus = Bus::start(settings)
         .await
         .expect("the bus client")
         .expect("a bus is configured");
@@ -37,6 +46,20 @@ async fn bus(app: &TestApp) -> Bus {
         "the bus is not ready"
     );
     bus
+}
+
+/// The tenant of the tasks these tests create: the api's with auth off, the default one.
+fn tenant() -> TenantId {
+    AuthSettings::default().default_tenant
+}
+
+/// The subject of `task`'s call at `seq_base`.
+fn call_of(task: TaskId, seq_base: Seq) -> CallSubject {
+    CallSubject {
+        tenant: tenant(),
+        task,
+        seq_base,
+    }
 }
 
 /// Each LLM call of the log: its first seq and its events (through its completion).
@@ -101,10 +124,7 @@ async fn streamed_calls_travel_on_the_bus_and_subscribers_get_the_exact_log() {
     assert!(calls.len() >= 2, "a tool call and an answer: {calls:?}");
     for (seq_base, events) in &calls {
         let read = bus
-            .read_call(CallSubject {
-                task,
-                seq_base: *seq_base,
-            })
+            .read_call(&call_of(task, *seq_base))
             .await
             .expect("reading the call");
         assert_eq!(read.fold.events(), &events[..], "call at {seq_base}");
@@ -148,13 +168,10 @@ async fn streaming(api: &TestApi, query: &str, deltas: usize) -> (TaskId, Live) 
 async fn the_call_on_the_bus(bus: &Bus, task: TaskId, log: &EventLog) -> agentflow_bus::CallFold {
     let calls = calls(log);
     assert_eq!(calls.len(), 1, "{calls:?}");
-    bus.read_call(CallSubject {
-        task,
-        seq_base: calls[0].0,
-    })
-    .await
-    .expect("reading the call")
-    .fold
+    bus.read_call(&call_of(task, calls[0].0))
+        .await
+        .expect("reading the call")
+        .fold
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,10 +295,7 @@ async fn a_heartbeat_timeout_on_the_last_attempt_fences_before_the_terminal_even
     // The recovery fenced the call: attempt 2 is the recovery's.
     let bus = bus(&app).await;
     let read = bus
-        .read_call(CallSubject {
-            task,
-            seq_base: calls_started(&log)[0],
-        })
+        .read_call(&call_of(task, calls_started(&log)[0]))
         .await
         .unwrap();
     assert_eq!(read.fold.attempt(), 2);
@@ -328,10 +342,7 @@ async fn the_bus_dying_mid_call_moves_the_call_to_heartbeats_and_back_for_the_ne
     let log = dense_log(&app.result(second).await.events);
     assert_whole(&received, &log);
     let first_call = bus
-        .read_call(CallSubject {
-            task: second,
-            seq_base: calls_started(&log)[0],
-        })
+        .read_call(&call_of(second, calls_started(&log)[0]))
         .await
         .unwrap();
     assert!(
@@ -551,7 +562,11 @@ async fn the_workflows_own_events_travel_on_the_bus_ahead_of_each_call() {
             .any(|e| matches!(e.kind, EventKind::ToolCallCompleted(_))),
         "{handed:?}"
     );
-    let mut follower = bus(&app).await.follow_task(task).await.expect("following");
+    let mut follower = bus(&app)
+        .await
+        .follow_task(Some(&tenant()), task)
+        .await
+        .expect("following");
     let mut seen = std::collections::HashMap::new();
     tokio::time::timeout(Duration::from_secs(30), async {
         while !handed.iter().all(|e| seen.contains_key(&e.seq)) {
@@ -602,4 +617,325 @@ async fn a_cancel_stops_a_call_on_the_bus_and_the_stream_ends_cancelled() {
         EventKind::Cancelled(_)
     ));
     api.stop().await;
+}
+
+/// `LlmCallStarted` of step 1 at `seq`, for a call published by hand.
+fn started(task: TaskId, seq: u64) -> Event {
+    Event {
+        seq: Seq(seq),
+        kind: EventKind::LlmCallStarted(agentflow_shared::event::LlmCallStarted {
+            step: 1,
+            model: "scripted".into(),
+            message_count: 1,
+        }),
+        task_id: task,
+        agent_id: "assistant".into(),
+        timestamp: chrono::Utc::now(),
+        step: 1,
+        speaker: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_secured_bus_lets_the_worker_publish_events_and_the_api_read_them_not_the_reverse() {
+    let (nats, users) = NatsServer::start_secured();
+    let mut config = test_config();
+    config.bus.url = nats.url();
+    config.bus.ack_timeout_ms = 1000;
+    let prefix = config.bus.subject_prefix.clone();
+    // The worker makes the stream; the api only reads its info.
+    let worker = ready_bus(&users.worker.bus_of(&config).bus).await;
+    let api = ready_bus(&users.api.bus_of(&config).bus).await;
+    assert!(
+        !connects(&config.bus).await,
+        "nobody without a password gets in"
+    );
+
+    let mut spy = worker
+        .client()
+        .subscribe(format!("{prefix}.>"))
+        .await
+        .expect("the client sends the subscription");
+    worker.client().flush().await.unwrap();
+
+    // The worker fences a call and publishes its first event: both are stored.
+    let task = TaskId::new();
+    let call = call_of(task, Seq(1));
+    worker
+        .fence_call(&call, 1)
+        .await
+        .expect("the worker fences");
+    let stored = started(task, 1);
+    let mut publisher = CallPublisher::new(&worker, call.clone(), 1);
+    publisher.publish(&stored).await.unwrap();
+    assert_eq!(publisher.flush().await.unwrap(), Some(Seq(1)));
+
+    // Each does its part: the api wakes the call (a heartbeat hint) and reads the MCP tools
+    // the worker reported; the worker hints the relays.
+    let mut woken = worker.hints(task).await.unwrap();
+    let mut hinted = api.progress(Some(&tenant()), task).await.unwrap();
+    worker.client().flush().await.unwrap();
+    api.client().flush().await.unwrap();
+    api.hint_heartbeat(task).await;
+    let wait = Duration::from_secs(5);
+    assert_eq!(tokio::time::timeout(wait, woken.next()).await, Ok(Some(())));
+    assert!(
+        worker
+            .hint_progress(&tenant(), task, Progress::Appended)
+            .await
+    );
+    assert_eq!(
+        tokio::time::timeout(wait, hinted.next()).await,
+        Ok(Some(Progress::Appended))
+    );
+    assert!(
+        worker.report_mcp_tools("clock", &[]).await,
+        "{}",
+        nats.log()
+    );
+    assert!(
+        api.reported_mcp_tools().await.contains_key("clock"),
+        "{}",
+        nats.log()
+    );
+
+    // The api's forgery of the next event is never acknowledged…
+    let mut forger = CallPublisher::new(&api, call.clone(), 1);
+    forger.publish(&started(task, 2)).await.unwrap();
+    assert!(
+        forger.flush().await.is_err(),
+        "the api's publish was refused"
+    );
+    // …nor stored: the api's own follower and the worker's read hold the worker's event only.
+    let read = worker.read_call(&call).await.unwrap();
+    assert_eq!(read.fold.events(), std::slice::from_ref(&stored));
+    let mut follower = api.follow_task(Some(&tenant()), task).await.unwrap();
+    let followed = tokio::time::timeout(Duration::from_secs(10), follower.next())
+        .await
+        .expect("the stored event")
+        .unwrap();
+    assert_eq!(followed, stored);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), follower.next())
+            .await
+            .is_err(),
+        "nothing else is stored"
+    );
+
+    // The worker's subscription got none of the events.
+    assert!(
+        !matches!(
+            tokio::time::timeout(Duration::from_millis(500), spy.next()).await,
+            Ok(Some(_))
+        ),
+        "the worker received an event on a core subscription"
+    );
+    // The server says why.
+    let log = nats.log();
+    for violation in [
+        format!("\"$G/user:worker\" - Subscription Violation - Subject \"{prefix}.>\""),
+        format!(
+            "\"$G/user:api\" - Publish Violation - Subject \"{}\"",
+            call.name(&prefix)
+        ),
+    ] {
+        assert!(log.contains(&violation), "{violation} in:\n{log}");
+    }
+    assert_eq!(
+        log.matches("Violation").count(),
+        2,
+        "nothing else was refused:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streaming_task_runs_on_the_secured_bus_with_the_worker_and_the_api_each_as_its_user() {
+    let (nats, users) = NatsServer::start_secured();
+    let mut config = slow_config(10);
+    config.bus.url = nats.url();
+    let app = spawn_app_with(users.worker.bus_of(&config), true).await;
+    // A worker has made the stream (the api may only read it).
+    let bus = bus(&app).await;
+    // The api's tasks belong to `acme` (its default tenant, auth being off), a tenant the
+    // worker's config does not name: the worker takes it from each task.
+    let acme: TenantId = "acme".parse().unwrap();
+    let mut api_config = users.api.bus_of(&config);
+    api_config.auth.default_tenant = acme.clone();
+    let api = spawn_api_on(app.temporal_address(), &api_config, "127.0.0.1:0").await;
+    // Its relays read on hints once its bus is ready (they long-poll history before).
+    let mut ready = false;
+    for _ in 0..100 {
+        ready = api.get("/metrics").await.1["bus"]["state"] == "ready";
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the api's bus is ready");
+    let (task, log) = watched_to_the_end(&app, &api, "What is 6*7? Then count to 40").await;
+
+    // The relay served the calls from the bus, woken by the worker's progress hints.
+    let (_, metrics) = api.get("/metrics").await;
+    assert_eq!(metrics["bus"]["state"], "ready", "{metrics}");
+    assert!(
+        metrics["bus"]["counts"]["followed"].as_u64().unwrap() >= log.len() as u64 / 2,
+        "{metrics}"
+    );
+    assert!(
+        metrics["relay_rpcs"]["history_poll"].as_u64().unwrap() <= 1,
+        "{metrics}"
+    );
+    // Each call is stored, whole and in one attempt, on the tenant's subject only.
+    let calls = calls(&log);
+    assert!(calls.len() >= 2, "a tool call and an answer: {calls:?}");
+    for (seq_base, events) in &calls {
+        let on_acme = CallSubject {
+            tenant: acme.clone(),
+            task,
+            seq_base: *seq_base,
+        };
+        let read = bus.read_call(&on_acme).await.expect("reading the call");
+        assert_eq!(read.fold.events(), &events[..], "call at {seq_base}");
+        assert_eq!(read.fold.attempt(), 1);
+        let elsewhere = bus.read_call(&call_of(task, *seq_base)).await.unwrap();
+        assert!(elsewhere.fold.events().is_empty());
+    }
+    let log = nats.log();
+    assert!(!log.contains("Violation"), "nothing was refused:\n{log}");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_created_before_tenancy_travels_on_the_default_tenants_subjects() {
+    let app = spawn_app_with(slow_config(10), true).await;
+    let api = app.spawn_api().await;
+    // No tenant, as every task before tenancy: the worker publishes it under its default one,
+    // the relay follows it under any.
+    let mut old = NewTask::default();
+    old.parameters.enable_streaming = Some(true);
+    let task = app.create("assistant", old).await.unwrap();
+    let mut live = open(&api, task).await;
+    execute(&api, task, "Count to 20").await;
+    let received = live.rest().await.to_vec();
+    let log = dense_log(&app.result(task).await.events);
+    assert_whole(&received, &log);
+    let fold = the_call_on_the_bus(&bus(&app).await, task, &log).await;
+    assert_eq!(fold.events(), &calls(&log)[0].1[..]);
+    let (_, metrics) = api.get("/metrics").await;
+    assert!(
+        metrics["bus"]["counts"]["followed"].as_u64().unwrap() >= log.len() as u64 / 2,
+        "{metrics}"
+    );
+    api.stop().await;
+}
+
+/// The call of `task` at seq 1: its fence and `count` deltas of 16 KiB, published by `worker`.
+async fn a_large_call(worker: &Bus, task: TaskId, count: u64) -> Vec<Event> {
+    let call = call_of(task, Seq(1));
+    worker
+        .fence_call(&call, 1)
+        .await
+        .expect("the worker fences");
+    let mut publisher = CallPublisher::new(worker, call, 1);
+    let mut events = Vec::new();
+    for seq in 1..=count {
+        let mut event = started(task, seq);
+        event.kind = EventKind::LlmCallDelta(agentflow_shared::event::LlmCallDelta {
+            step: 1,
+            text: "x".repeat(16 * 1024),
+            chunk_index: seq as u32 - 1,
+            kind: Default::default(),
+        });
+        publisher.publish(&event).await.unwrap();
+        events.push(event);
+    }
+    publisher.flush().await.unwrap();
+    events
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_secured_bus_the_worker_and_the_api_read_a_call_past_flow_control_whole() {
+    let (nats, users) = NatsServer::start_secured();
+    let mut config = test_config();
+    config.bus.url = nats.url();
+    let worker = ready_bus(&users.worker.bus_of(&config).bus).await;
+    let api = ready_bus(&users.api.bus_of(&config).bus).await;
+    // About 6 MiB: the server asks each reader to confirm flow control on the way.
+    let task = TaskId::new();
+    let events = a_large_call(&worker, task, 400).await;
+    let read = worker
+        .read_call(&call_of(task, Seq(1)))
+        .await
+        .expect("a retry's read");
+    assert_eq!(read.fold.events(), &events[..]);
+    let mut follower = api.follow_task(Some(&tenant()), task).await.unwrap();
+    for event in &events {
+        let followed = tokio::time::timeout(Duration::from_secs(10), follower.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the follower stalled before {}:\n{}", event.seq, nats.log())
+            })
+            .unwrap();
+        assert_eq!(&followed, event);
+    }
+    let log = nats.log();
+    assert!(!log.contains("Violation"), "nothing was refused:\n{log}");
+}
+
+/// Whether a bus client of `settings` gets ready within 3 s.
+async fn connects(settings: &BusSettings) -> bool {
+    let bus = Bus::start(settings).await.unwrap().unwrap();
+    bus.wait_ready(Duration::from_secs(3)).await
+}
+
+/// Makes, with the `openssl` command, a certificate authority (`ca.pem`) and a certificate it
+/// signed for 127.0.0.1 (`server.pem`, `server.key`) in `dir`.
+fn tls_files(dir: &std::path::Path) {
+    let openssl = |args: &str| {
+        let status = std::process::Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("running openssl");
+        assert!(status.success(), "openssl {args}");
+    };
+    openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=ca");
+    openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+         -days 1 -extfile server.ext",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bus_connects_over_tls_trusting_the_configured_authority() {
+    let dir = std::env::temp_dir().join(format!("agentflow-tls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    tls_files(&dir);
+    let file = |name: &str| dir.join(name).display().to_string();
+    let (cert, key) = (file("server.pem"), file("server.key"));
+    let nats = NatsServer::start_with_args(&["--tls", "--tlscert", &cert, "--tlskey", &key]);
+    let mut settings = test_config().bus;
+    settings.url = nats.url();
+    settings.tls_required = true;
+    settings.tls_ca_file = Some(dir.join("ca.pem"));
+    // Ready: connected over TLS, the stream made.
+    ready_bus(&settings).await;
+    // Without the authority the server's certificate is not trusted; a server without TLS is
+    // refused.
+    let untrusting = BusSettings {
+        tls_ca_file: None,
+        ..settings.clone()
+    };
+    assert!(!connects(&untrusting).await, "an unknown authority");
+    let plain = NatsServer::start();
+    settings.url = plain.url();
+    assert!(!connects(&settings).await, "TLS is required");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

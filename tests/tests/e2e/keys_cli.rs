@@ -434,7 +434,8 @@ async fn the_keys_cli_mints_lists_and_revokes_and_a_running_api_follows() {
         stderr(&output)
     );
     assert!(
-        !stderr(&output).contains(&reader) && !String::from_utf8_lossy(&output.stdout).contains(&reader),
+        !stderr(&output).contains(&reader)
+            && !String::from_utf8_lossy(&output.stdout).contains(&reader),
         "revoking by the key must not print the key: {}",
         stderr(&output)
     );

@@ -228,6 +228,11 @@ async fn every_route_of_the_openapi_document_needs_a_key_its_scope_and_the_task_
                 headers["content-type"], "application/problem+json",
                 "{what}"
             );
+            if verb == Method::GET {
+                // HEAD runs the GET handler in axum: it needs the same credential.
+                let (status, _, _) = call(api, Method::HEAD, &url, None, None).await;
+                assert_eq!(status, 401, "HEAD {path} without a key");
+            }
             // A bad key: 401.
             let (status, _, _) = call(
                 api,
@@ -779,6 +784,15 @@ async fn cross_site_writes_are_refused_even_with_auth_off_and_curl_keeps_working
         foreign.headers()["content-type"],
         "application/problem+json"
     );
+    // DNS rebinding: a page whose name now points at 127.0.0.1 gets nothing from an open api.
+    let rebound = api
+        .http
+        .get(api.url(TASKS))
+        .header("host", "rebound.example:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
     // Still created: nothing above reached it.
     let (_, shown) = api.get(&format!("{TASKS}/{task}")).await;
     assert_eq!(shown["status"], "created");
@@ -867,7 +881,7 @@ async fn tasks_created_before_tenancy_belong_to_the_default_tenant() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_session_is_an_http_only_cookie_with_the_key_s_tenant_and_scopes() {
-    let s = secured(|_| {}).await;
+    let s = secured(|config| config.auth.secure_cookie = true).await;
     let api = &s.api;
     let (status, _, problem) = call(
         api,
@@ -886,8 +900,11 @@ async fn a_page_session_is_an_http_only_cookie_with_the_key_s_tenant_and_scopes(
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     assert!(!cookie.contains(&s.reader.key), "the cookie is not the key");
@@ -902,24 +919,50 @@ async fn a_page_session_is_an_http_only_cookie_with_the_key_s_tenant_and_scopes(
         .json()
         .await
         .unwrap();
-    assert_eq!((&me["identity"], &me["tenant"]), (&json!("rita"), &json!("acme")), "{me}");
-    let expires: chrono::DateTime<chrono::Utc> = me["expires_at"].as_str().unwrap().parse().unwrap();
-    assert!(expires > chrono::Utc::now() + chrono::Duration::hours(7), "{me}");
+    assert_eq!(
+        (&me["identity"], &me["tenant"]),
+        (&json!("rita"), &json!("acme")),
+        "{me}"
+    );
+    let expires: chrono::DateTime<chrono::Utc> =
+        me["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        expires > chrono::Utc::now() + chrono::Duration::hours(7),
+        "{me}"
+    );
     let with_cookie = |method: Method, path: &str| {
         api.http
             .request(method, api.url(path))
             .header("cookie", &session)
     };
-    assert_eq!(with_cookie(Method::GET, TASKS).send().await.unwrap().status(), 200);
+    assert_eq!(
+        with_cookie(Method::GET, TASKS)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let create = with_cookie(Method::POST, TASKS)
         .json(&json!({"description": "d"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(create.status(), 403, "the session has the key's scopes only");
+    assert_eq!(
+        create.status(),
+        403,
+        "the session has the key's scopes only"
+    );
     // With auth off there is no session to open.
     let open = spawn_app_with(test_config(), false).await.spawn_api().await;
-    let (status, _, _) = call(&open, Method::POST, "/api/v1/session", None, Some(&json!({"key": "x"}))).await;
+    let (status, _, _) = call(
+        &open,
+        Method::POST,
+        "/api/v1/session",
+        None,
+        Some(&json!({"key": "x"})),
+    )
+    .await;
     assert_eq!(status, 409);
     let (status, _, me) = call(&open, Method::GET, "/api/v1/session", None, None).await;
     assert_eq!((status, &me["auth_enabled"]), (200, &json!(false)), "{me}");

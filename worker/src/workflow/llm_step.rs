@@ -46,6 +46,7 @@ pub(super) async fn call(
         let limits = input.settings.limits;
         let call = LlmCallInput {
             task_id: input.task_id,
+            tenant: input.tenant.clone(),
             agent_id: input.agent.agent_id.clone(),
             step,
             seq_base: s.log.next_seq(),
@@ -342,6 +343,7 @@ async fn recover_from_bus(
     }
     let input = RecoverCallInput {
         task_id: call.task_id,
+        tenant: call.tenant.clone(),
         seq_base: call.seq_base,
         attempt: last_attempt + 1,
         previous_events: previous.events.clone(),
