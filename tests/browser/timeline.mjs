@@ -93,7 +93,8 @@ try {
   await page.uncheck("#approve-tools");
 
   // Pause during the streamed answer, then resume: the run completes.
-  await page.fill("#query", "Count to 400");
+  // A long answer (≈ 20 s), so the click lands while it streams even under a loaded machine.
+  await page.fill("#query", "Count to 2000");
   await page.click("#run");
   await page.waitForFunction(() => (document.querySelector(".llm-text")?.textContent.length ?? 0) > 10);
   await page.click("#pause");

@@ -1056,7 +1056,7 @@ async fn connections_are_bounded_and_a_stalled_body_gets_408() {
     let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
     socket
         .write_all(
-            b"POST /api/v1/agents/assistant/tasks HTTP/1.1\r\nhost: api\r\n\
+            b"POST /api/v1/agents/assistant/tasks HTTP/1.1\r\nhost: 127.0.0.1\r\n\
               content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"descr",
         )
         .await
