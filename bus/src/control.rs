@@ -3,7 +3,7 @@
 //! heartbeat response rather than after `bus.heartbeat_ms`.
 
 use crate::connection::{Bus, BusError};
-use agentflow_shared::ids::TaskId;
+use agentflow_shared::ids::{TaskId, TenantId};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -18,30 +18,34 @@ impl Hints {
 }
 
 impl Bus {
-    /// The hint subject of `task` (outside the stream's subjects).
-    fn hint_subject(&self, task: TaskId) -> String {
-        format!("{}-hints.{task}", self.settings.subject_prefix)
+    /// The hint subject of `tenant`'s `task` (outside the stream's subjects):
+    /// `<prefix>-hints.<tenant>.<task>`.
+    fn hint_subject(&self, tenant: &TenantId, task: TaskId) -> String {
+        format!("{}-hints.{tenant}.{task}", self.settings.subject_prefix)
     }
 
-    /// Asks `task`'s running call to heartbeat now. Best effort: without the bus the call
-    /// heartbeats every `bus.heartbeat_ms` anyway.
-    pub async fn hint_heartbeat(&self, task: TaskId) {
+    /// Asks the running call of `tenant`'s `task` to heartbeat now. Best effort: without the
+    /// bus the call heartbeats every `bus.heartbeat_ms` anyway.
+    pub async fn hint_heartbeat(&self, tenant: &TenantId, task: TaskId) {
         if !self.is_ready() {
             return;
         }
         if let Err(error) = self
             .client
-            .publish(self.hint_subject(task), Bytes::from_static(b"heartbeat"))
+            .publish(
+                self.hint_subject(tenant, task),
+                Bytes::from_static(b"heartbeat"),
+            )
             .await
         {
             tracing::warn!(%task, %error, "sending a heartbeat hint failed");
         }
     }
 
-    /// The hints sent to `task`'s calls from now on.
-    pub async fn hints(&self, task: TaskId) -> Result<Hints, BusError> {
+    /// The hints sent to the calls of `tenant`'s `task` from now on.
+    pub async fn hints(&self, tenant: &TenantId, task: TaskId) -> Result<Hints, BusError> {
         self.client
-            .subscribe(self.hint_subject(task))
+            .subscribe(self.hint_subject(tenant, task))
             .await
             .map(Hints)
             .map_err(BusError::request)

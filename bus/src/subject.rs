@@ -1,7 +1,7 @@
 //! Subjects: one per LLM call, `<prefix>.<tenant>.<task>.<seq_base>`, so that a task's calls
 //! are `<prefix>.<tenant>.<task>.*`, a tenant's `<prefix>.<tenant>.>`, and a call's first seq
 //! names it. The tenant comes right after the prefix on every subject a task uses (its calls,
-//! its durable events, its progress hints), so NATS permissions can be given per tenant.
+//! its durable events, its progress and heartbeat hints), so NATS permissions can be given per tenant.
 
 use agentflow_shared::ids::{Seq, TaskId, TenantId};
 use std::fmt;

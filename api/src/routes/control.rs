@@ -10,7 +10,6 @@ use crate::task_path::TaskPath;
 use crate::update;
 use agentflow_client::tasks::allowed_request;
 use agentflow_client::workflow::{self as contract, AgentTask};
-use agentflow_shared::ids::TaskId;
 use agentflow_shared::task::{
     ApprovalDecision, ApprovalRequest, BudgetRequest, ControlRequest, TaskState,
 };
@@ -85,15 +84,15 @@ pub async fn cancel(
 ) -> Accepted {
     caller.stamp("requested_by", &mut body.requested_by)?;
     let accepted = control(&state, &path, contract::Cancel, body).await?;
-    hint_heartbeat(&state, path.task).await;
+    hint_heartbeat(&state, &path).await;
     Ok(accepted)
 }
 
 /// Tells the task's running LLM call (on the bus) to heartbeat now, so the cancel just
 /// accepted stops its provider stream without waiting for the next liveness heartbeat.
-async fn hint_heartbeat(state: &AppState, task: TaskId) {
+async fn hint_heartbeat(state: &AppState, path: &TaskPath) {
     if let Some(bus) = state.relays.bus() {
-        bus.hint_heartbeat(task).await;
+        bus.hint_heartbeat(&path.tenant, path.task).await;
     }
 }
 
@@ -110,7 +109,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, path: TaskPat
         requested_by: caller.identity,
     };
     let accepted = control(&state, &path, contract::Cancel, request).await?;
-    hint_heartbeat(&state, path.task).await;
+    hint_heartbeat(&state, &path).await;
     Ok(accepted)
 }
 

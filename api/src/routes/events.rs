@@ -14,7 +14,7 @@ use agentflow_client::EventsQuery;
 use agentflow_client::workflow::{self as contract, AgentTask};
 use agentflow_shared::EventLog;
 use agentflow_shared::event::EventKind;
-use agentflow_shared::ids::{KeyId, Seq, TaskId};
+use agentflow_shared::ids::{KeyId, Seq, TaskId, TenantId};
 use agentflow_shared::task::{
     ControlRequest, EventsPage, EventsRange, ExecuteRequest, TaskParameters,
 };
@@ -317,6 +317,7 @@ fn stream_slot(state: &AppState, caller: &Caller) -> Result<Option<StreamSlot>, 
 /// `on_disconnect: cancel`.
 struct CancelOnDisconnect {
     state: AppState,
+    tenant: TenantId,
     task: TaskId,
     requested_by: Option<String>,
     armed: bool,
@@ -327,7 +328,7 @@ impl Drop for CancelOnDisconnect {
         if !self.armed || *self.state.shutting_down.borrow() {
             return;
         }
-        let (state, task) = (self.state.clone(), self.task);
+        let (state, tenant, task) = (self.state.clone(), self.tenant.clone(), self.task);
         let requested_by = self.requested_by.take();
         tracing::info!(%task, "stream client disconnected; cancelling the task");
         tokio::spawn(async move {
@@ -338,7 +339,7 @@ impl Drop for CancelOnDisconnect {
             match update::call(&state, task, contract::Cancel, request).await {
                 Ok(_) => {
                     if let Some(bus) = state.relays.bus() {
-                        bus.hint_heartbeat(task).await;
+                        bus.hint_heartbeat(&tenant, task).await;
                     }
                 }
                 Err(error) => {
@@ -519,6 +520,7 @@ pub async fn create_and_stream(
         .map_err(|e| relay_error(&state, e, vanished))?;
     let guard = (body.on_disconnect == OnDisconnect::Cancel).then(|| CancelOnDisconnect {
         state: state.clone(),
+        tenant: caller.tenant.clone(),
         task,
         requested_by: caller.identity.clone(),
         armed: true,

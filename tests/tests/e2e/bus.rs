@@ -672,13 +672,25 @@ async fn the_secured_bus_lets_the_worker_publish_events_and_the_api_read_them_no
 
     // Each does its part: the api wakes the call (a heartbeat hint) and reads the MCP tools
     // the worker reported; the worker hints the relays.
-    let mut woken = worker.hints(task).await.unwrap();
+    // A heartbeat hint names the task's tenant: one sent for the same task id under another
+    // tenant does not wake the call. Once the server has taken both (the api's flush) and the
+    // worker has read all it was sent (its flush), every hint it got is queued.
+    let mut woken = worker.hints(&tenant(), task).await.unwrap();
     let mut hinted = api.progress(Some(&tenant()), task).await.unwrap();
     worker.client().flush().await.unwrap();
     api.client().flush().await.unwrap();
-    api.hint_heartbeat(task).await;
+    let other: TenantId = "other".parse().unwrap();
+    api.hint_heartbeat(&other, task).await;
+    api.hint_heartbeat(&tenant(), task).await;
+    api.client().flush().await.unwrap();
+    worker.client().flush().await.unwrap();
     let wait = Duration::from_secs(5);
     assert_eq!(tokio::time::timeout(wait, woken.next()).await, Ok(Some(())));
+    assert_eq!(
+        futures::FutureExt::now_or_never(woken.next()),
+        None,
+        "the other tenant's hint did not arrive"
+    );
     assert!(
         worker
             .hint_progress(&tenant(), task, Progress::Appended)
