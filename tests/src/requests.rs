@@ -85,6 +85,30 @@ pub async fn send(
     }
 }
 
+/// Sends `method url` with a bearer key (or none) and a JSON body (or none) → (status,
+/// headers, JSON body or null): for any api, in process or not.
+pub async fn keyed(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = http.request(method, url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("the request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
 /// `POST path` with this JSON body.
 pub async fn post(api: &TestApi, path: &str, body: Value) -> Answer {
     send(api, reqwest::Method::POST, path, Some(body)).await

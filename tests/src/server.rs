@@ -25,7 +25,8 @@ pub fn temporal_address() -> &'static str {
         .0
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on now (for a process to bind after).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -10,6 +10,7 @@
 use agentflow_tests::api::spawn_api_at;
 use agentflow_tests::harness::test_config;
 use agentflow_tests::logs::final_log;
+use agentflow_tests::server::free_port;
 use agentflow_tests::spawn_app_with;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -31,12 +32,7 @@ async fn the_timeline_page_renders_the_log_survives_an_api_restart_and_controls_
     let mut config = test_config();
     config.models.get_mut("scripted").unwrap().token_delay_ms = 10;
     let mut app = spawn_app_with(config.clone(), true).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut api = spawn_api_at(&config, &listen).await;
 
     let mut node = tokio::process::Command::new("node")
@@ -383,12 +379,7 @@ async fn with_auth_on_the_page_logs_in_keeps_no_key_and_reopens_a_stream_whose_t
     // "Count to 500" streams for ~15 s: the token expires mid-answer, the api restarts in it.
     config.models.get_mut("scripted").unwrap().token_delay_ms = 30;
     let mut app = spawn_app_with(config.clone(), true).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut api = spawn_api_at(&config, &listen).await;
 
     let mut node = tokio::process::Command::new("node")

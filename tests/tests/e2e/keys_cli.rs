@@ -8,7 +8,7 @@ use agentflow_shared::config::DEFAULT_CONFIG;
 use agentflow_shared::security::Scope;
 use agentflow_tests::binaries::workspace_binary;
 use agentflow_tests::harness::test_config;
-use agentflow_tests::requests::TASKS;
+use agentflow_tests::requests::{TASKS, keyed};
 use agentflow_tests::server::temporal_address;
 use agentflow_tests::{TestApp, spawn_app_with};
 use reqwest::Method;
@@ -208,17 +208,8 @@ impl ApiProcess {
         key: Option<&str>,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let mut request = self.http.request(method, self.url(path));
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.expect("the request");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let (status, _, body) = keyed(&self.http, method, self.url(path), key, body).await;
+        (status, body)
     }
 
     /// `GET path` as `key` until it answers `status` (the keys file is re-read every 50 ms);

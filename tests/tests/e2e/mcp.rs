@@ -11,6 +11,7 @@ use agentflow_shared::task::TaskResult;
 use agentflow_shared::tools::ToolKind;
 use agentflow_tests::files::{record_file, until_line};
 use agentflow_tests::harness::{WorkerProcess, spawn_app_with, test_config};
+use agentflow_tests::server::free_port;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,10 +64,7 @@ fn config_with(servers: Vec<(&str, McpServerConfig)>) -> AgentflowConfig {
 
 /// Starts the example server over streamable HTTP on a free port, once it listens.
 async fn http_server(record: &Path) -> (String, tokio::process::Child) {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut child = tokio::process::Command::new("python3")
         .args([SERVER, "--port", &port.to_string(), "--record"])
         .arg(record)
@@ -337,10 +335,7 @@ async fn the_catalog_shows_mcp_servers_and_a_secret_is_never_shown() {
 
 /// Starts `examples/http-tool/server.py` on a free port, once it listens; its `/weather` URL.
 async fn http_tool_server() -> (String, tokio::process::Child) {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/http-tool/server.py"

@@ -9,7 +9,7 @@ use agentflow_shared::security::{KeyRecord, KeysFile, RequestLimits, Scope, Tena
 use agentflow_tests::api::TestApi;
 use agentflow_tests::harness::test_config;
 use agentflow_tests::logs::final_log;
-use agentflow_tests::requests::TASKS;
+use agentflow_tests::requests::{TASKS, keyed};
 use agentflow_tests::sse::Live;
 use agentflow_tests::{TestApp, spawn_app_with};
 use reqwest::Method;
@@ -96,22 +96,7 @@ async fn call(
     key: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut request = api.http.request(method, api.url(path));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.expect("the request");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
+    keyed(&api.http, method, api.url(path), key, body).await
 }
 
 /// Creates a task of the assistant as `key`, with this query (or none), and returns its id.

@@ -10,6 +10,7 @@ use agentflow_shared::tools::{ToolConfig, ToolKind};
 use agentflow_tests::files::{record_file, until_line};
 use agentflow_tests::harness::{WorkerProcess, spawn_app_with, test_config};
 use agentflow_tests::logs::decoded_history;
+use agentflow_tests::server::free_port;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -635,10 +636,7 @@ async fn an_activity_result_over_the_payload_limit_is_a_failed_result_never_a_st
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http_tool_whose_server_dies_mid_call_ends_as_a_failed_result_not_a_stuck_task() {
     use tokio::io::AsyncBufReadExt;
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     // A server that takes the request and never answers, until it is killed.
     let script = format!(
         "import socket, time\n\
