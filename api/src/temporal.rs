@@ -208,10 +208,17 @@ pub fn task_fields(
     (agent, status, started)
 }
 
-/// The tenant of a visibility or describe record (`None`: created before tenancy).
-pub fn tenant_of(info: &WorkflowExecutionInfo) -> Option<TenantId> {
+/// The tenant of a visibility or describe record (`Ok(None)`: created before tenancy); `Err`
+/// with the value when it is no tenant id (only someone with Temporal access writes one).
+fn tenant_of(info: &WorkflowExecutionInfo) -> Result<Option<TenantId>, String> {
     let attributes = info.search_attributes.as_ref().map(|s| &s.indexed_fields);
-    keyword(attributes.and_then(|a| a.get(TENANT_ID.name()))).and_then(|t| t.parse().ok())
+    match attributes.and_then(|a| a.get(TENANT_ID.name())) {
+        None => Ok(None),
+        Some(payload) => keyword(Some(payload))
+            .and_then(|t| t.parse().ok())
+            .map(Some)
+            .ok_or_else(|| String::from_utf8_lossy(&payload.data).into_owned()),
+    }
 }
 
 /// The visibility clause selecting `tenant`'s tasks; the default tenant's include those
@@ -267,7 +274,11 @@ pub async fn describe(
         .into_inner();
     let info = raw.workflow_execution_info.clone().unwrap_or_default();
     let (agent_id, task_status, started_at) = task_fields(&info);
-    let tenant = tenant_of(&info);
+    // A task whose tenant cannot be read is nobody's: not found, rather than the default's.
+    let tenant = tenant_of(&info).map_err(|value| {
+        tracing::warn!(%task, value, "the task's TenantId is no tenant id; it is not served");
+        DescribeError::NotFound
+    })?;
     let workflow_status = WorkflowExecutionStatus::try_from(info.status)
         .unwrap_or(WorkflowExecutionStatus::Unspecified);
     Ok(TaskDescription {

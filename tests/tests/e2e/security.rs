@@ -4,7 +4,7 @@
 
 use agentflow_api::auth::keys::{mint, write_file};
 use agentflow_shared::config::AgentflowConfig;
-use agentflow_shared::ids::{KeyId, TenantId};
+use agentflow_shared::ids::{KeyId, TaskId, TenantId};
 use agentflow_shared::security::{KeyRecord, KeysFile, RequestLimits, Scope, TenantLimits};
 use agentflow_tests::api::TestApi;
 use agentflow_tests::harness::test_config;
@@ -862,6 +862,36 @@ async fn tasks_created_before_tenancy_belong_to_the_default_tenant() {
     assert_eq!(status, 200, "the default tenant sees it");
     let (status, _, _) = call(&s.api, Method::GET, &path, Some(&s.acme.key), None).await;
     assert_eq!(status, 404, "another tenant does not");
+
+    // A tenant that is no tenant id (written by someone with Temporal access) is nobody's:
+    // not read as the default tenant's.
+    let odd = TaskId::new();
+    let started = tokio::process::Command::new("temporal")
+        .args([
+            "workflow",
+            "start",
+            "--type",
+            "AgentTaskWorkflow",
+            "--address",
+        ])
+        .arg(s.app.temporal_address())
+        .args(["--task-queue", "nobody-polls-this", "--workflow-id"])
+        .arg(odd.workflow_id())
+        .args([
+            "--search-attribute",
+            "AgentId=\"assistant\"",
+            "--search-attribute",
+            "TenantId=\"Default\"",
+        ])
+        .output()
+        .await
+        .expect("the temporal CLI (scripts/test installs it)");
+    assert!(started.status.success(), "{started:?}");
+    for key in [&default_key.key, &s.acme.key] {
+        let path = format!("{TASKS}/{odd}");
+        let (status, _, body) = call(&s.api, Method::GET, &path, Some(key), None).await;
+        assert_eq!(status, 404, "{body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
