@@ -3,7 +3,7 @@
 //! (`agentflow-api keys mint | list | revoke`).
 
 use agentflow_api::Application;
-use agentflow_api::auth::keys::{mint, read_file, write_file};
+use agentflow_api::auth::keys::{mint, read_file, update_file};
 use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::ids::{KeyId, TenantId};
 use agentflow_shared::security::{KeyRecord, Scope};
@@ -102,7 +102,6 @@ fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
             file,
         } => {
             let path = file.resolve()?;
-            let mut keys_file = read_file(&path)?;
             let minted = mint(KeyRecord {
                 id: KeyId(String::new()),
                 identity,
@@ -116,8 +115,10 @@ fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
                 .record
                 .validate()
                 .map_err(|message| anyhow::anyhow!(message))?;
-            keys_file.keys.push(minted.record.clone());
-            write_file(&path, &keys_file)?;
+            update_file(&path, |keys_file| {
+                keys_file.keys.push(minted.record.clone());
+                anyhow::Ok(())
+            })?;
             eprintln!(
                 "key {} for {} (tenant {}) stored in {}; it is shown once:",
                 minted.record.id,
@@ -158,16 +159,15 @@ fn revoke(path: &Path, id: &str) -> anyhow::Result<KeyId> {
         .strip_prefix("af_")
         .and_then(|rest| rest.split('_').next())
         .unwrap_or(id);
-    let mut keys_file = read_file(path)?;
-    let key = keys_file
-        .keys
-        .iter_mut()
-        .find(|k| k.id.0 == id)
-        .with_context(|| format!("no key with id `{id}` in {}", path.display()))?;
-    key.revoked_at.get_or_insert_with(chrono::Utc::now);
-    let revoked = key.id.clone();
-    write_file(path, &keys_file)?;
-    Ok(revoked)
+    update_file(path, |keys_file| {
+        let key = keys_file
+            .keys
+            .iter_mut()
+            .find(|k| k.id.0 == id)
+            .with_context(|| format!("no key with id `{id}` in {}", path.display()))?;
+        key.revoked_at.get_or_insert_with(chrono::Utc::now);
+        Ok(key.id.clone())
+    })
 }
 
 async fn serve(path: Option<&Path>) -> anyhow::Result<()> {

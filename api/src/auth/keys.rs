@@ -124,6 +124,33 @@ pub fn write_file(path: &Path, file: &KeysFile) -> Result<(), KeysError> {
     std::fs::rename(&temporary, path).map_err(io)
 }
 
+/// Reads the keys file at `path` (missing: empty), applies `change` and writes it back, all
+/// under an exclusive lock on `<path>.lock`: two processes changing one file at once (two
+/// operators minting) each see the other's change. Nothing is written when `change` fails.
+pub fn update_file<R, E: From<KeysError>>(
+    path: &Path,
+    change: impl FnOnce(&mut KeysFile) -> Result<R, E>,
+) -> Result<R, E> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let io = |source| KeysError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io)?;
+    lock.lock().map_err(io)?;
+    let mut file = read_file(path)?;
+    let changed = change(&mut file)?;
+    write_file(path, &file)?;
+    Ok(changed)
+}
+
 /// The keys in force: the config's and the keys file's, revoked ones left out.
 #[derive(Default)]
 struct Keys {

@@ -719,3 +719,37 @@ async fn keys_and_tokens_never_reach_the_logs() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_mints_and_revokes_of_one_keys_file_lose_nothing() {
+    let dir = temp_dir();
+    let first = mint(&dir, "first", "acme", &[Scope::TasksRead.as_str()]).await;
+    // Twelve operators mint at once while the first key is revoked: each one's read, change
+    // and write of the file is whole (a lock), so every key and the revocation are kept.
+    let identities: Vec<String> = (0..12).map(|i| format!("ops-{i}")).collect();
+    let read = [Scope::TasksRead.as_str()];
+    let mints = futures::future::join_all(
+        identities
+            .iter()
+            .map(|identity| mint(&dir, identity, "acme", &read)),
+    );
+    let first_id = key_id(&first).to_owned();
+    let revoke_args = ["keys", "revoke", &first_id, "--file", "keys.toml"];
+    let revoke = cli(&dir, &revoke_args);
+    let (minted, revoked) = tokio::join!(mints, revoke);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let stored = read_file(&dir.join("keys.toml")).unwrap();
+    assert_eq!(stored.keys.len(), 13, "{:?}", stored.keys);
+    for key in &minted {
+        let record = stored
+            .keys
+            .iter()
+            .find(|record| record.id.0 == key_id(key))
+            .expect("every minted key is stored");
+        assert_eq!(record.sha256, sha256_hex(key));
+        assert!(record.revoked_at.is_none());
+    }
+    let first = stored.keys.iter().find(|r| r.id.0 == first_id).unwrap();
+    assert!(first.revoked_at.is_some(), "the revocation is kept");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
