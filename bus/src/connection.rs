@@ -243,14 +243,16 @@ fn differs(held: &stream::Config, wanted: &stream::Config) -> bool {
         || held.duplicate_window != wanted.duplicate_window
 }
 
-/// How to connect to the bus of `settings`: as its user, trusting its TLS roots, requiring TLS
-/// if asked.
+/// How to connect to the bus of `settings`: as its user, with its inbox prefix, trusting its
+/// TLS roots, requiring TLS if asked.
 fn connect_options(settings: &BusSettings) -> async_nats::ConnectOptions {
     // rustls wants one crypto provider per process; a worker links two (ring, here, and
     // aws-lc-rs, through its HTTP clients), so neither is the default and a TLS connection
     // would fail: ring becomes the default, unless the process chose one.
     let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
-    let mut options = async_nats::ConnectOptions::new().require_tls(settings.tls_required);
+    let mut options = async_nats::ConnectOptions::new()
+        .require_tls(settings.tls_required)
+        .custom_inbox_prefix(&settings.inbox_prefix);
     if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
         options = options.user_and_password(user.clone(), password.0.clone());
     }

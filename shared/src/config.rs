@@ -605,6 +605,10 @@ pub struct BusSettings {
     pub tls_ca_file: Option<PathBuf>,
     /// Refuse a connection without TLS (a `tls://` URL requires it too).
     pub tls_required: bool,
+    /// The subject prefix of the replies this process receives (JetStream answers, consumer
+    /// deliveries). Give each NATS user its own (docker/nats.conf: `_INBOX_worker`,
+    /// `_INBOX_api`) so that no user can subscribe to another's replies.
+    pub inbox_prefix: String,
 }
 
 impl Default for BusSettings {
@@ -627,6 +631,7 @@ impl Default for BusSettings {
             password: None,
             tls_ca_file: None,
             tls_required: false,
+            inbox_prefix: "_INBOX".into(),
         }
     }
 }
@@ -671,6 +676,18 @@ impl BusSettings {
             return Err(ConfigError::Invalid(
                 "[bus] user and password go together".into(),
             ));
+        }
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if self.inbox_prefix.len() > 64 || !self.inbox_prefix.split('.').all(token) {
+            return Err(ConfigError::Invalid(format!(
+                "[bus] inbox_prefix `{}`: use dot-separated tokens of A-Z, a-z, 0-9, `_` and \
+                 `-`, at most 64 characters",
+                self.inbox_prefix
+            )));
         }
         Ok(())
     }
@@ -842,6 +859,20 @@ mod tests {
         config.bus.password = Some(Password("s3cret-pw".into()));
         config.validate().unwrap();
         assert!(!format!("{config:?}").contains("s3cret-pw"));
+    }
+
+    #[test]
+    fn an_inbox_prefix_is_subject_tokens_without_wildcards() {
+        let mut config = AgentflowConfig::default_config();
+        for good in ["_INBOX", "_INBOX_api", "replies.worker-1"] {
+            config.bus.inbox_prefix = good.into();
+            config.validate().unwrap();
+        }
+        for bad in ["", "_INBOX.>", "a..b", "in box", "*", ".x"] {
+            config.bus.inbox_prefix = bad.into();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("inbox_prefix"), "{bad}: {err}");
+        }
     }
 
     #[test]

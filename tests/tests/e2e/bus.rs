@@ -644,8 +644,12 @@ async fn the_secured_bus_lets_the_worker_publish_events_and_the_api_read_them_no
     config.bus.ack_timeout_ms = 1000;
     let prefix = config.bus.subject_prefix.clone();
     // The worker makes the stream; the api only reads its info.
-    let worker = ready_bus(&users.worker.bus_of(&config).bus).await;
-    let api = ready_bus(&users.api.bus_of(&config).bus).await;
+    let (worker_bus, api_bus) = (
+        users.worker.bus_of(&config).bus,
+        users.api.bus_of(&config).bus,
+    );
+    let worker = ready_bus(&worker_bus).await;
+    let api = ready_bus(&api_bus).await;
     assert!(
         !connects(&config.bus).await,
         "nobody without a password gets in"
@@ -656,7 +660,13 @@ async fn the_secured_bus_lets_the_worker_publish_events_and_the_api_read_them_no
         .subscribe(format!("{prefix}.>"))
         .await
         .expect("the client sends the subscription");
+    // Nor may either read the other's replies (the api's carry its consumers' deliveries).
+    let api_inbox = format!("{}.>", api_bus.inbox_prefix);
+    let worker_inbox = format!("{}.>", worker_bus.inbox_prefix);
+    let mut api_replies = worker.client().subscribe(api_inbox.clone()).await.unwrap();
+    let mut worker_replies = api.client().subscribe(worker_inbox.clone()).await.unwrap();
     worker.client().flush().await.unwrap();
+    api.client().flush().await.unwrap();
 
     // The worker fences a call and publishes its first event: both are stored.
     let task = TaskId::new();
@@ -742,10 +752,18 @@ async fn the_secured_bus_lets_the_worker_publish_events_and_the_api_read_them_no
         ),
         "the worker received an event on a core subscription"
     );
+    for replies in [&mut api_replies, &mut worker_replies] {
+        assert!(
+            futures::FutureExt::now_or_never(replies.next()).is_none_or(|r| r.is_none()),
+            "a user received another's reply"
+        );
+    }
     // The server says why.
     let log = nats.log();
     for violation in [
         format!("\"$G/user:worker\" - Subscription Violation - Subject \"{prefix}.>\""),
+        format!("\"$G/user:worker\" - Subscription Violation - Subject \"{api_inbox}\""),
+        format!("\"$G/user:api\" - Subscription Violation - Subject \"{worker_inbox}\""),
         format!(
             "\"$G/user:api\" - Publish Violation - Subject \"{}\"",
             call.name(&prefix)
@@ -755,7 +773,7 @@ async fn the_secured_bus_lets_the_worker_publish_events_and_the_api_read_them_no
     }
     assert_eq!(
         log.matches("Violation").count(),
-        2,
+        4,
         "nothing else was refused:\n{log}"
     );
 }
