@@ -252,7 +252,7 @@ fn connect_options(settings: &BusSettings) -> async_nats::ConnectOptions {
     let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
     let mut options = async_nats::ConnectOptions::new()
         .require_tls(settings.tls_required)
-        .custom_inbox_prefix(&settings.inbox_prefix);
+        .custom_inbox_prefix(settings.inbox_prefix());
     if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
         options = options.user_and_password(user.clone(), password.0.clone());
     }

@@ -3,6 +3,7 @@
 //! heartbeat response rather than after `bus.heartbeat_ms`.
 
 use crate::connection::{Bus, BusError};
+use crate::subject::tenant_token;
 use agentflow_shared::ids::{TaskId, TenantId};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -19,9 +20,13 @@ impl Hints {
 
 impl Bus {
     /// The hint subject of `tenant`'s `task` (outside the stream's subjects):
-    /// `<prefix>-hints.<tenant>.<task>`.
-    fn hint_subject(&self, tenant: &TenantId, task: TaskId) -> String {
-        format!("{}-hints.{tenant}.{task}", self.settings.subject_prefix)
+    /// `<prefix>-hints.<tenant>.<task>`, the tenant's token as [`tenant_token`] makes it.
+    fn hint_subject(&self, tenant: Option<&TenantId>, task: TaskId) -> String {
+        format!(
+            "{}-hints.{}.{task}",
+            self.settings.subject_prefix,
+            tenant_token(tenant)
+        )
     }
 
     /// Asks the running call of `tenant`'s `task` to heartbeat now. Best effort: without the
@@ -33,7 +38,7 @@ impl Bus {
         if let Err(error) = self
             .client
             .publish(
-                self.hint_subject(tenant, task),
+                self.hint_subject(Some(tenant), task),
                 Bytes::from_static(b"heartbeat"),
             )
             .await
@@ -42,8 +47,9 @@ impl Bus {
         }
     }
 
-    /// The hints sent to the calls of `tenant`'s `task` from now on.
-    pub async fn hints(&self, tenant: &TenantId, task: TaskId) -> Result<Hints, BusError> {
+    /// The hints sent to the calls of `tenant`'s `task` from now on (`None`: a task created
+    /// before tenancy, whose hints the api sends under its own default tenant: any tenant's).
+    pub async fn hints(&self, tenant: Option<&TenantId>, task: TaskId) -> Result<Hints, BusError> {
         self.client
             .subscribe(self.hint_subject(tenant, task))
             .await

@@ -606,9 +606,10 @@ pub struct BusSettings {
     /// Refuse a connection without TLS (a `tls://` URL requires it too).
     pub tls_required: bool,
     /// The subject prefix of the replies this process receives (JetStream answers, consumer
-    /// deliveries). Give each NATS user its own (docker/nats.conf: `_INBOX_worker`,
-    /// `_INBOX_api`) so that no user can subscribe to another's replies.
-    pub inbox_prefix: String,
+    /// deliveries); none: `_INBOX_<user>` with a `user` (docker/nats.conf lets `worker`
+    /// subscribe to `_INBOX_worker.>` only, `api` to `_INBOX_api.>`: no user reads another's
+    /// replies), NATS's own `_INBOX` without. See [`BusSettings::inbox_prefix`].
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for BusSettings {
@@ -631,12 +632,22 @@ impl Default for BusSettings {
             password: None,
             tls_ca_file: None,
             tls_required: false,
-            inbox_prefix: "_INBOX".into(),
+            inbox_prefix: None,
         }
     }
 }
 
 impl BusSettings {
+    /// The inbox prefix this process uses: `inbox_prefix`, else `_INBOX_<user>`, else
+    /// `_INBOX`.
+    pub fn inbox_prefix(&self) -> String {
+        match (&self.inbox_prefix, &self.user) {
+            (Some(prefix), _) => prefix.clone(),
+            (None, Some(user)) => format!("_INBOX_{user}"),
+            (None, None) => "_INBOX".into(),
+        }
+    }
+
     /// Whether a bus is configured.
     pub fn enabled(&self) -> bool {
         !self.url.trim().is_empty()
@@ -682,11 +693,11 @@ impl BusSettings {
                 && t.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         };
-        if self.inbox_prefix.len() > 64 || !self.inbox_prefix.split('.').all(token) {
+        let inbox = self.inbox_prefix();
+        if inbox.len() > 64 || !inbox.split('.').all(token) {
             return Err(ConfigError::Invalid(format!(
-                "[bus] inbox_prefix `{}`: use dot-separated tokens of A-Z, a-z, 0-9, `_` and \
-                 `-`, at most 64 characters",
-                self.inbox_prefix
+                "[bus] inbox_prefix `{inbox}` (set, or `_INBOX_<user>`): use dot-separated \
+                 tokens of A-Z, a-z, 0-9, `_` and `-`, at most 64 characters"
             )));
         }
         Ok(())
@@ -864,15 +875,26 @@ mod tests {
     #[test]
     fn an_inbox_prefix_is_subject_tokens_without_wildcards() {
         let mut config = AgentflowConfig::default_config();
+        assert_eq!(config.bus.inbox_prefix(), "_INBOX");
+        config.bus.user = Some("api".into());
+        config.bus.password = Some(Password("pw".into()));
+        assert_eq!(config.bus.inbox_prefix(), "_INBOX_api", "the user's own");
         for good in ["_INBOX", "_INBOX_api", "replies.worker-1"] {
-            config.bus.inbox_prefix = good.into();
+            config.bus.inbox_prefix = Some(good.into());
             config.validate().unwrap();
+            assert_eq!(config.bus.inbox_prefix(), good);
         }
         for bad in ["", "_INBOX.>", "a..b", "in box", "*", ".x"] {
-            config.bus.inbox_prefix = bad.into();
+            config.bus.inbox_prefix = Some(bad.into());
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains("inbox_prefix"), "{bad}: {err}");
         }
+        config.bus.inbox_prefix = None;
+        config.bus.user = Some("a user".into());
+        assert!(
+            config.validate().is_err(),
+            "a user name that makes no prefix"
+        );
     }
 
     #[test]

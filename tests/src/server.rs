@@ -132,12 +132,11 @@ pub struct NatsUser {
 }
 
 impl NatsUser {
-    /// `config` with its bus connecting as this user, with the user's inbox prefix.
+    /// `config` with its bus connecting as this user (and so with its inbox prefix).
     pub fn bus_of(&self, config: &AgentflowConfig) -> AgentflowConfig {
         let mut config = config.clone();
         config.bus.user = Some(self.user.clone());
         config.bus.password = Some(Password(self.password.clone()));
-        config.bus.inbox_prefix = format!("_INBOX_{}", self.user);
         config
     }
 }

@@ -823,7 +823,9 @@ impl AgentActivities {
             keep_alive_every,
         );
         let mut hints = match (&route, &self.bus) {
-            (Route::Bus(_), Some(bus)) => bus.hints(&call.tenant, input.task_id).await.ok(),
+            (Route::Bus(_), Some(bus)) => {
+                bus.hints(input.tenant.as_ref(), input.task_id).await.ok()
+            }
             _ => None,
         };
         // After a hint (a cancel was accepted), heartbeat at the throttle interval for a while:

@@ -138,12 +138,11 @@ pub fn update_file<R, E: From<KeysError>>(
         path: lock_path.clone(),
         source,
     };
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(io)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let lock = options.open(&lock_path).map_err(io)?;
     lock.lock().map_err(io)?;
     let mut file = read_file(path)?;
     let changed = change(&mut file)?;

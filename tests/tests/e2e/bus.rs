@@ -661,8 +661,8 @@ async fn the_secured_bus_lets_the_worker_publish_events_and_the_api_read_them_no
         .await
         .expect("the client sends the subscription");
     // Nor may either read the other's replies (the api's carry its consumers' deliveries).
-    let api_inbox = format!("{}.>", api_bus.inbox_prefix);
-    let worker_inbox = format!("{}.>", worker_bus.inbox_prefix);
+    let api_inbox = format!("{}.>", api_bus.inbox_prefix());
+    let worker_inbox = format!("{}.>", worker_bus.inbox_prefix());
     let mut api_replies = worker.client().subscribe(api_inbox.clone()).await.unwrap();
     let mut worker_replies = api.client().subscribe(worker_inbox.clone()).await.unwrap();
     worker.client().flush().await.unwrap();
@@ -685,7 +685,10 @@ async fn the_secured_bus_lets_the_worker_publish_events_and_the_api_read_them_no
     // A heartbeat hint names the task's tenant: one sent for the same task id under another
     // tenant does not wake the call. Once the server has taken both (the api's flush) and the
     // worker has read all it was sent (its flush), every hint it got is queued.
-    let mut woken = worker.hints(&tenant(), task).await.unwrap();
+    let mut woken = worker.hints(Some(&tenant()), task).await.unwrap();
+    // A task created before tenancy listens under any tenant: the api sends under its own
+    // default tenant, which need not be the worker's.
+    let mut untenanted = worker.hints(None, task).await.unwrap();
     let mut hinted = api.progress(Some(&tenant()), task).await.unwrap();
     worker.client().flush().await.unwrap();
     api.client().flush().await.unwrap();
@@ -701,6 +704,12 @@ async fn the_secured_bus_lets_the_worker_publish_events_and_the_api_read_them_no
         None,
         "the other tenant's hint did not arrive"
     );
+    for _ in 0..2 {
+        assert_eq!(
+            futures::FutureExt::now_or_never(untenanted.next()),
+            Some(Some(()))
+        );
+    }
     assert!(
         worker
             .hint_progress(&tenant(), task, Progress::Appended)

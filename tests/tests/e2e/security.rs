@@ -875,7 +875,13 @@ async fn tasks_created_before_tenancy_belong_to_the_default_tenant() {
             "--address",
         ])
         .arg(s.app.temporal_address())
-        .args(["--task-queue", "nobody-polls-this", "--workflow-id"])
+        .args([
+            "--task-queue",
+            "nobody-polls-this",
+            "--execution-timeout",
+            "1m",
+        ])
+        .arg("--workflow-id")
         .arg(odd.workflow_id())
         .args([
             "--search-attribute",
