@@ -7,6 +7,7 @@ use agentflow_api::auth::keys::{read_file, sha256_hex};
 use agentflow_shared::config::DEFAULT_CONFIG;
 use agentflow_shared::security::Scope;
 use agentflow_tests::binaries::workspace_binary;
+use agentflow_tests::files::Scratch;
 use agentflow_tests::harness::test_config;
 use agentflow_tests::requests::{TASKS, keyed};
 use agentflow_tests::server::temporal_address;
@@ -17,11 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A fresh directory for one test's keys file, config and logs.
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("agentflow-keys-cli-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test's keys file, config and logs (removed when dropped).
+fn temp_dir() -> Scratch {
+    Scratch::dir("keys-cli")
 }
 
 /// `agentflow-api <args>` in `dir`, with no `AGENTFLOW_…` variable of the test's environment.
@@ -509,7 +508,6 @@ async fn the_keys_cli_mints_lists_and_revokes_and_a_running_api_follows() {
 
     api.stop().await;
     app.stop_worker().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -717,7 +715,6 @@ async fn keys_and_tokens_never_reach_the_logs() {
         !logs.contains("access_token="),
         "a query with a token was logged"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -751,5 +748,4 @@ async fn concurrent_mints_and_revokes_of_one_keys_file_lose_nothing() {
     }
     let first = stored.keys.iter().find(|r| r.id.0 == first_id).unwrap();
     assert!(first.revoked_at.is_some(), "the revocation is kept");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,6 +7,7 @@ use agentflow_shared::config::AgentflowConfig;
 use agentflow_shared::ids::{KeyId, TaskId, TenantId};
 use agentflow_shared::security::{KeyRecord, KeysFile, RequestLimits, Scope, TenantLimits};
 use agentflow_tests::api::TestApi;
+use agentflow_tests::files::Scratch;
 use agentflow_tests::harness::test_config;
 use agentflow_tests::logs::final_log;
 use agentflow_tests::requests::{TASKS, keyed};
@@ -45,6 +46,8 @@ fn key(identity: &str, tenant: &str, scopes: &[Scope]) -> Key {
 /// An app with auth on: tenant `acme` (an admin, a reader, a writer), tenant `globex` (an
 /// admin), keys in a keys file re-read every 50 ms.
 struct Secured {
+    /// The keys file's folder, removed with the test's fixture.
+    _dir: Scratch,
     app: TestApp,
     api: TestApi,
     keys_file: PathBuf,
@@ -55,8 +58,7 @@ struct Secured {
 }
 
 async fn secured(tweak: impl FnOnce(&mut AgentflowConfig)) -> Secured {
-    let dir = std::env::temp_dir().join(format!("agentflow-keys-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::dir("keys");
     let keys_file = dir.join("keys.toml");
     let acme = key("alice", "acme", &[Scope::Admin]);
     let reader = key("rita", "acme", &[Scope::TasksRead]);
@@ -78,6 +80,7 @@ async fn secured(tweak: impl FnOnce(&mut AgentflowConfig)) -> Secured {
     let app = spawn_app_with(config, true).await;
     let api = app.spawn_api().await;
     Secured {
+        _dir: dir,
         app,
         api,
         keys_file,
