@@ -1,5 +1,5 @@
-//! Files the example tools write what they saw to (`RECORD_FILE`, `--record`), and waiting
-//! for a line in them.
+//! Scratch files and folders of a test (removed when it ends); files the example tools write
+//! what they saw to (`RECORD_FILE`, `--record`), and waiting for a line in them.
 
 use std::ffi::OsStr;
 use std::ops::Deref;

@@ -65,19 +65,13 @@ pub async fn send(
     path: &str,
     body: Option<Value>,
 ) -> Answer {
-    let mut request = api.http.request(method, api.url(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
+    let (status, headers, body) =
+        keyed(&api.http, method, api.url(path), None, body.as_ref()).await;
+    let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = response.json().await.unwrap_or(Value::Null);
     Answer {
         status,
         content_type,
